@@ -1,0 +1,179 @@
+/**
+ * The admin port's REST API (SPEC section 9): agents and keys, audit query, kill switches, alerts,
+ * the SSE event feed, metrics and health. Bearer-token protected whenever a token is configured
+ * (and a token is required when the port is not on loopback).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parseDuration } from '../config/units.js';
+import type { ErrorCode } from '../errors.js';
+import type { Gateway } from '../gateway.js';
+import { sameDigest, hashKey } from '../identity/keys.js';
+import { createStoredKey, publicKey } from '../identity/keystore.js';
+import { PatternError } from '../policies/rules/pattern.js';
+import { sendError, sendJson } from '../server/respond.js';
+import type { AuditRow, KillScope } from '../store/types.js';
+import { BadBody, readJson } from './body.js';
+import { serveEvents } from './events.js';
+import { randomUUID } from 'node:crypto';
+
+/** Audit rows as the API returns them: the record, plus its place in the chain. */
+export function auditView(r: AuditRow): Record<string, unknown> {
+  return { ...(JSON.parse(r.record) as Record<string, unknown>), seq: r.seq, prevHash: r.prevHash, hash: r.hash };
+}
+
+function killTarget(body: Record<string, unknown>): { scope: KillScope; value: string } | string {
+  const given = (['agent', 'team', 'target', 'all'] as const).filter((k) => body[k] !== undefined && body[k] !== false);
+  if (given.length !== 1) return 'give exactly one of agent, team, target or all';
+  const scope = given[0]!;
+  if (scope === 'all') return body['all'] === true ? { scope, value: '*' } : 'all must be true';
+  const v = body[scope];
+  if (typeof v !== 'string' || v.trim() === '') return `${scope} must be a non-empty string`;
+  return { scope, value: v.trim() };
+}
+
+export function adminHandler(gw: Gateway): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    route(gw, req, res).catch((e: unknown) => {
+      const requestId = randomUUID();
+      if (e instanceof BadBody) return sendError(res, requestId, 'bad_request', e.message);
+      gw.log.error({ err: e, url: req.url }, 'admin request failed');
+      sendError(res, requestId, 'internal_error', 'the admin request failed; see the gateway log');
+    });
+  };
+}
+
+async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const requestId = randomUUID();
+  res.setHeader('x-airlock-request-id', requestId);
+  const fail = (code: ErrorCode, message: string) => sendError(res, requestId, code, message);
+  const url = new URL(req.url ?? '/', 'http://admin');
+  const path = url.pathname;
+  const method = req.method ?? 'GET';
+
+  if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
+  if (path === '/readyz') return gw.ready() ? sendJson(res, 200, { status: 'ready' }) : sendJson(res, 503, { status: 'draining' });
+
+  const token = gw.config().admin.token;
+  if (token !== undefined) {
+    const auth = req.headers.authorization ?? '';
+    const presented = auth.toLowerCase().startsWith('bearer ') ? auth.slice(7).trim() : '';
+    if (!sameDigest(hashKey(presented), hashKey(token))) return fail('unauthenticated', 'the admin API needs "Authorization: Bearer <admin.token>"');
+  }
+  const operator = (req.headers['x-airlock-operator'] as string | undefined)?.slice(0, 100) ?? (token !== undefined ? 'admin-token' : 'admin-api');
+
+  if (path === '/metrics' && method === 'GET') {
+    const body = await gw.metrics.registry.metrics();
+    res.writeHead(200, { 'content-type': gw.metrics.registry.contentType });
+    res.end(body);
+    return;
+  }
+  if (path === '/api/events' && method === 'GET') return serveEvents(gw.bus, req, res);
+
+  if (path === '/api/agents' && method === 'GET') {
+    const c = gw.config();
+    const keys = gw.store.listKeys();
+    const agents = [...c.agents.values()].map((a) => ({
+      name: a.name,
+      team: a.team ?? null,
+      limits: { requests: a.limits.requests?.text ?? null, tokens: a.limits.tokens?.text ?? null, budget: a.limits.budget?.text ?? null, concurrency: a.limits.concurrency ?? null },
+      keys: c.configKeys.filter((k) => k.agent === a.name).length + keys.filter((k) => k.agent === a.name && publicKey(k)['status'] === 'active').length,
+    }));
+    return sendJson(res, 200, { agents });
+  }
+
+  let m = /^\/api\/agents\/([^/]+)\/keys$/.exec(path);
+  if (m && method === 'POST') {
+    const agent = decodeURIComponent(m[1]!);
+    if (!gw.config().agents.has(agent)) return fail('not_found', `no agent named "${agent}" is declared in the config`);
+    const body = await readJson(req);
+    let expiresInMs: number | undefined;
+    if (body['expires'] !== undefined) {
+      expiresInMs = typeof body['expires'] === 'string' ? parseDuration(body['expires']) : undefined;
+      if (expiresInMs === undefined || expiresInMs <= 0) return fail('bad_request', 'expires must be a duration such as 30d, 12h or 90m');
+    }
+    const created = createStoredKey(gw.store, agent, expiresInMs);
+    gw.keys.add(created.record);
+    gw.log.info({ agent, keyId: created.record.id, by: operator }, 'agent key created');
+    return sendJson(res, 201, { ...publicKey(created.record), key: created.key });
+  }
+  if (m && method === 'GET') {
+    const agent = decodeURIComponent(m[1]!);
+    return sendJson(res, 200, { keys: listKeys(gw, agent) });
+  }
+  if (path === '/api/keys' && method === 'GET') return sendJson(res, 200, { keys: listKeys(gw, url.searchParams.get('agent') ?? undefined) });
+  m = /^\/api\/keys\/([^/]+)$/.exec(path);
+  if (m && method === 'DELETE') {
+    const id = decodeURIComponent(m[1]!);
+    if (id.startsWith('config:')) return fail('bad_request', 'this key comes from the config file; remove it there (the config reloads on change)');
+    const r = gw.revokeKey(id);
+    if (!r) return fail('not_found', `no key with id "${id}"`);
+    gw.log.info({ keyId: id, by: operator }, 'agent key revoked');
+    return sendJson(res, 200, publicKey(r));
+  }
+
+  if (path === '/api/audit' && method === 'GET') {
+    const q = url.searchParams;
+    const limit = q.get('limit');
+    const since = q.get('since');
+    let sinceIso: string | undefined;
+    if (since) {
+      const rel = parseDuration(since);
+      const t = rel !== undefined ? Date.now() - rel : Date.parse(since);
+      if (Number.isNaN(t)) return fail('bad_request', 'since must be an ISO time or a duration such as 1h');
+      sinceIso = new Date(t).toISOString();
+    }
+    if (limit !== null && !/^\d+$/.test(limit)) return fail('bad_request', 'limit must be a whole number');
+    const rows = gw.store.queryAudit({
+      agent: q.get('agent') ?? undefined,
+      protocol: q.get('protocol') ?? undefined,
+      decision: q.get('decision') ?? undefined,
+      since: sinceIso,
+      limit: limit === null ? 100 : Number(limit),
+    });
+    return sendJson(res, 200, { records: rows.map(auditView) });
+  }
+
+  if (path === '/api/kill') {
+    if (method === 'GET') return sendJson(res, 200, { kills: gw.kills.active });
+    if (method === 'POST' || method === 'DELETE') {
+      const body = await readJson(req);
+      const t = killTarget(body);
+      if (typeof t === 'string') return fail('bad_request', t);
+      if (method === 'POST') {
+        const reason = typeof body['reason'] === 'string' ? body['reason'].slice(0, 500) : undefined;
+        try {
+          const { kill, aborted } = gw.kill(t.scope, t.value, reason, operator);
+          return sendJson(res, 200, { kill, aborted });
+        } catch (e) {
+          if (e instanceof PatternError) return fail('bad_request', e.message);
+          throw e;
+        }
+      }
+      const lifted = gw.unkill(t.scope, t.value, operator);
+      if (!lifted) return fail('not_found', `no kill switch on ${t.scope} ${t.value}`);
+      return sendJson(res, 200, { lifted: { scope: t.scope, value: t.value } });
+    }
+  }
+
+  if (path === '/api/alerts' && method === 'GET') {
+    const limit = Number(url.searchParams.get('limit') ?? 100);
+    return sendJson(res, 200, { alerts: gw.alerts.list(Number.isFinite(limit) ? limit : 100, url.searchParams.get('since') ?? undefined) });
+  }
+
+  if (path === '/api/config' && method === 'POST' && url.searchParams.get('action') === 'reload') {
+    const r = gw.reload('admin API');
+    return r.ok ? sendJson(res, 200, { reloaded: true }) : fail('bad_request', r.error);
+  }
+
+  return fail('not_found', `no admin endpoint ${method} ${path}`);
+}
+
+function listKeys(gw: Gateway, agent: string | undefined): Record<string, unknown>[] {
+  const c = gw.config();
+  const out: Record<string, unknown>[] = c.configKeys
+    .filter((k) => agent === undefined || k.agent === agent)
+    .map((k) => ({ id: k.id, agent: k.agent, prefix: k.prefix, source: 'config', createdAt: null, expiresAt: null, revokedAt: null, status: 'active' }));
+  for (const k of gw.store.listKeys(agent)) out.push(publicKey(k));
+  return out;
+}
+

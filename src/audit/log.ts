@@ -1,0 +1,119 @@
+/**
+ * The write-ahead, hash-chained audit log. Records appended within one event-loop turn are written
+ * in one SQLite transaction; `append` returns a promise that settles when that transaction has
+ * committed, so a caller that must not forward before its decision is durable awaits it, and others
+ * don't. Each committed record is mirrored as a JSON line to `<data>/audit.jsonl` and published on
+ * the event bus.
+ */
+import { createWriteStream, type WriteStream } from 'node:fs';
+import type { EventBus } from '../events/bus.js';
+import type { AuditRow, Store } from '../store/types.js';
+import { canonical, chainHash, GENESIS_HASH, type AuditRecord } from './record.js';
+
+interface Batch {
+  rows: AuditRow[];
+  records: AuditRecord[];
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+export interface AuditLogOptions {
+  jsonlPath?: string | undefined;
+  onError?: (e: unknown) => void;
+}
+
+export class AuditLog {
+  private seq: number;
+  private hash: string;
+  private batch: Batch | undefined;
+  private readonly jsonl: WriteStream | undefined;
+  private lastWriteAt = 0;
+  private closed = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly bus: EventBus,
+    private readonly opts: AuditLogOptions = {},
+  ) {
+    const head = store.auditHead();
+    this.seq = head?.seq ?? 0;
+    this.hash = head?.hash ?? GENESIS_HASH;
+    this.jsonl = opts.jsonlPath ? createWriteStream(opts.jsonlPath, { flags: 'a', mode: 0o600 }) : undefined;
+    this.jsonl?.on('error', (e) => opts.onError?.(e));
+  }
+
+  /** Seconds since a record was last committed while records wait; 0 when nothing waits. */
+  get lagSeconds(): number {
+    return this.batch ? (Date.now() - this.lastWriteAt) / 1000 : 0;
+  }
+
+  /** Appends a record to the chain; the promise settles when it is durable. */
+  append(record: AuditRecord): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('audit log is closed'));
+    const text = canonical(record);
+    const prevHash = this.hash;
+    const hash = chainHash(prevHash, text);
+    this.seq += 1;
+    this.hash = hash;
+    const row: AuditRow = {
+      seq: this.seq,
+      id: record.id,
+      ts: record.ts,
+      phase: record.phase,
+      agent: record.agent,
+      protocol: record.protocol,
+      decision: record.decision,
+      record: text,
+      prevHash,
+      hash,
+    };
+    let b = this.batch;
+    if (!b) {
+      let resolve!: () => void;
+      let reject!: (e: unknown) => void;
+      const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+      promise.catch(() => {}); // callers that do not await must not see an unhandled rejection
+      b = this.batch = { rows: [], records: [], promise, resolve, reject };
+      if (this.lastWriteAt === 0) this.lastWriteAt = Date.now();
+      setImmediate(() => this.flush());
+    }
+    b.rows.push(row);
+    b.records.push(record);
+    return b.promise;
+  }
+
+  /** Writes what waits, now. */
+  flush(): void {
+    const b = this.batch;
+    if (!b) return;
+    this.batch = undefined;
+    try {
+      this.store.appendAudit(b.rows);
+    } catch (e) {
+      // The chain in memory ran ahead of the store: re-read the head so later records link to what was stored.
+      const head = this.store.auditHead();
+      this.seq = head?.seq ?? 0;
+      this.hash = head?.hash ?? GENESIS_HASH;
+      this.opts.onError?.(e);
+      b.reject(e);
+      return;
+    }
+    this.lastWriteAt = Date.now();
+    b.resolve();
+    if (this.jsonl) {
+      let lines = '';
+      for (const r of b.rows) lines += `${r.record.slice(0, -1)},"seq":${r.seq},"prevHash":"${r.prevHash}","hash":"${r.hash}"}\n`;
+      this.jsonl.write(lines);
+    }
+    if (this.bus.size > 0) for (const rec of b.records) if (rec.phase === 'final') this.bus.emit('exchange', rec);
+  }
+
+  /** Flushes and closes the JSONL mirror. */
+  async close(): Promise<void> {
+    this.flush();
+    this.closed = true;
+    const j = this.jsonl;
+    if (j) await new Promise<void>((res) => j.end(res));
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * The audit record (SPEC section 8) and its canonical form: JSON with keys sorted at every level
+ * and undefined values left out, so a hash over it is reproducible by anyone.
+ */
+import { createHash } from 'node:crypto';
+
+export type AuditDecision = 'allowed' | 'denied' | 'approved' | 'rejected' | 'expired' | 'killed' | 'limited';
+
+export interface AuditRecord {
+  id: string;
+  ts: string;
+  /** `decision` is written before forwarding; `final` holds the whole exchange. */
+  phase: 'decision' | 'final';
+  agent: string | null;
+  team?: string | undefined;
+  user?: string | undefined;
+  session?: string | undefined;
+  protocol: string;
+  action?: string | undefined;
+  target?: Record<string, unknown> | undefined;
+  decision: AuditDecision;
+  rule?: string | undefined;
+  approval?: { id: string; by?: string | undefined; waitedMs: number; reason?: string | undefined } | undefined;
+  status?: number | undefined;
+  code?: string | undefined;
+  message?: string | undefined;
+  durationMs?: number | undefined;
+  usage?: { inputTokens: number; outputTokens: number; cachedInputTokens?: number | undefined; estimated: boolean } | undefined;
+  costUsd?: number | undefined;
+  bytesIn?: number | undefined;
+  bytesOut?: number | undefined;
+  redactions?: number | undefined;
+  /** Protocol-specific facts (attempts, upstream model, MCP isError …); never secrets. */
+  details?: Record<string, unknown> | undefined;
+}
+
+export const GENESIS_HASH = '0'.repeat(64);
+
+/** Canonical JSON: sorted keys, no whitespace, undefined omitted. */
+export function canonical(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonical(v))).join(',')}]`;
+  const keys = Object.keys(value as object).sort();
+  let out = '{';
+  let first = true;
+  for (const k of keys) {
+    const v = (value as Record<string, unknown>)[k];
+    if (v === undefined) continue;
+    out += `${first ? '' : ','}${JSON.stringify(k)}:${canonical(v)}`;
+    first = false;
+  }
+  return `${out}}`;
+}
+
+/** hash = sha256(prevHash + canonical record). */
+export function chainHash(prevHash: string, canonicalRecord: string): string {
+  return createHash('sha256').update(prevHash).update(canonicalRecord).digest('hex');
+}

@@ -1,0 +1,47 @@
+/** `airlock explain --agent NAME "<action>"`: the decision for an action and the rules behind it; sends nothing. */
+import { compileActionPattern, PatternError } from '../policies/rules/pattern.js';
+import { args, configPath, EXIT_OK, loadRuntime, printJson, table, UsageError } from './common.js';
+
+export const usage = 'airlock explain --agent NAME "<protocol>: <target>" [-c FILE] [--json]';
+
+const DECISION_WORDS = { allow: 'allowed', deny: 'denied', hold: 'held for approval' } as const;
+
+export function explain(argv: string[]): number {
+  const { values, positionals } = args(argv, { agent: { type: 'string', short: 'a' } });
+  if (!values.agent || positionals.length !== 1) throw new UsageError('give --agent NAME and one action, such as "http: DELETE github/repos/x"');
+  const action = normalise(positionals[0]!);
+  const c = loadRuntime(configPath(values.config));
+  if (!c.agents.has(values.agent)) throw new UsageError(`no agent named "${values.agent}" in ${c.file}`);
+  const d = c.rules.decide(values.agent, action, true);
+  const limits = c.targetLimits.filter((t) => t.match(action)).map((t) => t.target);
+  if (values.json) {
+    printJson({ agent: values.agent, action, decision: d.decision, rule: d.rule ?? null, message: d.message, matched: d.matched, targetLimits: limits });
+    return EXIT_OK;
+  }
+  let out = `${action}\n  agent:    ${values.agent}\n  decision: ${DECISION_WORDS[d.decision]}${d.rule ? ` (rule "${d.rule}")` : d.decision === 'deny' ? ' (no rule allows it: default deny)' : ''}\n  why:      ${d.message}\n`;
+  if (d.matched.length > 0) out += `  matching rule entries:\n${table(d.matched.map((m) => ['   ', m.effect, m.rule, m.pattern]))}`;
+  if (limits.length > 0) out += `  target limits: ${limits.join(', ')}\n`;
+  process.stdout.write(out);
+  return EXIT_OK;
+}
+
+/** Accepts `http: delete github/x` as `http: DELETE github/x`; checks the shape. */
+function normalise(action: string): string {
+  const m = /^\s*([a-z-]+)\s*:\s*(.+?)\s*$/.exec(action);
+  if (!m) throw new UsageError(`"${action}" is not an action; expected "<protocol>: <target>"`);
+  let rest = m[2]!;
+  if (m[1] === 'http') {
+    const [method, ...target] = rest.split(/\s+/);
+    if (target.length !== 1) throw new UsageError('an HTTP action is "http: <METHOD> <service>/<path>"');
+    const t = target[0]!.replace(/^\/+/, '');
+    rest = `${method!.toUpperCase()} ${t.includes('/') ? t : `${t}/`}`;
+  }
+  const out = `${m[1]}: ${rest}`;
+  try {
+    compileActionPattern(out);
+  } catch (e) {
+    if (e instanceof PatternError) throw new UsageError(e.message);
+    throw e;
+  }
+  return out;
+}

@@ -1,0 +1,91 @@
+/**
+ * `airlock keys create <agent> [--expires 30d]`, `keys list [agent]`, `keys revoke <id>`.
+ * Through the running gateway's admin API (so revocation applies to the very next request); with
+ * no gateway running, directly on the store (the gateway loads it when it starts).
+ */
+import { parseDuration } from '../config/units.js';
+import { createStoredKey, publicKey } from '../identity/keystore.js';
+import { SqliteStore } from '../store/sqlite.js';
+import { adminBase, adminCall, AdminUnreachable, apiError, args, configPath, EXIT_FAILED, EXIT_OK, loadRuntime, printJson, table, UsageError } from './common.js';
+
+export const usage = 'airlock keys create <agent> [--expires 30d] | keys list [agent] | keys revoke <id>   [-c FILE] [--admin URL] [--json]';
+
+export async function keys(argv: string[]): Promise<number> {
+  const { values, positionals } = args(argv, { expires: { type: 'string' } });
+  const [sub, arg] = positionals;
+  if (sub === 'create') {
+    if (!arg || positionals.length !== 2) throw new UsageError('keys create needs an agent name');
+    if (values.expires !== undefined && !(parseDuration(values.expires)! > 0)) throw new UsageError('--expires takes a duration such as 30d, 12h or 90m');
+    const body = values.expires ? { expires: values.expires } : {};
+    const r = await viaGatewayOrStore(values, (base) => adminCall(base, 'POST', `/api/agents/${encodeURIComponent(arg)}/keys`, body), (file) => {
+      const c = loadRuntime(file);
+      if (!c.agents.has(arg)) return { status: 404, json: { error: { code: 'not_found', message: `no agent named "${arg}" is declared in the config` } } };
+      const store = new SqliteStore(c.dataDir);
+      try {
+        const k = createStoredKey(store, arg, values.expires ? parseDuration(values.expires) : undefined);
+        return { status: 201, json: { ...publicKey(k.record), key: k.key } };
+      } finally {
+        store.close();
+      }
+    });
+    if (r.status !== 201) return fail(r.json);
+    if (values.json) printJson(r.json);
+    else {
+      process.stdout.write(`${r.json['key'] as string}\n`);
+      process.stderr.write(`created key ${r.json['id'] as string} for agent ${arg}${r.json['expiresAt'] ? `, expires ${r.json['expiresAt'] as string}` : ''}. It is shown only now: store it.\n`);
+    }
+    return EXIT_OK;
+  }
+  if (sub === 'list') {
+    if (positionals.length > 2) throw new UsageError('keys list takes at most an agent name');
+    const r = await viaGatewayOrStore(values, (base) => adminCall(base, 'GET', `/api/keys${arg ? `?agent=${encodeURIComponent(arg)}` : ''}`), (file) => {
+      const c = loadRuntime(file);
+      const store = new SqliteStore(c.dataDir);
+      try {
+        const cfg = c.configKeys.filter((k) => !arg || k.agent === arg).map((k) => ({ id: k.id, agent: k.agent, prefix: k.prefix, source: 'config', createdAt: null, expiresAt: null, revokedAt: null, status: 'active' }));
+        return { status: 200, json: { keys: [...cfg, ...store.listKeys(arg).map((k) => publicKey(k))] } };
+      } finally {
+        store.close();
+      }
+    });
+    if (r.status !== 200) return fail(r.json);
+    const list = r.json['keys'] as Record<string, unknown>[];
+    if (values.json) printJson(list);
+    else process.stdout.write(table([['ID', 'AGENT', 'PREFIX', 'SOURCE', 'STATUS', 'EXPIRES'], ...list.map((k) => [String(k['id']), String(k['agent']), `${String(k['prefix'])}…`, String(k['source']), String(k['status']), String(k['expiresAt'] ?? 'never')])]));
+    return EXIT_OK;
+  }
+  if (sub === 'revoke') {
+    if (!arg || positionals.length !== 2) throw new UsageError('keys revoke needs a key id (see keys list)');
+    const r = await viaGatewayOrStore(values, (base) => adminCall(base, 'DELETE', `/api/keys/${encodeURIComponent(arg)}`), (file) => {
+      const c = loadRuntime(file);
+      const store = new SqliteStore(c.dataDir);
+      try {
+        const k = store.revokeKey(arg, new Date().toISOString());
+        return k ? { status: 200, json: publicKey(k) } : { status: 404, json: { error: { code: 'not_found', message: `no key with id "${arg}"` } } };
+      } finally {
+        store.close();
+      }
+    });
+    if (r.status !== 200) return fail(r.json);
+    if (values.json) printJson(r.json);
+    else process.stdout.write(`revoked ${arg}\n`);
+    return EXIT_OK;
+  }
+  throw new UsageError('keys takes create, list or revoke');
+}
+
+type Call = { status: number; json: Record<string, unknown> };
+
+async function viaGatewayOrStore(values: { admin?: string | undefined; config?: string | undefined }, online: (base: string) => Promise<Call>, offline: (file: string) => Call): Promise<Call> {
+  try {
+    return await online(adminBase(values.admin, values.config));
+  } catch (e) {
+    if (!(e instanceof AdminUnreachable) || values.admin) throw e;
+    return offline(configPath(values.config));
+  }
+}
+
+function fail(json: Record<string, unknown>): number {
+  process.stderr.write(`airlock: ${apiError(json)}\n`);
+  return EXIT_FAILED;
+}

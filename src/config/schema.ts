@@ -1,0 +1,112 @@
+/**
+ * The config file's schema. The one source for validation at load (with file, line and key in
+ * errors) and for the JSON Schema that editors use (`airlock schema`).
+ */
+import { z } from 'zod';
+
+const DURATION_RE = /^\s*\d+(\.\d+)?\s*(ms|s|m|min|h|hour|d|day)\s*$/i;
+const SIZE_RE = /^\s*\d+(\.\d+)?\s*(b|kb|mb|gb)?\s*$/i;
+const RATE_RE = /^\s*[\d.]+\s*[km]?\s*\/\s*(s|sec|min|m|hour|h|day|d)\s*$/i;
+const BUDGET_RE = /^\s*\$?\d+(\.\d+)?\s*\/\s*(day|d|month)\s*$/i;
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const HOSTPORT_RE = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+const duration = z.union([z.string().regex(DURATION_RE, 'expected a duration such as 500ms, 30s, 5m, 1h'), z.number().nonnegative()]);
+const size = z.union([z.string().regex(SIZE_RE, 'expected a size such as 512kb, 10mb'), z.number().int().nonnegative()]);
+const rate = z.string().regex(RATE_RE, 'expected a rate such as 600/min, 10/s, 200k/hour');
+const budget = z.string().regex(BUDGET_RE, 'expected a budget in USD per calendar window, such as 5/day or 100/month');
+const hostPort = z.string().regex(HOSTPORT_RE, 'expected HOST:PORT, such as 127.0.0.1:8844');
+const name = z.string().regex(NAME_RE, 'names use letters, digits, _ . - (at most 64, starting with a letter or digit)');
+
+const agentLimits = z.strictObject({
+  requests: rate.optional(),
+  tokens: rate.optional(),
+  budget: budget.optional(),
+  concurrency: z.number().int().positive().optional(),
+});
+
+const agent = z.strictObject({
+  team: name.optional(),
+  description: z.string().optional(),
+  keys: z.array(z.string()).optional().describe('agent keys (alk_...), usually ${env:NAME}; hashed at load'),
+  limits: agentLimits.optional(),
+});
+
+const team = z.strictObject({ limits: agentLimits.optional() });
+
+const pattern = z.string().min(1);
+const rule = z.strictObject({
+  name: z.string().min(1),
+  agents: z.array(z.string().min(1)).optional().describe('agent names, globs, or team:<name>; default "*"'),
+  allow: z.array(pattern).optional(),
+  approve: z.array(pattern).optional(),
+  deny: z.array(pattern).optional(),
+  reason: z.string().optional(),
+});
+
+const targetLimit = z.strictObject({
+  target: pattern.describe('action pattern, such as "mcp: github/*"'),
+  agents: z.array(z.string().min(1)).optional(),
+  requests: rate.optional(),
+  tokens: rate.optional(),
+  concurrency: z.number().int().positive().optional(),
+});
+
+const guards = z.strictObject({
+  loop: z.strictObject({ repeats: z.number().int().min(2), window: duration }).optional(),
+  session: z.strictObject({ maxCalls: z.number().int().positive() }).optional(),
+});
+
+const headers = z.record(z.string(), z.string());
+
+const httpService = z.strictObject({
+  url: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }),
+  headers: headers.optional(),
+  timeout: duration.optional(),
+  retries: z.number().int().min(0).max(10).optional(),
+  maxBodySize: size.optional(),
+  command: z.string().optional().describe('optional: a local process airlock starts with the gateway and stops on shutdown (for example services)'),
+  args: z.array(z.string()).optional(),
+  env: z.record(z.string(), z.string()).optional(),
+});
+
+const notify = z.strictObject({ webhook: z.url(), headers: headers.optional() });
+
+/** The whole config file. */
+export const configSchema = z.strictObject({
+  listen: hostPort.optional().describe('agent port, default 127.0.0.1:8844'),
+  data: z.string().optional().describe('directory of the embedded store and audit.jsonl, default ./.airlock'),
+  shutdownTimeout: duration.optional(),
+  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional() }).optional(),
+  server: z
+    .strictObject({
+      headersTimeout: duration.optional().describe('time a client has to send its request headers (slow-client defence)'),
+      requestTimeout: duration.optional(),
+      keepAliveTimeout: duration.optional(),
+    })
+    .optional(),
+  admin: z.strictObject({ listen: hostPort.optional(), token: z.string().min(16, 'an admin token needs at least 16 characters').optional() }).optional(),
+  agents: z.record(name, agent).optional(),
+  teams: z.record(name, team).optional(),
+  rules: z.array(rule).optional(),
+  limits: z.array(targetLimit).optional(),
+  guards: guards.optional(),
+  http: z.strictObject({ services: z.record(name, httpService).optional(), maxBodySize: size.optional() }).optional(),
+  approvals: z.strictObject({ timeout: duration.optional(), notify: z.array(notify).optional() }).optional(),
+  audit: z.strictObject({ bodies: z.boolean().optional(), jsonl: z.boolean().optional() }).optional(),
+  // Sections of later front doors and stores; shaped by their own modules as they land.
+  llm: z.looseObject({}).optional(),
+  mcp: z.looseObject({}).optional(),
+  a2a: z.looseObject({}).optional(),
+  store: z.looseObject({}).optional(),
+});
+
+export type ConfigFile = z.infer<typeof configSchema>;
+export type HttpServiceConfig = z.infer<typeof httpService>;
+export type AgentLimitsConfig = z.infer<typeof agentLimits>;
+export type RuleConfig = z.infer<typeof rule>;
+
+/** The JSON Schema of the config file, for editors. */
+export function configJsonSchema(): unknown {
+  return z.toJSONSchema(configSchema, { target: 'draft-2020-12', io: 'input', unrepresentable: 'any' });
+}

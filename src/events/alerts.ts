@@ -1,0 +1,36 @@
+/**
+ * Alerts: things a security team should look at (loops, and later pinning, poisoning, anomalies).
+ * Stored, published on the event bus, and rate-limited per kind+subject so a runaway agent raises
+ * one alert a minute, not thousands.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Alert, Store } from '../store/types.js';
+import type { EventBus } from './bus.js';
+
+const REPEAT_MS = 60_000;
+
+export class Alerts {
+  private readonly lastRaised = new Map<string, number>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly bus: EventBus,
+  ) {}
+
+  /** Raises an alert unless the same kind+subject was raised within the last minute. */
+  raise(kind: string, subject: string, severity: Alert['severity'], message: string, data?: Record<string, unknown>, agent?: string): void {
+    const key = `${kind}\n${subject}`;
+    const now = Date.now();
+    const last = this.lastRaised.get(key);
+    if (last !== undefined && now - last < REPEAT_MS) return;
+    this.lastRaised.set(key, now);
+    if (this.lastRaised.size > 10_000) for (const [k, t] of this.lastRaised) if (now - t >= REPEAT_MS) this.lastRaised.delete(k);
+    const a: Alert = { id: randomUUID(), ts: new Date(now).toISOString(), kind, severity, message, agent, data };
+    this.store.insertAlert(a);
+    this.bus.emit('alert', a);
+  }
+
+  list(limit = 100, since?: string): Alert[] {
+    return this.store.listAlerts(Math.min(Math.max(limit, 1), 1000), since);
+  }
+}

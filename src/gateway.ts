@@ -1,0 +1,275 @@
+/**
+ * The running gateway: wires config, store, keys, pipeline, front doors and listeners together;
+ * reloads config without dropping connections; drains on stop.
+ */
+import { watchFile, unwatchFile } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import type { Agent as UndiciAgent } from 'undici';
+import { adminHandler } from './admin/api.js';
+import { AuditLog } from './audit/log.js';
+import { compileConfig, type HostPort, type RuntimeConfig } from './config/compile.js';
+import { loadConfigFile } from './config/load.js';
+import { Alerts } from './events/alerts.js';
+import { EventBus } from './events/bus.js';
+import { KeyRing, type KeyRecord } from './identity/keys.js';
+import { Pipeline } from './pipeline/runner.js';
+import type { Exchange } from './pipeline/types.js';
+import { approvalPolicy } from './policies/approval/policy.js';
+import { guardsPolicy } from './policies/guards/policy.js';
+import { killPolicy } from './policies/kill/policy.js';
+import { KillSwitches } from './policies/kill/switches.js';
+import { LimitCounters, limitsPolicy } from './policies/limits/policy.js';
+import { rulesPolicy } from './policies/rules/policy.js';
+import { SupervisedProcess } from './process/supervisor.js';
+import { agentHandler, type AgentPortDeps } from './server/agent.js';
+import { SqliteStore } from './store/sqlite.js';
+import type { KillScope, KillSwitch, Store } from './store/types.js';
+import { createDispatcher } from './upstream/dispatcher.js';
+import { createLogger, type Logger } from './telemetry/logger.js';
+import { Metrics } from './telemetry/metrics.js';
+import { dirname } from 'node:path';
+
+export interface GatewayOptions {
+  configFile: string;
+  listen?: string | undefined;
+  adminListen?: string | undefined;
+  /** Where logs go; stderr by default. */
+  logDestination?: number | NodeJS.WritableStream;
+  /** Watch the config file for changes (on by default). */
+  watch?: boolean;
+}
+
+function listen(server: Server, hp: HostPort): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(hp.port, hp.host, () => {
+      server.off('error', reject);
+      const a = server.address() as AddressInfo;
+      const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+      resolve(`http://${host}:${a.port}`);
+    });
+  });
+}
+
+export class Gateway implements AgentPortDeps {
+  agentUrl = '';
+  adminUrl = '';
+  readonly keys = new KeyRing();
+  readonly bus = new EventBus();
+  readonly metrics = new Metrics();
+  readonly counters = new LimitCounters();
+  readonly dispatcher: UndiciAgent = createDispatcher();
+  readonly store: Store;
+  readonly audit: AuditLog;
+  readonly alerts: Alerts;
+  readonly kills: KillSwitches;
+  readonly pipeline: Pipeline;
+  readonly log: Logger;
+  private current: RuntimeConfig;
+  private agentServer: Server | undefined;
+  private adminServer: Server | undefined;
+  private processes = new Map<string, SupervisedProcess>();
+  private draining = false;
+  private listening = false;
+  private stopped: Promise<void> | undefined;
+  private readonly auditLagTimer: NodeJS.Timeout;
+
+  private constructor(
+    private readonly opts: GatewayOptions,
+    config: RuntimeConfig,
+  ) {
+    this.current = config;
+    this.log = createLogger(config.logLevel, opts.logDestination);
+    this.store = new SqliteStore(config.dataDir);
+    this.audit = new AuditLog(this.store, this.bus, {
+      jsonlPath: config.audit.jsonl ? join(config.dataDir, 'audit.jsonl') : undefined,
+      onError: (e) => this.log.error({ err: e }, 'audit write failed'),
+    });
+    this.alerts = new Alerts(this.store, this.bus);
+    this.kills = new KillSwitches(this.store);
+    this.pipeline = new Pipeline(
+      [
+        killPolicy(this.kills),
+        rulesPolicy(),
+        limitsPolicy(this.counters),
+        guardsPolicy((x) =>
+          this.alerts.raise('loop', `${x.agent.name} ${x.action}`, 'warning', `agent "${x.agent.name}" is repeating ${x.action} with the same arguments; calls are refused with loop_detected`, { action: x.action, session: x.session }, x.agent.name),
+        ),
+        approvalPolicy(),
+      ],
+      this.audit,
+      this.metrics,
+      this.log,
+    );
+    this.loadKeys();
+    this.auditLagTimer = setInterval(() => this.metrics.auditLag.set(this.audit.lagSeconds), 1000).unref();
+  }
+
+  /** Loads the config, opens the store and starts both listeners. Throws ConfigError on a bad config. */
+  static async start(opts: GatewayOptions): Promise<Gateway> {
+    const config = compileConfig(loadConfigFile(opts.configFile), { listen: opts.listen, adminListen: opts.adminListen });
+    const gw = new Gateway(opts, config);
+    try {
+      await gw.listen();
+    } catch (e) {
+      await gw.stop();
+      throw e;
+    }
+    return gw;
+  }
+
+  config(): RuntimeConfig {
+    return this.current;
+  }
+
+  ready(): boolean {
+    return this.listening && !this.draining;
+  }
+
+  private async listen(): Promise<void> {
+    const c = this.current;
+    this.syncProcesses(c);
+    const agent = createServer(
+      {
+        headersTimeout: c.server.headersTimeoutMs,
+        requestTimeout: c.server.requestTimeoutMs,
+        keepAliveTimeout: c.server.keepAliveTimeoutMs,
+        connectionsCheckingInterval: Math.min(1000, c.server.headersTimeoutMs),
+      },
+      agentHandler(this),
+    );
+    agent.on('clientError', (err, socket) => {
+      // Malformed requests (bad headers, smuggling attempts, timeouts) get a plain 4xx and a closed socket.
+      if (!socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const code = (err as { code?: string }).code;
+      const status = code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      const body = JSON.stringify({ error: { type: 'airlock_error', code: 'bad_request', message: `malformed HTTP request (${code ?? 'parse error'})` } });
+      socket.end(`HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    });
+    this.agentServer = agent;
+    this.agentUrl = await listen(agent, c.listen);
+    const admin = createServer({ headersTimeout: 10_000, requestTimeout: 0 }, adminHandler(this));
+    this.adminServer = admin;
+    this.adminUrl = await listen(admin, c.admin.listen);
+    this.listening = true;
+    if (this.opts.watch !== false) watchFile(this.opts.configFile, { interval: 500 }, (cur, prev) => cur.mtimeMs !== prev.mtimeMs && this.reload('file change'));
+    this.log.info({ agent: this.agentUrl, admin: this.adminUrl, config: c.file }, 'gateway started');
+  }
+
+  /** Re-reads the config; a bad file is refused and the running config kept. */
+  reload(why: string): { ok: true } | { ok: false; error: string } {
+    let next: RuntimeConfig;
+    try {
+      next = compileConfig(loadConfigFile(this.opts.configFile), { listen: this.opts.listen, adminListen: this.opts.adminListen });
+    } catch (e) {
+      const error = e instanceof Error ? e.message : String(e);
+      this.log.error({ why, error }, 'config reload refused; the running config stays in force');
+      return { ok: false, error };
+    }
+    const prev = this.current;
+    const moved = (a: HostPort, b: HostPort) => a.host !== b.host || a.port !== b.port;
+    if (moved(prev.listen, next.listen) || moved(prev.admin.listen, next.admin.listen) || prev.dataDir !== next.dataDir) {
+      this.log.warn({ why }, 'listen addresses and data directory change only on restart; keeping the running ones');
+      next = { ...next, listen: prev.listen, admin: { ...next.admin, listen: prev.admin.listen }, dataDir: prev.dataDir };
+    }
+    this.current = next;
+    this.loadKeys();
+    this.syncProcesses(next);
+    this.log.info({ why }, 'config reloaded');
+    this.bus.emit('config', { reloadedAt: new Date().toISOString() });
+    return { ok: true };
+  }
+
+  private loadKeys(): void {
+    const c = this.current;
+    const records: KeyRecord[] = c.configKeys.map((k) => ({ id: k.id, agent: k.agent, hash: k.hash, prefix: k.prefix, source: 'config', createdAt: undefined, expiresAt: undefined, revokedAt: undefined }));
+    for (const k of this.store.listKeys()) records.push(k);
+    this.keys.reset(records);
+  }
+
+  /** Starts the local processes the config names (example services) and stops removed ones. */
+  private syncProcesses(c: RuntimeConfig): void {
+    const want = new Map<string, { command: string; args: string[]; env: Record<string, string> }>();
+    for (const s of c.http.services.values()) if (s.process) want.set(`http:${s.name}`, s.process);
+    for (const [name, p] of this.processes) {
+      const w = want.get(name);
+      if (!w || JSON.stringify(w) !== JSON.stringify({ command: p.spec.command, args: p.spec.args, env: p.spec.env })) {
+        void p.stop();
+        this.processes.delete(name);
+      }
+    }
+    for (const [name, w] of want) {
+      if (this.processes.has(name)) continue;
+      const p = new SupervisedProcess({ name, ...w, cwd: dirname(c.file) }, this.log);
+      this.processes.set(name, p);
+      p.start();
+    }
+  }
+
+  /** Keys: store keys of a declared agent. */
+  revokeKey(id: string): KeyRecord | undefined {
+    const r = this.store.revokeKey(id, new Date().toISOString());
+    if (r) this.keys.remove(id);
+    return r;
+  }
+
+  /** Turns a kill switch on and cuts that scope's in-flight exchanges. */
+  kill(scope: KillScope, value: string, reason: string | undefined, by: string | undefined): { kill: KillSwitch; aborted: number } {
+    const k = this.kills.add(scope, value, reason, by);
+    const aborted = this.pipeline.abortWhere((x: Exchange) => this.kills.covering({ agent: x.agent.name, team: x.agent.team, action: x.action }) === k, 'killed');
+    this.log.warn({ scope, value: k.value, by, aborted }, 'kill switch on');
+    this.bus.emit('kill', { ...k, aborted });
+    return { kill: k, aborted };
+  }
+
+  unkill(scope: KillScope, value: string, by: string | undefined): boolean {
+    const lifted = this.kills.remove(scope, value);
+    if (lifted) {
+      this.log.warn({ scope, value, by }, 'kill switch lifted');
+      this.bus.emit('unkill', { scope, value, by });
+    }
+    return lifted;
+  }
+
+  /**
+   * Drains: stops accepting, lets in-flight exchanges finish (bounded by shutdownTimeout), cuts the
+   * rest, flushes the audit log, stops local processes.
+   */
+  stop(): Promise<void> {
+    this.stopped ??= this.doStop();
+    return this.stopped;
+  }
+
+  private async doStop(): Promise<void> {
+    this.draining = true;
+    unwatchFile(this.opts.configFile);
+    clearInterval(this.auditLagTimer);
+    const agentClosed = this.agentServer ? new Promise<void>((r) => this.agentServer!.close(() => r())) : Promise.resolve();
+    this.agentServer?.closeIdleConnections();
+    const deadline = Date.now() + this.current.shutdownTimeoutMs;
+    while (this.pipeline.inFlight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    if (this.pipeline.inFlight.size > 0) {
+      this.log.warn({ inFlight: this.pipeline.inFlight.size }, 'shutdown timeout: cutting the remaining exchanges');
+      this.pipeline.abortWhere(() => true, 'shutdown');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    this.agentServer?.closeAllConnections();
+    await agentClosed;
+    if (this.adminServer) {
+      const closed = new Promise<void>((r) => this.adminServer!.close(() => r()));
+      this.adminServer.closeAllConnections();
+      await closed;
+    }
+    await Promise.all([...this.processes.values()].map((p) => p.stop()));
+    await this.audit.close();
+    this.store.close();
+    await this.dispatcher.close().catch(() => {});
+    this.log.info('gateway stopped');
+    await new Promise<void>((r) => this.log.flush(() => r()));
+  }
+}

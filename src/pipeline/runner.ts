@@ -1,0 +1,233 @@
+/**
+ * The pipeline runner: judges every exchange with the same policies in one fixed order, writes the
+ * audit records, keeps the in-flight registry, and fails closed if a policy throws.
+ *
+ * Stage order, and why:
+ *   kill      — an operator's stop must win over everything, and costs nothing when none is set;
+ *   rules     — least privilege before any counter moves, so denied calls use no allowance;
+ *   limits    — rates and concurrency, counted only for calls the rules allow;
+ *   guards    — loop and session caps look at the calls that would really happen;
+ *   approval  — last, so a human is asked only about a call that passed everything else, and a
+ *               held call has used its rate allowance exactly once.
+ */
+import { randomUUID } from 'node:crypto';
+import type { AuditLog } from '../audit/log.js';
+import type { AuditRecord } from '../audit/record.js';
+import type { AgentRuntime, RuntimeConfig } from '../config/compile.js';
+import type { ErrorCode } from '../errors.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import { auditDecisionFor } from './decision.js';
+import type { Exchange, Outcome, Policy, Protocol, Stage, Verdict } from './types.js';
+
+const STAGES: readonly Stage[] = ['kill', 'rules', 'limits', 'guards', 'approval'];
+
+export interface ExchangeInit {
+  id?: string;
+  protocol: Protocol;
+  agent: AgentRuntime;
+  keyId: string;
+  user: string | undefined;
+  session: string | undefined;
+  action: string;
+  target: Record<string, unknown>;
+  argsKey: string;
+  summary?: string | undefined;
+  config: RuntimeConfig;
+}
+
+/** A caller refused before an exchange could be formed (no key, unknown route, malformed request). */
+export interface Rejection {
+  id: string;
+  protocol: Protocol;
+  agent: AgentRuntime | undefined;
+  user?: string | undefined;
+  session?: string | undefined;
+  action?: string | undefined;
+  target?: Record<string, unknown> | undefined;
+  code: ErrorCode;
+  message: string;
+  status: number;
+  startedHr: number;
+}
+
+export class Pipeline {
+  private readonly policies: Policy[];
+  /** Exchanges between decision and outcome, by id. */
+  readonly inFlight = new Map<string, Exchange>();
+
+  constructor(
+    policies: Policy[],
+    private readonly audit: AuditLog,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {
+    this.policies = [...policies].sort((a, b) => STAGES.indexOf(a.stage) - STAGES.indexOf(b.stage));
+  }
+
+  /** A new exchange, not yet judged. */
+  begin(init: ExchangeInit): Exchange {
+    return {
+      id: init.id ?? randomUUID(),
+      protocol: init.protocol,
+      agent: init.agent,
+      keyId: init.keyId,
+      user: init.user,
+      session: init.session,
+      action: init.action,
+      target: init.target,
+      argsKey: init.argsKey,
+      summary: init.summary,
+      config: init.config,
+      startedAt: Date.now(),
+      startedHr: performance.now(),
+      abort: new AbortController(),
+      holdRule: undefined,
+      rule: undefined,
+      decision: 'allowed',
+      approval: undefined,
+      passed: [],
+    };
+  }
+
+  /**
+   * Judges an exchange. On allow, the decision record is durable when the promise resolves and the
+   * exchange is in flight until `finish`. On deny, the final record is written and the passed
+   * policies are released; the caller only renders the error.
+   */
+  async decide(x: Exchange): Promise<Verdict> {
+    let verdict: Verdict = { kind: 'allow' };
+    for (const p of this.policies) {
+      if (!p.before) {
+        x.passed.push(p);
+        continue;
+      }
+      try {
+        const v = p.before(x);
+        verdict = v instanceof Promise ? await v : v;
+      } catch (e) {
+        this.log.error({ err: e, policy: p.name, exchange: x.id }, 'policy failed; refusing the exchange (fail closed)');
+        verdict = { kind: 'deny', code: 'internal_error', message: `the gateway could not judge this call (policy ${p.name} failed); it was not made` };
+      }
+      if (verdict.kind !== 'allow') break;
+      x.passed.push(p);
+    }
+    if (verdict.kind === 'deny') {
+      this.release(x, { status: undefined, code: verdict.code, bytesIn: 0, bytesOut: 0 });
+      this.record(x, 'final', {
+        decision: auditDecisionFor(verdict.code),
+        rule: verdict.rule ?? x.rule,
+        code: verdict.code,
+        message: verdict.message,
+        status: undefined,
+        durationMs: round(performance.now() - x.startedHr),
+      });
+      return verdict;
+    }
+    this.inFlight.set(x.id, x);
+    this.metrics.inFlight.inc();
+    try {
+      await this.record(x, 'decision', { decision: x.decision, rule: x.rule });
+    } catch (e) {
+      this.inFlight.delete(x.id);
+      this.metrics.inFlight.dec();
+      this.release(x, { status: undefined, code: 'internal_error', bytesIn: 0, bytesOut: 0 });
+      this.log.error({ err: e, exchange: x.id }, 'audit store failed; refusing the exchange (write-ahead)');
+      return { kind: 'deny', code: 'internal_error', message: 'the audit store could not record this call, so it was not made' };
+    }
+    return verdict;
+  }
+
+  /** Reports how an allowed exchange ended: releases policies, writes the final record. */
+  finish(x: Exchange, outcome: Outcome): void {
+    if (!this.inFlight.delete(x.id)) return; // already finished
+    this.metrics.inFlight.dec();
+    this.release(x, outcome);
+    const killed = outcome.code === 'killed';
+    const durationMs = round(performance.now() - x.startedHr);
+    this.metrics.exchangeDuration.labels(x.protocol).observe(durationMs / 1000);
+    this.record(x, 'final', {
+      decision: killed ? 'killed' : x.decision,
+      rule: x.rule,
+      status: outcome.status,
+      code: outcome.code,
+      message: outcome.message,
+      durationMs,
+      usage: outcome.usage,
+      costUsd: outcome.costUsd,
+      bytesIn: outcome.bytesIn,
+      bytesOut: outcome.bytesOut,
+      details: outcome.details,
+    }).catch(() => {});
+  }
+
+  /** Records a caller refused before an exchange existed. */
+  reject(r: Rejection): void {
+    const rec: AuditRecord = {
+      id: r.id,
+      ts: new Date().toISOString(),
+      phase: 'final',
+      agent: r.agent?.name ?? null,
+      team: r.agent?.team,
+      user: r.user,
+      session: r.session,
+      protocol: r.protocol,
+      action: r.action,
+      target: r.target,
+      decision: 'denied',
+      code: r.code,
+      message: r.message,
+      status: r.status,
+      durationMs: round(performance.now() - r.startedHr),
+    };
+    this.metrics.exchanges.labels(r.protocol, rec.agent ?? '', 'denied').inc();
+    this.audit.append(rec).catch(() => {});
+  }
+
+  /** Aborts every in-flight exchange `which` selects, with `code` as the reason. */
+  abortWhere(which: (x: Exchange) => boolean, code: ErrorCode | 'shutdown'): number {
+    let n = 0;
+    for (const x of this.inFlight.values()) {
+      if (which(x) && !x.abort.signal.aborted) {
+        x.abort.abort(code);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  private release(x: Exchange, outcome: Outcome): void {
+    for (const p of x.passed) {
+      if (!p.after) continue;
+      try {
+        p.after(x, outcome);
+      } catch (e) {
+        this.log.error({ err: e, policy: p.name, exchange: x.id }, 'policy after-hook failed');
+      }
+    }
+    x.passed.length = 0;
+  }
+
+  private record(x: Exchange, phase: AuditRecord['phase'], fields: Partial<AuditRecord> & Pick<AuditRecord, 'decision'>): Promise<void> {
+    const rec: AuditRecord = {
+      id: x.id,
+      ts: new Date(x.startedAt).toISOString(),
+      phase,
+      agent: x.agent.name,
+      team: x.agent.team,
+      user: x.user,
+      session: x.session,
+      protocol: x.protocol,
+      action: x.action,
+      target: x.target,
+      approval: x.approval,
+      ...fields,
+    };
+    if (phase === 'final') this.metrics.exchanges.labels(x.protocol, x.agent.name, rec.decision).inc();
+    return this.audit.append(rec);
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}

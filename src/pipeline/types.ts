@@ -1,0 +1,71 @@
+/**
+ * The protocol-neutral exchange that every front door builds, the verdict the pipeline returns, and
+ * the outcome the front door reports back. Policies see only these, never sockets or bytes.
+ */
+import type { AuditDecision, AuditRecord } from '../audit/record.js';
+import type { AgentRuntime, RuntimeConfig } from '../config/compile.js';
+import type { ErrorCode } from '../errors.js';
+
+export type Protocol = 'http' | 'llm' | 'mcp' | 'a2a';
+
+export interface Exchange {
+  /** Also the request id the caller sees. */
+  id: string;
+  protocol: Protocol;
+  agent: AgentRuntime;
+  keyId: string;
+  user: string | undefined;
+  session: string | undefined;
+  /** `<protocol>: <target>`, what rules match against. */
+  action: string;
+  /** Structured target for the audit record: service+method+path, model, server+tool, agent+method. */
+  target: Record<string, unknown>;
+  /** What makes two calls "the same" for the loop guard (arguments, query, body digest). */
+  argsKey: string;
+  /** A bounded, secret-free summary for approvals and audit. */
+  summary: string | undefined;
+  /** The config this exchange is judged and served under, even if a reload happens meanwhile. */
+  config: RuntimeConfig;
+  /** Epoch ms when it began. */
+  startedAt: number;
+  /** High-resolution start, for durations. */
+  startedHr: number;
+  /** Fired when a kill switch or shutdown ends the exchange early; `reason` is the code. */
+  abort: AbortController;
+  /** Set by the rules stage when an `approve` rule matched. */
+  holdRule: string | undefined;
+  /** The rule that decided. */
+  rule: string | undefined;
+  /** How the pipeline let it through: allowed, or approved by a human. */
+  decision: AuditDecision;
+  approval: AuditRecord['approval'];
+  /** Policies that let it through, to be told of the outcome (and to release what they hold). */
+  passed: Policy[];
+}
+
+export type Verdict =
+  | { kind: 'allow' }
+  | { kind: 'deny'; code: ErrorCode; message: string; rule?: string | undefined; retryAfterS?: number | undefined };
+
+export const ALLOW: Verdict = Object.freeze({ kind: 'allow' });
+
+export interface Outcome {
+  status: number | undefined;
+  /** Set when the exchange failed at or after the gateway (upstream_error, killed …). */
+  code?: ErrorCode | undefined;
+  message?: string | undefined;
+  bytesIn: number;
+  bytesOut: number;
+  usage?: AuditRecord['usage'];
+  costUsd?: number | undefined;
+  details?: Record<string, unknown> | undefined;
+}
+
+export type Stage = 'kill' | 'rules' | 'limits' | 'guards' | 'approval';
+
+export interface Policy {
+  name: string;
+  stage: Stage;
+  before?(x: Exchange): Verdict | Promise<Verdict>;
+  after?(x: Exchange, outcome: Outcome): void;
+}

@@ -1,0 +1,56 @@
+/**
+ * Runaway guards. Loop: the same agent making the same action with the same arguments more than
+ * `repeats` times within `window` is a loop, refused with `loop_detected`. Session: an
+ * `x-airlock-session` may make at most `maxCalls` calls in all.
+ */
+import { formatDuration } from '../../config/units.js';
+import { ALLOW, type Exchange, type Policy, type Verdict } from '../../pipeline/types.js';
+import { SlidingWindows } from '../limits/window.js';
+
+/** Sessions idle this long are forgotten, which bounds memory. */
+const SESSION_IDLE_MS = 24 * 3_600_000;
+
+/** `onLoop` hears of each refused loop (to raise an alert). */
+export function guardsPolicy(onLoop: (x: Exchange) => void = () => {}, now: () => number = Date.now): Policy {
+  const repeats = new SlidingWindows();
+  const sessions = new Map<string, { calls: number; last: number }>();
+  let lastSweep = 0;
+  return {
+    name: 'guards',
+    stage: 'guards',
+    before(x: Exchange): Verdict {
+      const { loop, sessionMaxCalls } = x.config.guards;
+      const t = now();
+      if (loop) {
+        const key = `${x.agent.name}\n${x.action}\n${x.argsKey}`;
+        const res = repeats.check(key, loop.repeats, loop.windowMs, t);
+        if (!res.ok) {
+          const s = Math.max(1, Math.ceil(res.retryAfterMs / 1000));
+          onLoop(x);
+          return {
+            kind: 'deny',
+            code: 'loop_detected',
+            message: `agent "${x.agent.name}" made the same call (${x.action}) with the same arguments ${loop.repeats} times within ${formatDuration(loop.windowMs)}; this looks like a loop. Change the approach, or retry in ${formatDuration(s * 1000)}`,
+            retryAfterS: s,
+          };
+        }
+        repeats.add(key, loop.windowMs, t);
+      }
+      if (sessionMaxCalls !== undefined && x.session !== undefined) {
+        const key = `${x.agent.name}\n${x.session}`;
+        let s = sessions.get(key);
+        if (!s) sessions.set(key, (s = { calls: 0, last: t }));
+        if (s.calls >= sessionMaxCalls) {
+          return { kind: 'deny', code: 'rate_limited', message: `session "${x.session}" has made its ${sessionMaxCalls} calls (guards.session.maxCalls); start a new session` };
+        }
+        s.calls++;
+        s.last = t;
+        if (t - lastSweep > 60_000) {
+          lastSweep = t;
+          for (const [k, v] of sessions) if (t - v.last > SESSION_IDLE_MS) sessions.delete(k);
+        }
+      }
+      return ALLOW;
+    },
+  };
+}

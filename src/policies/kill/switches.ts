@@ -1,0 +1,81 @@
+/**
+ * Kill switches (SPEC section 7): by agent, team, action pattern, or all. Kept in the store so they
+ * survive restarts; checked on every exchange from a compiled in-memory copy.
+ */
+import type { Store, KillScope, KillSwitch } from '../../store/types.js';
+import { compileActionPattern, type Matcher } from '../rules/pattern.js';
+
+interface CompiledKill {
+  k: KillSwitch;
+  match: Matcher | undefined;
+}
+
+export interface KillSubject {
+  agent: string;
+  team: string | undefined;
+  action: string;
+}
+
+export class KillSwitches {
+  private compiled: CompiledKill[] = [];
+
+  constructor(private readonly store: Store) {
+    this.compiled = store.listKills().map(compile);
+  }
+
+  get active(): readonly KillSwitch[] {
+    return this.compiled.map((c) => c.k);
+  }
+
+  get any(): boolean {
+    return this.compiled.length > 0;
+  }
+
+  /** Adds (or refreshes) a switch; throws PatternError for a bad target pattern. */
+  add(scope: KillScope, value: string, reason: string | undefined, by: string | undefined): KillSwitch {
+    const k: KillSwitch = { scope, value: scope === 'all' ? '*' : value, reason, by, createdAt: new Date().toISOString() };
+    const c = compile(k);
+    this.store.addKill(k);
+    this.compiled = [...this.compiled.filter((x) => !(x.k.scope === k.scope && x.k.value === k.value)), c];
+    return k;
+  }
+
+  /** Lifts a switch; returns whether one was active. */
+  remove(scope: KillScope, value: string): boolean {
+    const v = scope === 'all' ? '*' : value;
+    const n = this.store.removeKill(scope, v);
+    const before = this.compiled.length;
+    this.compiled = this.compiled.filter((x) => !(x.k.scope === scope && x.k.value === v));
+    return n > 0 || this.compiled.length < before;
+  }
+
+  /** The switch covering this subject, if any. */
+  covering(s: KillSubject): KillSwitch | undefined {
+    for (const { k, match } of this.compiled) {
+      switch (k.scope) {
+        case 'all':
+          return k;
+        case 'agent':
+          if (k.value === s.agent) return k;
+          break;
+        case 'team':
+          if (s.team !== undefined && k.value === s.team) return k;
+          break;
+        case 'target':
+          if (match!(s.action)) return k;
+          break;
+      }
+    }
+    return undefined;
+  }
+}
+
+function compile(k: KillSwitch): CompiledKill {
+  return { k, match: k.scope === 'target' ? compileActionPattern(k.value) : undefined };
+}
+
+/** The message a killed caller sees. */
+export function killMessage(k: KillSwitch): string {
+  const what = k.scope === 'all' ? 'all traffic' : k.scope === 'target' ? `"${k.value}"` : `${k.scope} "${k.value}"`;
+  return `a kill switch stops ${what}${k.reason ? `: ${k.reason}` : ''}; an operator must lift it (airlock unkill)`;
+}

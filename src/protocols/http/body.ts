@@ -1,0 +1,51 @@
+/** Reading and bounding request bodies. */
+import type { IncomingMessage } from 'node:http';
+import { Transform, type TransformCallback } from 'node:stream';
+
+/** Bodies up to this size are read before judging (loop-guard identity, retries, excerpts); larger ones stream. */
+export const BUFFERED_BODY_LIMIT = 64 * 1024;
+
+/** Reads a whole (small) body; rejects when the client goes away. */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    req.on('data', (c: Buffer) => {
+      n += c.length;
+      if (n > limit) {
+        req.destroy();
+        reject(Object.assign(new Error('body too large'), { code: 'payload_too_large' }));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.on('error', reject);
+    req.on('aborted', () => reject(Object.assign(new Error('client aborted'), { code: 'ECONNRESET' })));
+  });
+}
+
+/** Passes a streamed body through, counting it, and fails it once it passes `limit`. */
+export class BoundedBody extends Transform {
+  bytes = 0;
+  tooLarge = false;
+  constructor(private readonly limit: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.limit) {
+      this.tooLarge = true;
+      cb(Object.assign(new Error('request body is over maxBodySize'), { code: 'payload_too_large' }));
+      return;
+    }
+    cb(null, chunk);
+  }
+}
+
+/** A short, printable excerpt of a body for approvals; never more than `max` characters. */
+export function bodyExcerpt(body: Buffer, contentType: string | undefined, max = 500): string | undefined {
+  if (contentType && !/json|text|xml|form/i.test(contentType)) return `<${body.length} bytes of ${contentType}>`;
+  const s = body.subarray(0, max * 4).toString('utf8').replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '');
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}

@@ -1,0 +1,171 @@
+/**
+ * The plain-HTTP front door: `ANY /http/<service>/<path>` → the service's base URL + path + query,
+ * with the agent's credentials and `x-airlock-*` removed, the service's headers injected, bodies
+ * streamed both ways, timeouts, and retries of idempotent calls.
+ */
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline as pipe } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { HttpService } from '../../config/compile.js';
+import { ERROR_CODES, type ErrorCode } from '../../errors.js';
+import type { Exchange } from '../../pipeline/types.js';
+import type { Caller, DoorContext } from '../../server/context.js';
+import { sendError } from '../../server/respond.js';
+import { upstreamFailure } from '../../upstream/dispatcher.js';
+import { agentResponseHeaders, upstreamRequestHeaders } from '../../upstream/headers.js';
+import { backoffMs, isIdempotent, isRetryableError, isRetryableStatus, RETRY_AFTER_CAP_MS, retryAfterMs } from '../../upstream/retry.js';
+import { BoundedBody, BUFFERED_BODY_LIMIT, bodyExcerpt, readBody } from './body.js';
+import { parseHttpRoute } from './route.js';
+
+/** Serves one `/http/...` request from an authenticated caller. */
+export async function serveHttp(gw: DoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller): Promise<void> {
+  const { requestId } = caller;
+  const refuse = (code: ErrorCode, message: string, extra: { action?: string; target?: Record<string, unknown>; close?: boolean } = {}) => {
+    gw.pipeline.reject({ id: requestId, protocol: 'http', agent: caller.agent, user: caller.user, session: caller.session, action: extra.action, target: extra.target, code, message, status: ERROR_CODES[code].status, startedHr: caller.startedHr });
+    if (extra.close) res.setHeader('connection', 'close');
+    sendError(res, requestId, code, message);
+  };
+
+  const parsed = parseHttpRoute(req.url ?? '/');
+  if (!parsed.ok) return refuse('bad_request', `${parsed.problem}; the request was not forwarded`);
+  const route = parsed.route;
+  const svc = caller.config.http.services.get(route.service);
+  if (!svc) return refuse('not_found', `no HTTP service named "${route.service}" is configured (see http.services)`);
+
+  const method = (req.method ?? 'GET').toUpperCase();
+  const action = `http: ${method} ${svc.name}/${route.path}`;
+  const target = { service: svc.name, method, path: `/${route.path}` };
+
+  const cl = req.headers['content-length'];
+  const length = cl === undefined ? undefined : Number(cl);
+  if (length !== undefined && length > svc.maxBodySize) {
+    return refuse('payload_too_large', `the request body (${length} bytes) is over this service's maxBodySize of ${svc.maxBodySize} bytes`, { action, target, close: true });
+  }
+  const hasBody = length !== undefined ? length > 0 : req.headers['transfer-encoding'] !== undefined;
+  let body: Buffer | undefined;
+  if (hasBody && length !== undefined && length <= BUFFERED_BODY_LIMIT) {
+    try {
+      body = await readBody(req, Math.min(svc.maxBodySize, BUFFERED_BODY_LIMIT));
+    } catch {
+      return; // the client went away mid-body; nothing was forwarded and there is nobody to answer
+    }
+  }
+  const streamBody = hasBody && body === undefined;
+  const argsKey = `${route.query}#${body ? createHash('sha1').update(body).digest('base64') : streamBody ? 'stream' : ''}`;
+  const summary = `${method} ${svc.url.origin}${svc.basePath}${route.rawPath}${route.query}${body ? `\n${bodyExcerpt(body, req.headers['content-type'])}` : ''}`;
+
+  const x = gw.pipeline.begin({ id: requestId, protocol: 'http', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey, summary, config: caller.config });
+  const verdict = await gw.pipeline.decide(x);
+  if (verdict.kind === 'deny') {
+    if (streamBody) res.setHeader('connection', 'close');
+    sendError(res, requestId, verdict.code, verdict.message, { rule: verdict.rule, retryAfterS: verdict.retryAfterS });
+    return;
+  }
+  await forward(gw, x, svc, req, res, `${svc.basePath}${route.rawPath}${route.query}`, method, body, streamBody);
+}
+
+async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: IncomingMessage, res: ServerResponse, path: string, method: string, body: Buffer | undefined, streamBody: boolean): Promise<void> {
+  const signal = x.abort.signal;
+  const headers = upstreamRequestHeaders(req.headers, svc.headers);
+  const bounded = streamBody ? new BoundedBody(svc.maxBodySize) : undefined;
+  if (bounded) pipe(req, bounded, () => {});
+  const canRetry = svc.retries > 0 && isIdempotent(method) && !streamBody;
+  let attempts = 0;
+  let finished = false;
+  const end = (status: number | undefined, code: ErrorCode | undefined, message: string | undefined, bytesOut: number) => {
+    if (finished) return;
+    finished = true;
+    gw.pipeline.finish(x, { status, code, message, bytesIn: body?.length ?? bounded?.bytes ?? 0, bytesOut, details: attempts > 1 ? { attempts } : undefined });
+  };
+  // An agent that hangs up cancels the upstream call.
+  res.on('close', () => {
+    if (!res.writableFinished && !signal.aborted) x.abort.abort('client_closed');
+  });
+
+  for (;;) {
+    attempts++;
+    const t0 = performance.now();
+    let up;
+    try {
+      up = await gw.dispatcher.request({
+        origin: svc.url.origin,
+        path,
+        method: method as 'GET',
+        headers,
+        body: body ?? bounded ?? null,
+        signal,
+        headersTimeout: svc.timeoutMs,
+        bodyTimeout: svc.timeoutMs,
+      });
+    } catch (e) {
+      if (signal.aborted) return aborted(gw, x, res, end, 0);
+      if (bounded?.tooLarge) {
+        res.setHeader('connection', 'close');
+        sendError(res, x.id, 'payload_too_large', `the request body is over this service's maxBodySize of ${svc.maxBodySize} bytes`);
+        return end(413, 'payload_too_large', 'request body over maxBodySize', 0);
+      }
+      if (canRetry && attempts <= svc.retries && isRetryableError(e)) {
+        if (await wait(backoffMs(attempts - 1), signal)) continue;
+        return aborted(gw, x, res, end, 0);
+      }
+      const f = upstreamFailure(e);
+      gw.log.warn({ exchange: x.id, service: svc.name, err: (e as { code?: string }).code ?? String(e) }, 'upstream call failed');
+      sendError(res, x.id, f.code, `${svc.name}: ${f.message}`);
+      return end(ERROR_CODES[f.code].status, f.code, f.message, 0);
+    }
+    gw.metrics.upstreamDuration.labels('http', svc.name).observe((performance.now() - t0) / 1000);
+
+    if (canRetry && attempts <= svc.retries && isRetryableStatus(up.statusCode)) {
+      const ra = retryAfterMs(up.headers['retry-after']);
+      if (ra === undefined || ra <= RETRY_AFTER_CAP_MS) {
+        await up.body.dump().catch(() => {});
+        if (await wait(ra ?? backoffMs(attempts - 1), signal)) continue;
+        return aborted(gw, x, res, end, 0);
+      }
+    }
+
+    if (res.destroyed) {
+      up.body.destroy();
+      return end(up.statusCode, undefined, 'the agent disconnected', 0);
+    }
+    res.writeHead(up.statusCode, agentResponseHeaders(up.headers, x.id));
+    let bytesOut = 0;
+    const status = up.statusCode;
+    up.body.on('data', (c: Buffer) => (bytesOut += c.length));
+    pipe(up.body, res, (err) => {
+      if (!err) return end(status, undefined, undefined, bytesOut);
+      if (signal.aborted) return aborted(gw, x, res, end, bytesOut, status);
+      const f = upstreamFailure(err);
+      end(status, f.code, `the response was cut: ${f.message}`, bytesOut);
+    });
+    return;
+  }
+}
+
+/** Waits `ms` unless the exchange is aborted; true when the wait completed. */
+async function wait(ms: number, signal: AbortSignal): Promise<boolean> {
+  try {
+    await sleep(ms, undefined, { signal });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** An exchange ended by a kill switch, shutdown, or the agent hanging up. */
+function aborted(gw: DoorContext, x: Exchange, res: ServerResponse, end: (s: number | undefined, c: ErrorCode | undefined, m: string | undefined, b: number) => void, bytesOut: number, status?: number): void {
+  const reason: unknown = x.abort.signal.reason;
+  if (reason === 'killed') {
+    if (!res.headersSent) sendError(res, x.id, 'killed', 'a kill switch stopped this call while it was in flight');
+    else res.destroy();
+    return end(status ?? 403, 'killed', 'stopped by a kill switch while in flight', bytesOut);
+  }
+  if (reason === 'shutdown') {
+    if (!res.headersSent) sendError(res, x.id, 'upstream_error', 'the gateway is shutting down; retry');
+    else res.destroy();
+    return end(status ?? 502, 'upstream_error', 'cut short by gateway shutdown', bytesOut);
+  }
+  gw.log.debug({ exchange: x.id }, 'agent disconnected; upstream call cancelled');
+  return end(status, undefined, 'the agent disconnected before the response ended', bytesOut);
+}

@@ -1,0 +1,48 @@
+/**
+ * `/http/<service>/<path>` → service name and a path that is safe to append to the service's base
+ * URL. A path whose segments decode to `.` or `..`, or that contains empty segments or backslashes,
+ * could escape the base path at the upstream and is refused.
+ */
+
+export interface HttpRoute {
+  service: string;
+  /** As received (still percent-encoded), beginning with `/`; appended to the base path. */
+  rawPath: string;
+  /** Decoded, for the action and the rules: `repos/acme/app`. */
+  path: string;
+  /** With the leading `?`, or ''. */
+  query: string;
+}
+
+export type RouteResult = { ok: true; route: HttpRoute } | { ok: false; problem: string };
+
+/** Parses a request URL that starts with `/http/`. */
+export function parseHttpRoute(url: string): RouteResult {
+  const q = url.indexOf('?');
+  const pathPart = q === -1 ? url : url.slice(0, q);
+  const query = q === -1 ? '' : url.slice(q);
+  const rest = pathPart.slice('/http/'.length);
+  const slash = rest.indexOf('/');
+  const service = slash === -1 ? rest : rest.slice(0, slash);
+  const rawPath = slash === -1 ? '/' : rest.slice(slash);
+  if (service === '') return { ok: false, problem: 'the URL names no service: use /http/<service>/<path>' };
+  if (rawPath.includes('\\')) return { ok: false, problem: 'backslashes are not allowed in the path' };
+  const segments = rawPath.slice(1).split('/');
+  const decoded: string[] = [];
+  for (let i = 0; i < segments.length; i++) {
+    const s = segments[i]!;
+    if (s === '' && i < segments.length - 1) return { ok: false, problem: 'empty path segments (//) are not allowed' };
+    let d: string;
+    try {
+      d = decodeURIComponent(s);
+    } catch {
+      return { ok: false, problem: 'the path has malformed percent-encoding' };
+    }
+    for (const part of d.split(/[/\\]/)) {
+      if (part === '.' || part === '..') return { ok: false, problem: 'dot segments (. and .., encoded or not) are not allowed in the path' };
+    }
+    if (/[\0\r\n]/.test(d)) return { ok: false, problem: 'control characters are not allowed in the path' };
+    decoded.push(d);
+  }
+  return { ok: true, route: { service, rawPath, path: decoded.join('/'), query } };
+}

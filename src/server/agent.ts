@@ -1,0 +1,73 @@
+/**
+ * The agent listener: request id on every response, authentication before routing (so unknown
+ * callers learn nothing about what is configured), then a front door by path prefix.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { presentedKey, validAttribution } from '../identity/authenticate.js';
+import type { KeyRing } from '../identity/keys.js';
+import type { RuntimeConfig } from '../config/compile.js';
+import { serveHttp } from '../protocols/http/door.js';
+import type { Caller, DoorContext } from './context.js';
+import { sendError, sendJson } from './respond.js';
+import type { ErrorCode } from '../errors.js';
+import { ERROR_CODES } from '../errors.js';
+
+export interface AgentPortDeps extends DoorContext {
+  readonly keys: KeyRing;
+  config(): RuntimeConfig;
+  ready(): boolean;
+}
+
+/** The request handler of the agent port. */
+export function agentHandler(gw: AgentPortDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const startedHr = performance.now();
+    const url = req.url ?? '/';
+    if (url === '/healthz') return sendJson(res, 200, { status: 'ok' });
+    if (url === '/readyz') return gw.ready() ? sendJson(res, 200, { status: 'ready' }) : sendJson(res, 503, { status: 'starting' });
+
+    const requestId = randomUUID();
+    res.setHeader('x-airlock-request-id', requestId);
+    const config = gw.config();
+    const refuse = (code: ErrorCode, message: string, agentName?: string) => {
+      gw.pipeline.reject({ id: requestId, protocol: protocolOf(url), agent: agentName ? config.agents.get(agentName) : undefined, code, message, status: ERROR_CODES[code].status, startedHr });
+      // Unread bodies would otherwise be drained; a refused caller gets no such courtesy.
+      if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) res.setHeader('connection', 'close');
+      sendError(res, requestId, code, message);
+    };
+
+    const presented = presentedKey(req.headers);
+    if (!presented) return refuse('unauthenticated', 'no agent key: send it as "Authorization: Bearer alk_..." (or x-api-key)');
+    const key = gw.keys.find(presented.key, Date.now());
+    if (!key) return refuse('unauthenticated', 'the agent key is unknown, revoked or expired');
+    if (presented.claimedAgent !== undefined && presented.claimedAgent !== key.agent) return refuse('unauthenticated', 'the agent name does not match the key');
+    const agent = config.agents.get(key.agent);
+    if (!agent) return refuse('unauthenticated', `the key belongs to agent "${key.agent}", which is no longer in the config`);
+
+    const session = req.headers['x-airlock-session'];
+    const user = req.headers['x-airlock-user'];
+    for (const [name, v] of [['x-airlock-session', session], ['x-airlock-user', user]] as const) {
+      if (v !== undefined && (typeof v !== 'string' || !validAttribution(v))) {
+        return refuse('bad_request', `${name} must be 1 to 200 visible ASCII characters`, agent.name);
+      }
+    }
+    const caller: Caller = { requestId, agent, keyId: key.id, user: user as string | undefined, session: session as string | undefined, config, startedHr };
+
+    if (url.startsWith('/http/')) {
+      serveHttp(gw, req, res, caller).catch((e: unknown) => {
+        gw.log.error({ err: e, exchange: requestId }, 'http front door failed');
+        sendError(res, requestId, 'internal_error', 'the gateway failed while serving this call');
+      });
+      return;
+    }
+    return refuse('not_found', `no route for ${url.split('?')[0]}: agent traffic goes to /http/<service>/...`, agent.name);
+  };
+}
+
+function protocolOf(url: string): 'http' | 'llm' | 'mcp' | 'a2a' {
+  if (url.startsWith('/llm')) return 'llm';
+  if (url.startsWith('/mcp')) return 'mcp';
+  if (url.startsWith('/a2a')) return 'a2a';
+  return 'http';
+}

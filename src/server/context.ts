@@ -1,0 +1,24 @@
+/** What a protocol front door needs from the gateway, and what the agent listener tells it of the caller. */
+import type { Dispatcher } from 'undici';
+import type { AgentRuntime, RuntimeConfig } from '../config/compile.js';
+import type { Pipeline } from '../pipeline/runner.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+
+export interface DoorContext {
+  readonly pipeline: Pipeline;
+  readonly dispatcher: Dispatcher;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+}
+
+/** An authenticated caller of one request. */
+export interface Caller {
+  requestId: string;
+  agent: AgentRuntime;
+  keyId: string;
+  user: string | undefined;
+  session: string | undefined;
+  config: RuntimeConfig;
+  startedHr: number;
+}

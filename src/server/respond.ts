@@ -1,0 +1,33 @@
+/** Writes the gateway's own error responses in the SPEC's JSON shape (section 10). */
+import type { ServerResponse } from 'node:http';
+import { ERROR_CODES, errorBody, type ErrorCode } from '../errors.js';
+
+export interface ErrorOptions {
+  rule?: string | undefined;
+  retryAfterS?: number | undefined;
+}
+
+/** Sends `{"error": {type, code, message, request_id, rule?}}`; a no-op when headers are already out. */
+export function sendError(res: ServerResponse, requestId: string, code: ErrorCode, message: string, opts: ErrorOptions = {}): void {
+  if (res.headersSent || res.destroyed) {
+    if (!res.writableEnded) res.destroy();
+    return;
+  }
+  const body = errorBody(code, message, requestId, opts.rule);
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'x-airlock-request-id': requestId,
+    'cache-control': 'no-store',
+  };
+  if (opts.retryAfterS !== undefined) headers['retry-after'] = String(opts.retryAfterS);
+  res.writeHead(ERROR_CODES[code].status, headers);
+  res.end(body);
+}
+
+/** Sends a JSON body with a status. */
+export function sendJson(res: ServerResponse, status: number, value: unknown, extra: Record<string, string> = {}): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...extra });
+  res.end(body);
+}

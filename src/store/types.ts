@@ -1,0 +1,74 @@
+/**
+ * The store's port: what the gateway keeps durably. SQLite implements it (embedded, the default);
+ * other backends implement the same interface.
+ */
+import type { KeyRecord } from '../identity/keys.js';
+
+export type KillScope = 'agent' | 'team' | 'target' | 'all';
+
+export interface KillSwitch {
+  scope: KillScope;
+  /** Agent name, team name or action pattern; '*' for all. */
+  value: string;
+  reason: string | undefined;
+  createdAt: string;
+  by: string | undefined;
+}
+
+/** One link of the audit chain, as stored. */
+export interface AuditRow {
+  seq: number;
+  id: string;
+  ts: string;
+  phase: 'decision' | 'final';
+  agent: string | null;
+  protocol: string;
+  decision: string;
+  /** The canonical JSON of the record (without prevHash and hash). */
+  record: string;
+  prevHash: string;
+  hash: string;
+}
+
+export interface AuditFilter {
+  agent?: string | undefined;
+  protocol?: string | undefined;
+  decision?: string | undefined;
+  /** ISO timestamp. */
+  since?: string | undefined;
+  afterSeq?: number | undefined;
+  limit?: number | undefined;
+}
+
+export interface Alert {
+  id: string;
+  ts: string;
+  kind: string;
+  severity: 'info' | 'warning' | 'critical';
+  message: string;
+  agent?: string | undefined;
+  data?: Record<string, unknown> | undefined;
+}
+
+export interface Store {
+  insertAlert(a: Alert): void;
+  listAlerts(limit: number, since?: string): Alert[];
+
+  insertKey(k: KeyRecord): void;
+  listKeys(agent?: string): KeyRecord[];
+  /** Marks a key revoked; returns it, or undefined when no such key. */
+  revokeKey(id: string, at: string): KeyRecord | undefined;
+
+  listKills(): KillSwitch[];
+  addKill(k: KillSwitch): void;
+  /** Returns how many were removed. */
+  removeKill(scope: KillScope, value: string): number;
+
+  appendAudit(rows: readonly AuditRow[]): void;
+  auditHead(): { seq: number; hash: string } | undefined;
+  /** Newest first unless afterSeq is given (then oldest first). */
+  queryAudit(f: AuditFilter): AuditRow[];
+  /** Every row in chain order, for verification. */
+  iterateAudit(): IterableIterator<AuditRow>;
+  close(): void;
+}

@@ -1,0 +1,39 @@
+/** Header hygiene for forwarding, both ways. */
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** RFC 9110 hop-by-hop headers, never forwarded. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'expect']);
+
+/** Agent credentials: the agent's key must never reach an upstream. */
+const AGENT_CREDENTIALS = new Set(['authorization', 'x-api-key', 'proxy-authorization']);
+
+/**
+ * The headers to send upstream: the agent's, less hop-by-hop (including those its Connection header
+ * names), less its credentials and `x-airlock-*`, plus the service's configured ones.
+ */
+export function upstreamRequestHeaders(h: IncomingHttpHeaders, inject: readonly [string, string][]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  const conn = h.connection;
+  const named = conn ? new Set(conn.toLowerCase().split(',').map((s) => s.trim())) : undefined;
+  for (const name in h) {
+    if (HOP_BY_HOP.has(name) || AGENT_CREDENTIALS.has(name) || name.startsWith('x-airlock-') || named?.has(name)) continue;
+    const v = h[name];
+    if (v !== undefined) out[name] = v;
+  }
+  for (const [k, v] of inject) out[k] = v;
+  return out;
+}
+
+/** The upstream's response headers for the agent, less hop-by-hop. */
+export function agentResponseHeaders(h: Record<string, string | string[] | undefined>, requestId: string): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  const conn = h['connection'];
+  const named = typeof conn === 'string' ? new Set(conn.toLowerCase().split(',').map((s) => s.trim())) : undefined;
+  for (const name in h) {
+    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    const v = h[name];
+    if (v !== undefined) out[name] = v;
+  }
+  out['x-airlock-request-id'] = requestId;
+  return out;
+}
