@@ -221,7 +221,7 @@ export class Gateway implements AgentPortDeps {
   /** Turns a kill switch on and cuts that scope's in-flight exchanges. */
   kill(scope: KillScope, value: string, reason: string | undefined, by: string | undefined): { kill: KillSwitch; aborted: number } {
     const k = this.kills.add(scope, value, reason, by);
-    const aborted = this.pipeline.abortWhere((x: Exchange) => this.kills.covering({ agent: x.agent.name, team: x.agent.team, action: x.action }) === k, 'killed');
+    const aborted = this.pipeline.abortWhere((x: Exchange) => this.kills.covering({ agent: x.agent.name, team: x.agent.team, action: x.action }) !== undefined, 'killed');
     this.log.warn({ scope, value: k.value, by, aborted }, 'kill switch on');
     this.bus.emit('kill', { ...k, aborted });
     return { kill: k, aborted };
