@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'budget_exceeded'
   | 'bad_request'
   | 'not_found'
+  | 'conflict'
   | 'payload_too_large'
   | 'upstream_timeout'
   | 'upstream_error'
@@ -39,6 +40,7 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, CodeInfo>> = {
   budget_exceeded: { status: 402, anthropicType: 'billing_error' },
   bad_request: { status: 400, anthropicType: 'invalid_request_error' },
   not_found: { status: 404, anthropicType: 'not_found_error' },
+  conflict: { status: 409, anthropicType: 'invalid_request_error' },
   payload_too_large: { status: 413, anthropicType: 'request_too_large' },
   upstream_timeout: { status: 504, anthropicType: 'timeout_error' },
   upstream_error: { status: 502, anthropicType: 'api_error' },

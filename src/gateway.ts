@@ -2,12 +2,15 @@
  * The running gateway: wires config, store, keys, pipeline, front doors and listeners together;
  * reloads config without dropping connections; drains on stop.
  */
+import { randomUUID } from 'node:crypto';
 import { watchFile, unwatchFile } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Agent as UndiciAgent } from 'undici';
 import { adminHandler } from './admin/api.js';
+import { ApprovalNotifier } from './approvals/notify.js';
+import { Approvals } from './approvals/service.js';
 import { AuditLog } from './audit/log.js';
 import { compileConfig, type HostPort, type RuntimeConfig } from './config/compile.js';
 import { loadConfigFile } from './config/load.js';
@@ -27,6 +30,7 @@ import { agentHandler, type AgentPortDeps } from './server/agent.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { KillScope, KillSwitch, Store } from './store/types.js';
 import { createDispatcher } from './upstream/dispatcher.js';
+import { errorBody } from './errors.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { dirname } from 'node:path';
@@ -65,6 +69,7 @@ export class Gateway implements AgentPortDeps {
   readonly audit: AuditLog;
   readonly alerts: Alerts;
   readonly kills: KillSwitches;
+  readonly approvals: Approvals;
   readonly pipeline: Pipeline;
   readonly log: Logger;
   private current: RuntimeConfig;
@@ -89,6 +94,7 @@ export class Gateway implements AgentPortDeps {
     });
     this.alerts = new Alerts(this.store, this.bus);
     this.kills = new KillSwitches(this.store);
+    this.approvals = new Approvals(this.store, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl);
     this.pipeline = new Pipeline(
       [
         killPolicy(this.kills),
@@ -97,7 +103,7 @@ export class Gateway implements AgentPortDeps {
         guardsPolicy((x) =>
           this.alerts.raise('loop', `${x.agent.name} ${x.action}`, 'warning', `agent "${x.agent.name}" is repeating ${x.action} with the same arguments; calls are refused with loop_detected`, { action: x.action, session: x.session }, x.agent.name),
         ),
-        approvalPolicy(),
+        approvalPolicy(this.approvals),
       ],
       this.audit,
       this.metrics,
@@ -148,8 +154,10 @@ export class Gateway implements AgentPortDeps {
       }
       const code = (err as { code?: string }).code;
       const status = code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      const body = JSON.stringify({ error: { type: 'airlock_error', code: 'bad_request', message: `malformed HTTP request (${code ?? 'parse error'})` } });
-      socket.end(`HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      // SPEC 10: every error carries a request_id, also in x-airlock-request-id (parser errors included).
+      const requestId = randomUUID();
+      const body = errorBody('bad_request', `malformed HTTP request (${code ?? 'parse error'})`, requestId);
+      socket.end(`HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-airlock-request-id: ${requestId}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`);
     });
     this.agentServer = agent;
     this.agentUrl = await listen(agent, c.listen);
@@ -221,7 +229,15 @@ export class Gateway implements AgentPortDeps {
   /** Turns a kill switch on and cuts that scope's in-flight exchanges. */
   kill(scope: KillScope, value: string, reason: string | undefined, by: string | undefined): { kill: KillSwitch; aborted: number } {
     const k = this.kills.add(scope, value, reason, by);
-    const aborted = this.pipeline.abortWhere((x: Exchange) => this.kills.covering({ agent: x.agent.name, team: x.agent.team, action: x.action }) !== undefined, 'killed');
+    const covered = (x: Exchange) => this.kills.covering({ agent: x.agent.name, team: x.agent.team, action: x.action }) !== undefined;
+    let aborted = this.pipeline.abortWhere(covered, 'killed');
+    // Held calls are not in flight yet; their abort signal denies them at once.
+    for (const x of this.approvals.heldExchanges()) {
+      if (covered(x) && !x.abort.signal.aborted) {
+        x.abort.abort('killed');
+        aborted++;
+      }
+    }
     this.log.warn({ scope, value: k.value, by, aborted }, 'kill switch on');
     this.bus.emit('kill', { ...k, aborted });
     return { kill: k, aborted };
@@ -251,6 +267,8 @@ export class Gateway implements AgentPortDeps {
     clearInterval(this.auditLagTimer);
     const agentClosed = this.agentServer ? new Promise<void>((r) => this.agentServer!.close(() => r())) : Promise.resolve();
     this.agentServer?.closeIdleConnections();
+    // Held calls cannot outlive the process: answer them now instead of waiting out the drain.
+    this.approvals.releaseAll('the gateway is shutting down');
     const deadline = Date.now() + this.current.shutdownTimeoutMs;
     while (this.pipeline.inFlight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     if (this.pipeline.inFlight.size > 0) {

@@ -13,6 +13,7 @@ import { PatternError } from '../policies/rules/pattern.js';
 import { sendError, sendJson } from '../server/respond.js';
 import type { AuditRow, KillScope } from '../store/types.js';
 import { BadBody, readJson } from './body.js';
+import { serveApprovals } from './approvals.js';
 import { serveEvents } from './events.js';
 import { randomUUID } from 'node:crypto';
 
@@ -53,13 +54,18 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
   if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
   if (path === '/readyz') return gw.ready() ? sendJson(res, 200, { status: 'ready' }) : sendJson(res, 503, { status: 'draining' });
 
-  const token = gw.config().admin.token;
-  if (token !== undefined) {
+  const tokens = gw.config().admin.tokens;
+  let tokenName: string | undefined;
+  if (tokens.length > 0) {
     const auth = req.headers.authorization ?? '';
-    const presented = auth.toLowerCase().startsWith('bearer ') ? auth.slice(7).trim() : '';
-    if (!sameDigest(hashKey(presented), hashKey(token))) return fail('unauthenticated', 'the admin API needs "Authorization: Bearer <admin.token>"');
+    const presented = hashKey(auth.toLowerCase().startsWith('bearer ') ? auth.slice(7).trim() : '');
+    // Compare against every token in constant time, so timing tells nothing about which matched.
+    for (const t of tokens) if (sameDigest(presented, hashKey(t.token))) tokenName ??= t.name;
+    if (tokenName === undefined) return fail('unauthenticated', 'the admin API needs "Authorization: Bearer <admin token>"');
   }
-  const operator = (req.headers['x-airlock-operator'] as string | undefined)?.slice(0, 100) ?? (token !== undefined ? 'admin-token' : 'admin-api');
+  // The operator recorded as approver or killer: the named token, plus what the CLI says of its user.
+  const claimed = (req.headers['x-airlock-operator'] as string | undefined)?.slice(0, 100);
+  const operator = tokenName !== undefined ? (claimed ? `${tokenName} (${claimed})` : tokenName) : (claimed ?? 'admin-api');
 
   if (path === '/metrics' && method === 'GET') {
     const body = await gw.metrics.registry.metrics();
@@ -154,6 +160,8 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
       return sendJson(res, 200, { lifted: { scope: t.scope, value: t.value } });
     }
   }
+
+  if (await serveApprovals(gw, req, res, url, operator, requestId)) return;
 
   if (path === '/api/alerts' && method === 'GET') {
     const limit = Number(url.searchParams.get('limit') ?? 100);

@@ -1,5 +1,6 @@
 /** The CLI's entry: dispatches a verb; exit 0 success, 1 failure of the thing asked, 2 usage error. */
 import { ConfigError } from '../config/load.js';
+import * as approvalsV from './approvals.js';
 import * as auditV from './audit.js';
 import * as checkV from './check.js';
 import { AdminUnreachable, EXIT_FAILED, EXIT_USAGE, UsageError } from './common.js';
@@ -20,6 +21,7 @@ const VERBS: Record<string, { usage: string; run: (argv: string[]) => number | P
   kill: { usage: killV.usage, run: (a) => killV.kill(a, false) },
   unkill: { usage: killV.usage.replace('kill', 'unkill'), run: (a) => killV.kill(a, true) },
   audit: { usage: auditV.usage, run: auditV.audit },
+  approvals: { usage: approvalsV.usage, run: approvalsV.approvals },
 };
 
 function help(): string {

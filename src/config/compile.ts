@@ -74,7 +74,8 @@ export interface HostPort {
 export interface RuntimeConfig {
   file: string;
   listen: HostPort;
-  admin: { listen: HostPort; token: string | undefined };
+  /** `tokens` maps each admin token to the operator name it stands for. */
+  admin: { listen: HostPort; token: string | undefined; tokens: { name: string; token: string }[] };
   dataDir: string;
   shutdownTimeoutMs: number;
   logLevel: string;
@@ -147,7 +148,8 @@ export function compileConfig(loaded: LoadedConfig, overrides: { listen?: string
   const adminText = overrides.adminListen ?? c.admin?.listen ?? DEFAULT_ADMIN_LISTEN;
   const adminListen = parseHostPort(adminText) ?? fail(['admin', 'listen'], `"${adminText}" is not HOST:PORT`);
   const adminToken = c.admin?.token;
-  if (!isLoopbackHost(adminListen.host) && !adminToken) {
+  const adminTokens = [...(adminToken ? [{ name: 'admin-token', token: adminToken }] : []), ...(c.admin?.tokens ?? [])];
+  if (!isLoopbackHost(adminListen.host) && adminTokens.length === 0) {
     fail(['admin', 'token'], `the admin port listens on ${adminListen.host}, which is not loopback: set admin.token (for example \${env:AIRLOCK_ADMIN_TOKEN}) or listen on 127.0.0.1`);
   }
 
@@ -219,7 +221,7 @@ export function compileConfig(loaded: LoadedConfig, overrides: { listen?: string
   return {
     file: loaded.file,
     listen,
-    admin: { listen: adminListen, token: adminToken },
+    admin: { listen: adminListen, token: adminToken, tokens: adminTokens },
     dataDir: resolve(loaded.baseDir, c.data ?? './.airlock'),
     shutdownTimeoutMs: parseDuration(c.shutdownTimeout ?? '10s')!,
     logLevel: c.log?.level ?? 'info',

@@ -85,7 +85,16 @@ export const configSchema = z.strictObject({
       keepAliveTimeout: duration.optional(),
     })
     .optional(),
-  admin: z.strictObject({ listen: hostPort.optional(), token: z.string().min(16, 'an admin token needs at least 16 characters').optional() }).optional(),
+  admin: z
+    .strictObject({
+      listen: hostPort.optional(),
+      token: z.string().min(16, 'an admin token needs at least 16 characters').optional(),
+      tokens: z
+        .array(z.strictObject({ name: z.string().min(1).max(64), token: z.string().min(16, 'an admin token needs at least 16 characters') }))
+        .optional()
+        .describe('named admin tokens: the name is recorded as the operator (approver, killer) in audit records'),
+    })
+    .optional(),
   agents: z.record(name, agent).optional(),
   teams: z.record(name, team).optional(),
   rules: z.array(rule).optional(),

@@ -6,6 +6,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Approval, ApprovalStatus, Remembered } from '../approvals/types.js';
 import type { KeyRecord } from '../identity/keys.js';
 import type { Alert, AuditFilter, AuditRow, KillScope, KillSwitch, Store } from './types.js';
 
@@ -23,6 +24,14 @@ CREATE TABLE IF NOT EXISTS alerts (
   id TEXT PRIMARY KEY, ts TEXT NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL, message TEXT NOT NULL,
   agent TEXT, data TEXT);
 CREATE INDEX IF NOT EXISTS alerts_ts ON alerts(ts);
+CREATE TABLE IF NOT EXISTS approvals (
+  id TEXT PRIMARY KEY, exchange_id TEXT NOT NULL, agent TEXT NOT NULL, team TEXT, user TEXT, session TEXT,
+  protocol TEXT NOT NULL, action TEXT NOT NULL, summary TEXT NOT NULL, args_key TEXT NOT NULL, rule TEXT,
+  created_at TEXT NOT NULL, expires_at TEXT NOT NULL, status TEXT NOT NULL, decided_by TEXT, decided_at TEXT, reason TEXT);
+CREATE INDEX IF NOT EXISTS approvals_status ON approvals(status, created_at);
+CREATE TABLE IF NOT EXISTS remembered (
+  id TEXT PRIMARY KEY, agent TEXT NOT NULL, action TEXT NOT NULL, args_key TEXT NOT NULL, approval_id TEXT NOT NULL,
+  created_by TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT);
 CREATE INDEX IF NOT EXISTS audit_id ON audit(id);
 CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
 CREATE INDEX IF NOT EXISTS audit_agent ON audit(agent, seq);
@@ -49,6 +58,60 @@ function toKey(r: KeyRow): KeyRecord {
     expiresAt: r.expires_at ?? undefined,
     revokedAt: r.revoked_at ?? undefined,
   };
+}
+
+interface ApprovalRow {
+  id: string;
+  exchange_id: string;
+  agent: string;
+  team: string | null;
+  user: string | null;
+  session: string | null;
+  protocol: string;
+  action: string;
+  summary: string;
+  args_key: string;
+  rule: string | null;
+  created_at: string;
+  expires_at: string;
+  status: ApprovalStatus;
+  decided_by: string | null;
+  decided_at: string | null;
+  reason: string | null;
+}
+
+function toApproval(r: ApprovalRow): Approval {
+  return {
+    id: r.id,
+    exchangeId: r.exchange_id,
+    agent: r.agent,
+    team: r.team ?? undefined,
+    user: r.user ?? undefined,
+    session: r.session ?? undefined,
+    protocol: r.protocol,
+    action: r.action,
+    summary: r.summary,
+    argsKey: r.args_key,
+    rule: r.rule ?? undefined,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    status: r.status,
+    decidedBy: r.decided_by ?? undefined,
+    decidedAt: r.decided_at ?? undefined,
+    reason: r.reason ?? undefined,
+  };
+}
+
+interface RememberedRow {
+  id: string;
+  agent: string;
+  action: string;
+  args_key: string;
+  approval_id: string;
+  created_by: string;
+  created_at: string;
+  expires_at: string;
+  revoked_at: string | null;
 }
 
 interface AuditDbRow {
@@ -99,6 +162,49 @@ export class SqliteStore implements Store {
     this.appendTx = this.db.transaction((rows: readonly AuditRow[]) => {
       for (const r of rows) this.insertAuditStmt.run(r.seq, r.id, r.ts, r.phase, r.agent, r.protocol, r.decision, r.record, r.prevHash, r.hash);
     });
+  }
+
+  insertApproval(a: Approval): void {
+    this.db
+      .prepare(
+        'INSERT INTO approvals (id, exchange_id, agent, team, user, session, protocol, action, summary, args_key, rule, created_at, expires_at, status, decided_by, decided_at, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
+      )
+      .run(a.id, a.exchangeId, a.agent, a.team ?? null, a.user ?? null, a.session ?? null, a.protocol, a.action, a.summary, a.argsKey, a.rule ?? null, a.createdAt, a.expiresAt, a.status, a.decidedBy ?? null, a.decidedAt ?? null, a.reason ?? null);
+  }
+
+  getApproval(id: string): Approval | undefined {
+    const r = this.db.prepare('SELECT * FROM approvals WHERE id = ?').get(id) as ApprovalRow | undefined;
+    return r ? toApproval(r) : undefined;
+  }
+
+  listApprovals(status: ApprovalStatus | undefined, limit: number): Approval[] {
+    const rows = (status === undefined
+      ? this.db.prepare('SELECT * FROM approvals ORDER BY created_at DESC LIMIT ?').all(limit)
+      : this.db.prepare('SELECT * FROM approvals WHERE status = ? ORDER BY created_at DESC LIMIT ?').all(status, limit)) as ApprovalRow[];
+    return rows.map(toApproval);
+  }
+
+  settleApproval(id: string, status: Exclude<ApprovalStatus, 'pending'>, by: string | undefined, reason: string | undefined, at: string): boolean {
+    return this.db.prepare("UPDATE approvals SET status = ?, decided_by = ?, reason = ?, decided_at = ? WHERE id = ? AND status = 'pending'").run(status, by ?? null, reason ?? null, at, id).changes === 1;
+  }
+
+  expirePendingApprovals(reason: string, at: string): number {
+    return this.db.prepare("UPDATE approvals SET status = 'expired', reason = ?, decided_at = ? WHERE status = 'pending'").run(reason, at).changes;
+  }
+
+  insertRemembered(r: Remembered): void {
+    this.db
+      .prepare('INSERT INTO remembered (id, agent, action, args_key, approval_id, created_by, created_at, expires_at, revoked_at) VALUES (?,?,?,?,?,?,?,?,?)')
+      .run(r.id, r.agent, r.action, r.argsKey, r.approvalId, r.createdBy, r.createdAt, r.expiresAt, r.revokedAt ?? null);
+  }
+
+  listRemembered(): Remembered[] {
+    const rows = this.db.prepare('SELECT * FROM remembered ORDER BY created_at').all() as RememberedRow[];
+    return rows.map((r) => ({ id: r.id, agent: r.agent, action: r.action, argsKey: r.args_key, approvalId: r.approval_id, createdBy: r.created_by, createdAt: r.created_at, expiresAt: r.expires_at, revokedAt: r.revoked_at ?? undefined }));
+  }
+
+  revokeRemembered(id: string, at: string): boolean {
+    return this.db.prepare('UPDATE remembered SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, id).changes === 1;
   }
 
   insertAlert(a: Alert): void {

@@ -2,6 +2,7 @@
  * The store's port: what the gateway keeps durably. SQLite implements it (embedded, the default);
  * other backends implement the same interface.
  */
+import type { Approval, ApprovalStatus, Remembered } from '../approvals/types.js';
 import type { KeyRecord } from '../identity/keys.js';
 
 export type KillScope = 'agent' | 'team' | 'target' | 'all';
@@ -51,6 +52,16 @@ export interface Alert {
 }
 
 export interface Store {
+  insertApproval(a: Approval): void;
+  getApproval(id: string): Approval | undefined;
+  listApprovals(status: ApprovalStatus | undefined, limit: number): Approval[];
+  /** Moves a pending approval to a final status; false when it was not pending (exactly-once decisions). */
+  settleApproval(id: string, status: Exclude<ApprovalStatus, 'pending'>, by: string | undefined, reason: string | undefined, at: string): boolean;
+  /** Marks every pending approval expired (after a restart); returns how many. */
+  expirePendingApprovals(reason: string, at: string): number;
+  insertRemembered(r: Remembered): void;
+  listRemembered(): Remembered[];
+  revokeRemembered(id: string, at: string): boolean;
   insertAlert(a: Alert): void;
   listAlerts(limit: number, since?: string): Alert[];
 

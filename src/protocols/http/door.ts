@@ -56,6 +56,10 @@ export async function serveHttp(gw: DoorContext, req: IncomingMessage, res: Serv
   const summary = `${method} ${svc.url.origin}${svc.basePath}${route.rawPath}${route.query}${body ? `\n${bodyExcerpt(body, req.headers['content-type'])}` : ''}`;
 
   const x = gw.pipeline.begin({ id: requestId, protocol: 'http', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey, summary, config: caller.config });
+  // An agent that hangs up cancels its call, whether it is held for approval or already upstream.
+  res.on('close', () => {
+    if (!res.writableFinished && !x.abort.signal.aborted) x.abort.abort('client_closed');
+  });
   const verdict = await gw.pipeline.decide(x);
   if (verdict.kind === 'deny') {
     if (streamBody) res.setHeader('connection', 'close');
@@ -78,10 +82,6 @@ async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: Inco
     finished = true;
     gw.pipeline.finish(x, { status, code, message, bytesIn: body?.length ?? bounded?.bytes ?? 0, bytesOut, details: attempts > 1 ? { attempts } : undefined });
   };
-  // An agent that hangs up cancels the upstream call.
-  res.on('close', () => {
-    if (!res.writableFinished && !signal.aborted) x.abort.abort('client_closed');
-  });
 
   for (;;) {
     attempts++;

@@ -1,0 +1,197 @@
+/**
+ * Human-in-the-loop holds, one mechanism for every front door. A held exchange gets a stored
+ * approval and waits — its agent's connection open — until a person approves or denies it, the
+ * timeout passes, a kill switch covers it, the agent hangs up, or the gateway stops. Decisions are
+ * settled in the store with a conditional update, so concurrent decisions on one id resolve
+ * exactly one way and a call can never run twice.
+ */
+import type { EventBus } from '../events/bus.js';
+import { randomBase62 } from '../identity/keys.js';
+import type { Exchange, Verdict } from '../pipeline/types.js';
+import type { Store } from '../store/types.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import type { ApprovalNotifier } from './notify.js';
+import type { Approval, Remembered } from './types.js';
+
+interface Waiter {
+  approval: Approval;
+  exchange: Exchange;
+  resolve: (v: Verdict) => void;
+  timer: NodeJS.Timeout;
+  startedHr: number;
+  onAbort: () => void;
+}
+
+export type DecideResult =
+  | { ok: true; approval: Approval }
+  | { ok: false; status: 404 | 409; message: string };
+
+export class Approvals {
+  private readonly waiters = new Map<string, Waiter>();
+  private remembered: Remembered[];
+
+  constructor(
+    private readonly store: Store,
+    private readonly bus: EventBus,
+    private readonly notifier: ApprovalNotifier,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly adminUrl: () => string,
+  ) {
+    // Approvals left pending by a gateway that stopped without answering them cannot be resumed:
+    // their agents' connections are gone. Mark them, so nothing pending is silently forgotten.
+    const n = store.expirePendingApprovals('the gateway restarted while the call was held', new Date().toISOString());
+    if (n > 0) log.warn({ expired: n }, 'approvals left pending by the previous run were marked expired');
+    this.remembered = store.listRemembered();
+  }
+
+  get pending(): number {
+    return this.waiters.size;
+  }
+
+  /** Holds the exchange until a decision; resolves to allow (approved) or a denial. */
+  hold(x: Exchange, rule: string | undefined): Verdict | Promise<Verdict> {
+    const now = Date.now();
+    const remembered = this.remembered.find((r) => !r.revokedAt && r.agent === x.agent.name && r.action === x.action && r.argsKey === x.argsKey && Date.parse(r.expiresAt) > now);
+    if (remembered) {
+      x.decision = 'approved';
+      x.approval = { id: remembered.approvalId, by: `remembered (${remembered.createdBy})`, waitedMs: 0 };
+      return { kind: 'allow' };
+    }
+    if (x.abort.signal.aborted) return this.abortVerdict(x);
+    const timeoutMs = x.config.approvals.timeoutMs;
+    const approval: Approval = {
+      id: `apr_${randomBase62(16)}`,
+      exchangeId: x.id,
+      agent: x.agent.name,
+      team: x.agent.team,
+      user: x.user,
+      session: x.session,
+      protocol: x.protocol,
+      action: x.action,
+      summary: x.summary ?? x.action,
+      argsKey: x.argsKey,
+      rule,
+      createdAt: new Date(now).toISOString(),
+      expiresAt: new Date(now + timeoutMs).toISOString(),
+      status: 'pending',
+      decidedBy: undefined,
+      decidedAt: undefined,
+      reason: undefined,
+    };
+    this.store.insertApproval(approval);
+    return new Promise<Verdict>((resolve) => {
+      const w: Waiter = {
+        approval,
+        exchange: x,
+        resolve,
+        startedHr: performance.now(),
+        timer: setTimeout(() => this.expire(approval.id), timeoutMs),
+        onAbort: () => this.cancel(approval.id),
+      };
+      this.waiters.set(approval.id, w);
+      x.abort.signal.addEventListener('abort', w.onAbort, { once: true });
+      this.metrics.approvalsPending.set(this.waiters.size);
+      this.bus.emit('approval', { event: 'created', approval });
+      this.notifier.notify(x.config.approvals.notify, approval, this.adminUrl());
+      this.log.info({ approval: approval.id, agent: approval.agent, action: approval.action }, 'call held for approval');
+    });
+  }
+
+  /** A person's decision. 404 for an unknown id, 409 for one already decided or expired. */
+  decide(id: string, decision: 'approve' | 'deny', by: string, reason: string | undefined, rememberMs: number | undefined): DecideResult {
+    const at = new Date().toISOString();
+    const status = decision === 'approve' ? 'approved' : 'denied';
+    if (!this.store.settleApproval(id, status, by, reason, at)) {
+      const a = this.store.getApproval(id);
+      if (!a) return { ok: false, status: 404, message: `no approval with id "${id}"` };
+      return { ok: false, status: 409, message: `approval ${id} is already ${a.status}${a.decidedBy ? ` (by ${a.decidedBy})` : ''}; it cannot be decided again` };
+    }
+    const w = this.waiters.get(id);
+    const approval = { ...(w?.approval ?? this.store.getApproval(id)!), status, decidedBy: by, decidedAt: at, reason } as Approval;
+    if (decision === 'approve' && rememberMs !== undefined && rememberMs > 0) {
+      const r: Remembered = { id: `rem_${randomBase62(12)}`, agent: approval.agent, action: approval.action, argsKey: approval.argsKey, approvalId: id, createdBy: by, createdAt: at, expiresAt: new Date(Date.now() + rememberMs).toISOString(), revokedAt: undefined };
+      this.store.insertRemembered(r);
+      this.remembered.push(r);
+    }
+    this.bus.emit('approval', { event: 'decided', approval });
+    if (w) {
+      const waitedMs = Math.round(performance.now() - w.startedHr);
+      w.exchange.approval = { id, by, waitedMs, reason };
+      if (decision === 'approve') {
+        w.exchange.decision = 'approved';
+        this.settle(w, { kind: 'allow' });
+      } else {
+        this.settle(w, { kind: 'deny', code: 'approval_denied', rule: approval.rule, message: `a human denied ${approval.action}${reason ? `: ${reason}` : ''}` });
+      }
+    }
+    this.log.info({ approval: id, decision: status, by }, 'approval decided');
+    return { ok: true, approval };
+  }
+
+  list(status: Approval['status'] | undefined, limit = 100): Approval[] {
+    return this.store.listApprovals(status, Math.min(Math.max(limit, 1), 1000));
+  }
+
+  get(id: string): Approval | undefined {
+    return this.store.getApproval(id);
+  }
+
+  listRemembered(): Remembered[] {
+    const now = Date.now();
+    return this.remembered.filter((r) => !r.revokedAt && Date.parse(r.expiresAt) > now);
+  }
+
+  forget(id: string): boolean {
+    const ok = this.store.revokeRemembered(id, new Date().toISOString());
+    if (ok) this.remembered = this.remembered.filter((r) => r.id !== id);
+    return ok;
+  }
+
+  /** Answers every held call (gateway stopping): they end as expired. */
+  releaseAll(reason: string): void {
+    for (const id of [...this.waiters.keys()]) this.expire(id, reason);
+  }
+
+  private expire(id: string, reason = 'nobody decided in time'): void {
+    const w = this.waiters.get(id);
+    if (!w) return;
+    this.store.settleApproval(id, 'expired', undefined, reason, new Date().toISOString());
+    w.exchange.approval = { id, waitedMs: Math.round(performance.now() - w.startedHr), reason };
+    this.bus.emit('approval', { event: 'expired', approval: { ...w.approval, status: 'expired', reason } });
+    this.settle(w, { kind: 'deny', code: 'approval_timeout', rule: w.approval.rule, message: `${w.approval.action} needed a human's approval and ${reason} (approval ${id}); the call was not made` });
+  }
+
+  /** The exchange was aborted while held: a kill switch, the agent hanging up, or shutdown. */
+  private cancel(id: string): void {
+    const w = this.waiters.get(id);
+    if (!w) return;
+    const reason = w.exchange.abort.signal.reason as string;
+    const status = reason === 'killed' ? 'denied' : 'cancelled';
+    const why = reason === 'killed' ? 'a kill switch covers this call' : reason === 'client_closed' ? 'the agent disconnected' : 'the gateway is shutting down';
+    this.store.settleApproval(id, status, reason === 'killed' ? 'kill-switch' : undefined, why, new Date().toISOString());
+    w.exchange.approval = { id, waitedMs: Math.round(performance.now() - w.startedHr), reason: why };
+    this.bus.emit('approval', { event: status, approval: { ...w.approval, status, reason: why } });
+    this.settle(w, this.abortVerdict(w.exchange));
+  }
+
+  private abortVerdict(x: Exchange): Verdict {
+    if (x.abort.signal.reason === 'killed') return { kind: 'deny', code: 'killed', message: 'a kill switch covers this call; it was not made' };
+    return { kind: 'deny', code: 'approval_timeout', message: 'the held call ended before anyone decided; it was not made' };
+  }
+
+  private settle(w: Waiter, v: Verdict): void {
+    clearTimeout(w.timer);
+    w.exchange.abort.signal.removeEventListener('abort', w.onAbort);
+    this.waiters.delete(w.approval.id);
+    this.metrics.approvalsPending.set(this.waiters.size);
+    w.resolve(v);
+  }
+
+  /** The held exchanges, for kill switches: an exchange not yet in flight is aborted through its signal. */
+  heldExchanges(): Iterable<Exchange> {
+    return [...this.waiters.values()].map((w) => w.exchange);
+  }
+
+}
