@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { watchFile, unwatchFile } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Agent as UndiciAgent } from 'undici';
@@ -144,7 +144,7 @@ export class Gateway implements AgentPortDeps {
         keepAliveTimeout: c.server.keepAliveTimeoutMs,
         connectionsCheckingInterval: Math.min(1000, c.server.headersTimeoutMs),
       },
-      agentHandler(this),
+      this.countingActive(agentHandler(this)),
     );
     agent.on('clientError', (err, socket) => {
       // Malformed requests (bad headers, smuggling attempts, timeouts) get a plain 4xx and a closed socket.
@@ -167,6 +167,17 @@ export class Gateway implements AgentPortDeps {
     this.listening = true;
     if (this.opts.watch !== false) watchFile(this.opts.configFile, { interval: 500 }, (cur, prev) => cur.mtimeMs !== prev.mtimeMs && this.reload('file change'));
     this.log.info({ agent: this.agentUrl, admin: this.adminUrl, config: c.file }, 'gateway started');
+  }
+
+  /** Requests on the agent port whose response has not finished: what a drain waits for. */
+  private active = 0;
+
+  private countingActive(h: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
+    return (req, res) => {
+      this.active++;
+      res.once('close', () => this.active--);
+      h(req, res);
+    };
   }
 
   /** Re-reads the config; a bad file is refused and the running config kept. */
@@ -270,7 +281,7 @@ export class Gateway implements AgentPortDeps {
     // Held calls cannot outlive the process: answer them now instead of waiting out the drain.
     this.approvals.releaseAll('the gateway is shutting down');
     const deadline = Date.now() + this.current.shutdownTimeoutMs;
-    while (this.pipeline.inFlight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while ((this.active > 0 || this.pipeline.inFlight.size > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     if (this.pipeline.inFlight.size > 0) {
       this.log.warn({ inFlight: this.pipeline.inFlight.size }, 'shutdown timeout: cutting the remaining exchanges');
       this.pipeline.abortWhere(() => true, 'shutdown');
