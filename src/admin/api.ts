@@ -32,11 +32,16 @@ function killTarget(body: Record<string, unknown>): { scope: KillScope; value: s
   return { scope, value: v.trim() };
 }
 
+/** The longest `expires` a key may be given. */
+const MAX_KEY_LIFETIME_MS = 36_500 * 86_400_000;
+
 export function adminHandler(gw: Gateway): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     route(gw, req, res).catch((e: unknown) => {
       const requestId = randomUUID();
       if (e instanceof BadBody) return sendError(res, requestId, 'bad_request', e.message);
+      // decodeURIComponent of a path segment such as `%zz` throws URIError: the caller's mistake, not ours.
+      if (e instanceof URIError) return sendError(res, requestId, 'bad_request', 'the path has malformed percent-encoding');
       gw.log.error({ err: e, url: req.url }, 'admin request failed');
       sendError(res, requestId, 'internal_error', 'the admin request failed; see the gateway log');
     });
@@ -96,6 +101,8 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
     if (body['expires'] !== undefined) {
       expiresInMs = typeof body['expires'] === 'string' ? parseDuration(body['expires']) : undefined;
       if (expiresInMs === undefined || expiresInMs <= 0) return fail('bad_request', 'expires must be a duration such as 30d, 12h or 90m');
+      // An expiry past what a Date can hold would be stored, then make every key listing throw (toISOString).
+      if (expiresInMs > MAX_KEY_LIFETIME_MS) return fail('bad_request', 'expires can be at most 36500d (100 years)');
     }
     const created = createStoredKey(gw.store, agent, expiresInMs);
     gw.keys.add(created.record);

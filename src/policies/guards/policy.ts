@@ -21,9 +21,11 @@ export function guardsPolicy(onLoop: (x: Exchange) => void = () => {}, now: () =
     before(x: Exchange): Verdict {
       const { loop, sessionMaxCalls } = x.config.guards;
       const t = now();
-      if (loop) {
-        const key = `${x.agent.name}\n${x.action}\n${x.argsKey}`;
-        const res = repeats.check(key, loop.repeats, loop.windowMs, t);
+      // Both guards are checked before either counts, so a call one of them refuses (and that is
+      // never made) does not count against the other: a session-capped retry is not a loop repeat.
+      const loopKey = loop ? `${x.agent.name}\n${x.action}\n${x.argsKey}` : undefined;
+      if (loop && loopKey !== undefined) {
+        const res = repeats.check(loopKey, loop.repeats, loop.windowMs, t);
         if (!res.ok) {
           const s = Math.max(1, Math.ceil(res.retryAfterMs / 1000));
           onLoop(x);
@@ -34,7 +36,6 @@ export function guardsPolicy(onLoop: (x: Exchange) => void = () => {}, now: () =
             retryAfterS: s,
           };
         }
-        repeats.add(key, loop.windowMs, t);
       }
       if (sessionMaxCalls !== undefined && x.session !== undefined) {
         const key = `${x.agent.name}\n${x.session}`;
@@ -50,6 +51,7 @@ export function guardsPolicy(onLoop: (x: Exchange) => void = () => {}, now: () =
           for (const [k, v] of sessions) if (t - v.last > SESSION_IDLE_MS) sessions.delete(k);
         }
       }
+      if (loop && loopKey !== undefined) repeats.add(loopKey, loop.windowMs, t);
       return ALLOW;
     },
   };

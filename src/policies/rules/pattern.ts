@@ -44,7 +44,8 @@ export function compileGlob(glob: string): Matcher {
 
 /** Compiles an action pattern such as `http: POST,PUT github/repos/**` or `mcp: github/get_*`. */
 export function compileActionPattern(pattern: string): Matcher {
-  const m = /^\s*([a-z*-]+)\s*:\s*(.*?)\s*$/.exec(pattern);
+  // Digits are allowed in the protocol name: `a2a` has one (SPEC section 3).
+  const m = /^\s*([a-z0-9*-]+)\s*:\s*(.*?)\s*$/.exec(pattern);
   if (!m) throw new PatternError(`"${pattern}" is not an action pattern; expected "<protocol>: <target>", such as "http: GET github/**"`);
   const protocol = m[1]!;
   const rest = m[2]!;
@@ -58,7 +59,7 @@ export function compileActionPattern(pattern: string): Matcher {
     targetSrc = `${globSource(agent!)}${method === undefined ? '(?: .*)?' : ` ${globSource(method)}`}`;
   } else if (protocol === '*') targetSrc = rest === '*' || rest === '**' ? '.*' : globSource(rest);
   else targetSrc = globSource(rest);
-  const protoSrc = protocol === '*' ? '[a-z-]+' : escapeRe(protocol);
+  const protoSrc = protocol === '*' ? '[a-z0-9-]+' : escapeRe(protocol);
   const re = new RegExp(`^${protoSrc}: ${targetSrc}$`);
   return (s) => re.test(s);
 }

@@ -136,6 +136,9 @@ async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: Inco
     pipe(up.body, res, (err) => {
       if (!err) return end(status, undefined, undefined, bytesOut);
       if (signal.aborted) return aborted(gw, x, res, end, bytesOut, status);
+      // The agent's streamed body passed maxBodySize after the upstream had answered: the cut is
+      // the agent's doing, and the audit must not blame the upstream for it.
+      if (bounded?.tooLarge) return end(status, 'payload_too_large', `request body over maxBodySize (${svc.maxBodySize} bytes); the response was cut`, bytesOut);
       const f = upstreamFailure(err);
       end(status, f.code, `the response was cut: ${f.message}`, bytesOut);
     });
