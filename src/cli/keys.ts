@@ -15,7 +15,8 @@ export async function keys(argv: string[]): Promise<number> {
   const [sub, arg] = positionals;
   if (sub === 'create') {
     if (!arg || positionals.length !== 2) throw new UsageError('keys create needs an agent name');
-    if (values.expires !== undefined && !(parseDuration(values.expires)! > 0)) throw new UsageError('--expires takes a duration such as 30d, 12h or 90m');
+    const lifetime = values.expires === undefined ? undefined : parseDuration(values.expires);
+    if (values.expires !== undefined && !(lifetime! > 0 && lifetime! <= 36500 * 86_400_000)) throw new UsageError('--expires takes a duration such as 30d, 12h or 90m (at most 36500d)');
     const body = values.expires ? { expires: values.expires } : {};
     const r = await viaGatewayOrStore(values, (base) => adminCall(base, 'POST', `/api/agents/${encodeURIComponent(arg)}/keys`, body), (file) => {
       const c = loadRuntime(file);

@@ -24,8 +24,9 @@ export function agentHandler(gw: AgentPortDeps): (req: IncomingMessage, res: Ser
   return (req, res) => {
     const startedHr = performance.now();
     const url = req.url ?? '/';
-    if (url === '/healthz') return sendJson(res, 200, { status: 'ok' });
-    if (url === '/readyz') return gw.ready() ? sendJson(res, 200, { status: 'ready' }) : sendJson(res, 503, { status: 'starting' });
+    const bare = url.split('?', 1)[0];
+    if (bare === '/healthz') return sendJson(res, 200, { status: 'ok' });
+    if (bare === '/readyz') return gw.ready() ? sendJson(res, 200, { status: 'ready' }) : sendJson(res, 503, { status: 'starting' });
 
     const requestId = randomUUID();
     res.setHeader('x-airlock-request-id', requestId);
