@@ -18,6 +18,10 @@ export type RouteResult = { ok: true; route: HttpRoute } | { ok: false; problem:
 
 /** Parses a request URL that starts with `/http/`. */
 export function parseHttpRoute(url: string): RouteResult {
+  // A fragment is never part of a request target (RFC 9112 origin-form), yet Node's parser accepts
+  // one. Forwarded, `/admin#x` would be judged by the rules as path "admin#x" (slipping past a deny
+  // on `admin/**`) while most upstreams serve it as /admin. Refuse it.
+  if (url.includes('#')) return { ok: false, problem: 'a fragment (#) is not allowed in the request target; encode it as %23 if it is part of the path' };
   const q = url.indexOf('?');
   const pathPart = q === -1 ? url : url.slice(0, q);
   const query = q === -1 ? '' : url.slice(q);
