@@ -146,6 +146,9 @@ export class Gateway implements AgentPortDeps {
       },
       this.countingActive(agentHandler(this)),
     );
+    // Without this listener Node answers `100 Continue` before any check; the front door sends it
+    // only when it is ready to take the body (after the size check and authentication).
+    agent.on('checkContinue', this.countingActive(agentHandler(this)));
     agent.on('clientError', (err, socket) => {
       // Malformed requests (bad headers, smuggling attempts, timeouts) get a plain 4xx and a closed socket.
       if (!socket.writable) {

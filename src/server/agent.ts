@@ -9,7 +9,7 @@ import type { KeyRing } from '../identity/keys.js';
 import type { RuntimeConfig } from '../config/compile.js';
 import { serveHttp } from '../protocols/http/door.js';
 import type { Caller, DoorContext } from './context.js';
-import { sendError, sendJson } from './respond.js';
+import { continueIfExpected, sendError, sendJson } from './respond.js';
 import type { ErrorCode } from '../errors.js';
 import { ERROR_CODES } from '../errors.js';
 
@@ -24,12 +24,12 @@ export function agentHandler(gw: AgentPortDeps): (req: IncomingMessage, res: Ser
   return (req, res) => {
     const startedHr = performance.now();
     const url = req.url ?? '/';
+    const requestId = randomUUID();
+    res.setHeader('x-airlock-request-id', requestId);
     const bare = url.split('?', 1)[0];
     if (bare === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (bare === '/readyz') return gw.ready() ? sendJson(res, 200, { status: 'ready' }) : sendJson(res, 503, { status: 'starting' });
 
-    const requestId = randomUUID();
-    res.setHeader('x-airlock-request-id', requestId);
     const config = gw.config();
     const refuse = (code: ErrorCode, message: string, agentName?: string) => {
       gw.pipeline.reject({ id: requestId, protocol: protocolOf(url), agent: agentName ? config.agents.get(agentName) : undefined, code, message, status: ERROR_CODES[code].status, startedHr });
@@ -55,6 +55,8 @@ export function agentHandler(gw: AgentPortDeps): (req: IncomingMessage, res: Ser
     }
     const caller: Caller = { requestId, agent, keyId: key.id, user: user as string | undefined, session: session as string | undefined, config, startedHr };
 
+    // The /http door sends `100 Continue` itself once it has checked the body's size; other doors take the body now.
+    if (!url.startsWith('/http/')) continueIfExpected(req, res);
     if (url.startsWith('/http/')) {
       serveHttp(gw, req, res, caller).catch((e: unknown) => {
         gw.log.error({ err: e, exchange: requestId }, 'http front door failed');

@@ -1,5 +1,5 @@
 /** Writes the gateway's own error responses in the SPEC's JSON shape (section 10). */
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ERROR_CODES, errorBody, type ErrorCode } from '../errors.js';
 
 export interface ErrorOptions {
@@ -30,4 +30,13 @@ export function sendJson(res: ServerResponse, status: number, value: unknown, ex
   const body = JSON.stringify(value);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...extra });
   res.end(body);
+}
+
+/**
+ * `Expect: 100-continue`: the agent port answers it itself (see the server's checkContinue), only
+ * once the gateway wants the body — so an oversized or refused upload is never sent at all.
+ */
+export function continueIfExpected(req: IncomingMessage, res: ServerResponse): void {
+  const expect = req.headers.expect;
+  if (expect !== undefined && expect.toLowerCase() === '100-continue' && !res.headersSent) res.writeContinue();
 }

@@ -11,7 +11,7 @@ import type { HttpService } from '../../config/compile.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
 import type { Exchange } from '../../pipeline/types.js';
 import type { Caller, DoorContext } from '../../server/context.js';
-import { sendError } from '../../server/respond.js';
+import { continueIfExpected, sendError } from '../../server/respond.js';
 import { upstreamFailure } from '../../upstream/dispatcher.js';
 import { agentResponseHeaders, upstreamRequestHeaders } from '../../upstream/headers.js';
 import { backoffMs, isIdempotent, isRetryableError, isRetryableStatus, RETRY_AFTER_CAP_MS, retryAfterMs } from '../../upstream/retry.js';
@@ -46,6 +46,7 @@ export async function serveHttp(gw: DoorContext, req: IncomingMessage, res: Serv
   let body: Buffer | undefined;
   if (hasBody && length !== undefined && length <= BUFFERED_BODY_LIMIT) {
     try {
+      continueIfExpected(req, res);
       body = await readBody(req, Math.min(svc.maxBodySize, BUFFERED_BODY_LIMIT));
     } catch {
       return; // the client went away mid-body; nothing was forwarded and there is nobody to answer
@@ -72,6 +73,7 @@ export async function serveHttp(gw: DoorContext, req: IncomingMessage, res: Serv
 async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: IncomingMessage, res: ServerResponse, path: string, method: string, body: Buffer | undefined, streamBody: boolean): Promise<void> {
   const signal = x.abort.signal;
   const headers = upstreamRequestHeaders(req.headers, svc.headers);
+  if (streamBody) continueIfExpected(req, res);
   const bounded = streamBody ? new BoundedBody(svc.maxBodySize) : undefined;
   if (bounded) pipe(req, bounded, () => {});
   const canRetry = svc.retries > 0 && isIdempotent(method) && !streamBody;
@@ -172,3 +174,4 @@ function aborted(gw: DoorContext, x: Exchange, res: ServerResponse, end: (s: num
   gw.log.debug({ exchange: x.id }, 'agent disconnected; upstream call cancelled');
   return end(status, undefined, 'the agent disconnected before the response ended', bytesOut);
 }
+
