@@ -20,6 +20,8 @@ import { KeyRing, type KeyRecord } from './identity/keys.js';
 import { Pipeline } from './pipeline/runner.js';
 import type { Exchange } from './pipeline/types.js';
 import { approvalPolicy } from './policies/approval/policy.js';
+import { BudgetLedger } from './policies/budget/ledger.js';
+import { budgetPolicy } from './policies/budget/policy.js';
 import { guardsPolicy } from './policies/guards/policy.js';
 import { killPolicy } from './policies/kill/policy.js';
 import { KillSwitches } from './policies/kill/switches.js';
@@ -100,6 +102,8 @@ export class Gateway implements AgentPortDeps {
         killPolicy(this.kills),
         rulesPolicy(),
         limitsPolicy(this.counters),
+        // Token limits and budgets: reserved before the call, settled with real usage; spend survives restarts via the audit.
+        budgetPolicy(new BudgetLedger((scope, name, since) => this.store.usageSummary('agent', since, scope === 'agent' ? { agent: name } : { team: name }).reduce((s, g) => s + g.costUsd, 0))),
         guardsPolicy((x) =>
           this.alerts.raise('loop', `${x.agent.name} ${x.action}`, 'warning', `agent "${x.agent.name}" is repeating ${x.action} with the same arguments; calls are refused with loop_detected`, { action: x.action, session: x.session }, x.agent.name),
         ),

@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { hashKey, isWellFormedKey, keyPrefix } from '../identity/keys.js';
 import { compileActionPattern, compileGlob, PatternError, type Matcher } from '../policies/rules/pattern.js';
 import { RuleSet } from '../policies/rules/ruleset.js';
+import { compileLlm, type LlmRuntime } from './llm.js';
 import type { LoadedConfig, PathKey } from './load.js';
 import type { AgentLimitsConfig } from './schema.js';
 import { parseDuration, parseRate, parseSize, type Rate } from './units.js';
@@ -86,6 +87,7 @@ export interface RuntimeConfig {
   targetLimits: TargetLimit[];
   guards: { loop: { repeats: number; windowMs: number } | undefined; sessionMaxCalls: number | undefined };
   http: { services: Map<string, HttpService> };
+  llm: LlmRuntime;
   approvals: { timeoutMs: number; notify: { webhook: string; headers: Record<string, string> }[] };
   audit: { bodies: boolean; jsonl: boolean };
   configKeys: ConfigKey[];
@@ -239,6 +241,7 @@ export function compileConfig(loaded: LoadedConfig, overrides: { listen?: string
       sessionMaxCalls: c.guards?.session?.maxCalls,
     },
     http: { services },
+    llm: compileLlm(c.llm, loaded),
     approvals: {
       timeoutMs: parseDuration(c.approvals?.timeout ?? '5m')!,
       notify: (c.approvals?.notify ?? []).map((n) => ({ webhook: n.webhook, headers: n.headers ?? {} })),

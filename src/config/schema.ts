@@ -3,6 +3,7 @@
  * errors) and for the JSON Schema that editors use (`airlock schema`).
  */
 import { z } from 'zod';
+import { llmSection } from './llm-schema.js';
 
 const DURATION_RE = /^\s*\d+(\.\d+)?\s*(ms|s|m|min|h|hour|d|day)\s*$/i;
 const SIZE_RE = /^\s*\d+(\.\d+)?\s*(b|kb|mb|gb)?\s*$/i;
@@ -104,7 +105,7 @@ export const configSchema = z.strictObject({
   approvals: z.strictObject({ timeout: duration.optional(), notify: z.array(notify).optional() }).optional(),
   audit: z.strictObject({ bodies: z.boolean().optional(), jsonl: z.boolean().optional() }).optional(),
   // Sections of later front doors and stores; shaped by their own modules as they land.
-  llm: z.looseObject({}).optional(),
+  llm: llmSection.optional(),
   mcp: z.looseObject({}).optional(),
   a2a: z.looseObject({}).optional(),
   store: z.looseObject({}).optional(),

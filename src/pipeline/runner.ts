@@ -18,7 +18,7 @@ import type { ErrorCode } from '../errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { auditDecisionFor } from './decision.js';
-import type { Exchange, Outcome, Policy, Protocol, Stage, Verdict } from './types.js';
+import type { Estimate, Exchange, Outcome, Policy, Protocol, Stage, Verdict } from './types.js';
 
 const STAGES: readonly Stage[] = ['kill', 'rules', 'limits', 'guards', 'approval'];
 
@@ -34,6 +34,7 @@ export interface ExchangeInit {
   argsKey: string;
   summary?: string | undefined;
   config: RuntimeConfig;
+  estimate?: Estimate | undefined;
 }
 
 /** A caller refused before an exchange could be formed (no key, unknown route, malformed request). */
@@ -87,6 +88,7 @@ export class Pipeline {
       decision: 'allowed',
       approval: undefined,
       passed: [],
+      estimate: init.estimate,
     };
   }
 

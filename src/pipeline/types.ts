@@ -41,6 +41,14 @@ export interface Exchange {
   approval: AuditRecord['approval'];
   /** Policies that let it through, to be told of the outcome (and to release what they hold). */
   passed: Policy[];
+  /** What the call may consume, set by front doors that know (LLM): token limits and budgets reserve it. */
+  estimate: Estimate | undefined;
+}
+
+/** An upper estimate of a call's consumption, reserved before it runs and settled with real usage after. */
+export interface Estimate {
+  tokens: number;
+  costUsd: number;
 }
 
 export type Verdict =

@@ -8,6 +8,9 @@ import { presentedKey, validAttribution } from '../identity/authenticate.js';
 import type { KeyRing } from '../identity/keys.js';
 import type { RuntimeConfig } from '../config/compile.js';
 import { serveHttp } from '../protocols/http/door.js';
+import { serveLlm } from '../protocols/llm/door.js';
+import { sendLlmError } from '../protocols/llm/render.js';
+import { surfaceOf } from '../protocols/llm/routes.js';
 import type { Caller, DoorContext } from './context.js';
 import { continueIfExpected, sendError, sendJson } from './respond.js';
 import type { ErrorCode } from '../errors.js';
@@ -35,7 +38,9 @@ export function agentHandler(gw: AgentPortDeps): (req: IncomingMessage, res: Ser
       gw.pipeline.reject({ id: requestId, protocol: protocolOf(url), agent: agentName ? config.agents.get(agentName) : undefined, code, message, status: ERROR_CODES[code].status, startedHr });
       // Unread bodies would otherwise be drained; a refused caller gets no such courtesy.
       if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) res.setHeader('connection', 'close');
-      sendError(res, requestId, code, message);
+      // LLM callers are SDKs: they get errors in the shape their SDK parses.
+      if (url.startsWith('/llm/')) sendLlmError(res, surfaceOf(url, req.headers), requestId, code, message);
+      else sendError(res, requestId, code, message);
     };
 
     const presented = presentedKey(req.headers);
@@ -61,6 +66,13 @@ export function agentHandler(gw: AgentPortDeps): (req: IncomingMessage, res: Ser
       serveHttp(gw, req, res, caller).catch((e: unknown) => {
         gw.log.error({ err: e, exchange: requestId }, 'http front door failed');
         sendError(res, requestId, 'internal_error', 'the gateway failed while serving this call');
+      });
+      return;
+    }
+    if (url.startsWith('/llm/')) {
+      serveLlm(gw, req, res, caller).catch((e: unknown) => {
+        gw.log.error({ err: e, exchange: requestId }, 'llm front door failed');
+        sendLlmError(res, surfaceOf(url, req.headers), requestId, 'internal_error', 'the gateway failed while serving this call');
       });
       return;
     }

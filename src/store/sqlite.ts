@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Approval, ApprovalStatus, Remembered } from '../approvals/types.js';
 import type { KeyRecord } from '../identity/keys.js';
-import type { Alert, AuditFilter, AuditRow, KillScope, KillSwitch, Store } from './types.js';
+import type { Alert, AuditFilter, AuditRow, KillScope, KillSwitch, Store, UsageBy, UsageGroup } from './types.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS keys (
@@ -276,6 +276,23 @@ export class SqliteStore implements Store {
     const sql = `SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq ${order} LIMIT ?`;
     args.push(Math.min(Math.max(f.limit ?? 100, 1), 10_000));
     return (this.db.prepare(sql).all(...args) as AuditDbRow[]).map(toAudit);
+  }
+
+  usageSummary(by: UsageBy, since: string | undefined, match: { agent?: string; team?: string } = {}): UsageGroup[] {
+    const key = by === 'agent' ? 'agent' : by === 'team' ? "json_extract(record, '$.team')" : "COALESCE(json_extract(record, '$.details.model'), json_extract(record, '$.target.model'))";
+    const where = ["phase = 'final'", "protocol = 'llm'"];
+    const args: string[] = [];
+    if (since !== undefined) (where.push('ts >= ?'), args.push(since));
+    if (match.agent !== undefined) (where.push('agent = ?'), args.push(match.agent));
+    if (match.team !== undefined) (where.push("json_extract(record, '$.team') = ?"), args.push(match.team));
+    const sql = `SELECT ${key} AS key, COUNT(*) AS requests,
+        COALESCE(SUM(json_extract(record, '$.usage.inputTokens')), 0) AS inputTokens,
+        COALESCE(SUM(json_extract(record, '$.usage.outputTokens')), 0) AS outputTokens,
+        COALESCE(SUM(json_extract(record, '$.usage.cachedInputTokens')), 0) AS cachedInputTokens,
+        COALESCE(SUM(json_extract(record, '$.costUsd')), 0) AS costUsd,
+        COALESCE(SUM(CASE WHEN json_extract(record, '$.usage.estimated') THEN 1 ELSE 0 END), 0) AS estimated
+      FROM audit WHERE ${where.join(' AND ')} GROUP BY key ORDER BY costUsd DESC, requests DESC`;
+    return this.db.prepare(sql).all(...args) as UsageGroup[];
   }
 
   *iterateAudit(): IterableIterator<AuditRow> {

@@ -51,6 +51,20 @@ export interface Alert {
   data?: Record<string, unknown> | undefined;
 }
 
+/** LLM usage summed over final audit records, for one group (agent, team or model). */
+export interface UsageGroup {
+  key: string | null;
+  requests: number;
+  inputTokens: number;
+  outputTokens: number;
+  cachedInputTokens: number;
+  costUsd: number;
+  /** Records whose usage airlock estimated. */
+  estimated: number;
+}
+
+export type UsageBy = 'agent' | 'team' | 'model';
+
 export interface Store {
   insertApproval(a: Approval): void;
   getApproval(id: string): Approval | undefined;
@@ -79,6 +93,8 @@ export interface Store {
   auditHead(): { seq: number; hash: string } | undefined;
   /** Newest first unless afterSeq is given (then oldest first). */
   queryAudit(f: AuditFilter): AuditRow[];
+  /** LLM usage of final records since `since` (ISO), grouped; biggest cost first. */
+  usageSummary(by: UsageBy, since: string | undefined, match?: { agent?: string; team?: string }): UsageGroup[];
   /** Every row in chain order, for verification. */
   iterateAudit(): IterableIterator<AuditRow>;
   close(): void;

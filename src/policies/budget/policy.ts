@@ -1,0 +1,120 @@
+/**
+ * Token limits (sliding windows) and budgets (USD per UTC day or month), per agent, per team
+ * (shared by its agents) and, for tokens, per target pattern. In the `limits` stage.
+ *
+ * Reservation and settlement: an exchange that carries an estimate (the LLM front door sets input
+ * estimate + output cap, priced) reserves it before it runs, against every budget and token limit
+ * that applies; when it ends, the reservation is released and the real usage booked. A budget
+ * admits a call while spent + reserved is under it, so concurrent calls overshoot a budget by at
+ * most one call's reservation. All applicable limits are checked before anything is reserved.
+ */
+import type { AgentRuntime, Budget, LimitSet } from '../../config/compile.js';
+import { formatDuration, type Rate } from '../../config/units.js';
+import { ALLOW, type Exchange, type Outcome, type Policy, type Verdict } from '../../pipeline/types.js';
+import { SlidingWindows } from '../limits/window.js';
+import { BudgetLedger, windowOf } from './ledger.js';
+
+interface BudgetCheck {
+  scope: 'agent' | 'team';
+  name: string;
+  budget: Budget;
+}
+
+interface TokenCheck {
+  key: string;
+  rate: Rate;
+  what: string;
+}
+
+interface Held {
+  budgets: BudgetCheck[];
+  costUsd: number;
+  tokens: { key: string; amount: number; windowMs: number }[];
+}
+
+/** Token windows and in-flight token reservations. */
+export class TokenCounters {
+  readonly windows = new SlidingWindows();
+  readonly reserved = new Map<string, number>();
+}
+
+const usd = (v: number) => `$${v < 10 ? v.toFixed(4) : v.toFixed(2)}`;
+
+function checksFor(x: Exchange): { budgets: BudgetCheck[]; tokens: TokenCheck[] } {
+  const a: AgentRuntime = x.agent;
+  const budgets: BudgetCheck[] = [];
+  const tokens: TokenCheck[] = [];
+  const add = (l: LimitSet | undefined, scope: 'agent' | 'team', name: string) => {
+    if (!l) return;
+    if (l.budget) budgets.push({ scope, name, budget: l.budget });
+    if (l.tokens) tokens.push({ key: `tok:${scope}:${name}`, rate: l.tokens, what: `${scope} "${name}"` });
+  };
+  add(a.limits, 'agent', a.name);
+  if (a.team !== undefined) add(x.config.teams.get(a.team)?.limits, 'team', a.team);
+  for (const t of x.config.targetLimits) {
+    if (!t.tokens || !t.appliesTo(a) || !t.match(x.action)) continue;
+    tokens.push({ key: `tok:${t.id}:${a.name}`, rate: t.tokens, what: `"${t.target}" for agent "${a.name}"` });
+  }
+  return { budgets, tokens };
+}
+
+const HELD = new WeakMap<Exchange, Held>();
+
+/** The budget and token-limit policy; `now` is a seam for tests. */
+export function budgetPolicy(ledger: BudgetLedger, counters: TokenCounters = new TokenCounters(), now: () => number = Date.now): Policy {
+  return {
+    name: 'budget',
+    stage: 'limits',
+    before(x: Exchange): Verdict {
+      const e = x.estimate;
+      if (!e || (e.tokens === 0 && e.costUsd === 0)) return ALLOW;
+      const { budgets, tokens } = checksFor(x);
+      if (budgets.length === 0 && tokens.length === 0) return ALLOW;
+      const t = now();
+      for (const b of budgets) {
+        const { spent, reserved } = ledger.committed(b.scope, b.name, b.budget.period, t);
+        if (spent + reserved >= b.budget.usd) {
+          const renew = windowOf(b.budget.period, t).end;
+          return {
+            kind: 'deny',
+            code: 'budget_exceeded',
+            message: `${b.scope} "${b.name}" has spent ${usd(spent)}${reserved > 0 ? ` (and calls in flight reserve ${usd(reserved)})` : ''} of its budget of ${b.budget.text}; it renews at ${new Date(renew).toISOString()} (in ${formatDuration(renew - t)})`,
+          };
+        }
+      }
+      const amounts = tokens.map((c) => Math.min(e.tokens, c.rate.limit));
+      for (let i = 0; i < tokens.length; i++) {
+        const c = tokens[i]!;
+        const inFlight = counters.reserved.get(c.key) ?? 0;
+        const r = counters.windows.check(c.key, c.rate.limit, c.rate.windowMs, t, inFlight + amounts[i]!);
+        if (!r.ok) {
+          const s = Math.max(1, Math.ceil(r.retryAfterMs / 1000));
+          return { kind: 'deny', code: 'rate_limited', message: `${c.what} is over its token limit of ${c.rate.text} (this call may use up to ${e.tokens} tokens); retry in ${formatDuration(s * 1000)}`, retryAfterS: s };
+        }
+      }
+      for (const b of budgets) ledger.reserve(b.scope, b.name, b.budget.period, t, e.costUsd);
+      const held: Held = { budgets, costUsd: e.costUsd, tokens: [] };
+      tokens.forEach((c, i) => {
+        counters.reserved.set(c.key, (counters.reserved.get(c.key) ?? 0) + amounts[i]!);
+        held.tokens.push({ key: c.key, amount: amounts[i]!, windowMs: c.rate.windowMs });
+      });
+      HELD.set(x, held);
+      return ALLOW;
+    },
+    after(x: Exchange, outcome: Outcome): void {
+      const h = HELD.get(x);
+      if (!h) return;
+      HELD.delete(x);
+      const t = now();
+      const cost = outcome.costUsd ?? 0;
+      for (const b of h.budgets) ledger.settle(b.scope, b.name, b.budget.period, t, h.costUsd, cost);
+      const used = outcome.usage ? outcome.usage.inputTokens + outcome.usage.outputTokens : 0;
+      for (const r of h.tokens) {
+        const left = (counters.reserved.get(r.key) ?? 0) - r.amount;
+        if (left <= 0) counters.reserved.delete(r.key);
+        else counters.reserved.set(r.key, left);
+        if (used > 0) counters.windows.add(r.key, r.windowMs, t, used);
+      }
+    },
+  };
+}

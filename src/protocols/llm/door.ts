@@ -1,0 +1,137 @@
+/**
+ * The LLM front door (SPEC section 5.2): `/llm/v1/...` in the OpenAI and Anthropic shapes. Reads
+ * and checks the request, turns it into an exchange (action `llm: <model>`, target model + surface
+ * + provider, a digest of the body as its arguments, an upper estimate of its tokens and cost for
+ * limits and budgets), asks the pipeline, and forwards what is allowed. It never decides who may
+ * do what; denials come back from the pipeline and are rendered in the surface's shape.
+ */
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { surfacesOf, type LlmModel, type Surface } from '../../config/llm.js';
+import { ERROR_CODES, type ErrorCode } from '../../errors.js';
+import type { Estimate } from '../../pipeline/types.js';
+import type { Caller, DoorContext } from '../../server/context.js';
+import { forwardLlm } from './forward.js';
+import { serveModels } from './models.js';
+import { priceOf } from './pricing.js';
+import { sendLlmError } from './render.js';
+import { parseLlmRequest, requestSummary, reserveInputTokens, type LlmRequest } from './request.js';
+import { parseLlmRoute, type Operation } from './routes.js';
+import { warmTokenizer } from './tokenizer.js';
+
+type BodyRead = { ok: true; body: Buffer } | { ok: false; tooLarge: boolean };
+
+/** Reads the whole body up to `limit` bytes; stops reading (without answering) past it. */
+function readLimited(req: IncomingMessage, limit: number): Promise<BodyRead> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    const onData = (c: Buffer) => {
+      n += c.length;
+      if (n > limit) {
+        req.off('data', onData);
+        // Discard the rest until the connection closes (the answer carries `connection: close`).
+        req.resume();
+        resolve({ ok: false, tooLarge: true });
+        return;
+      }
+      chunks.push(c);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve({ ok: true, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) }));
+    req.once('error', () => resolve({ ok: false, tooLarge: false }));
+    req.once('aborted', () => resolve({ ok: false, tooLarge: false }));
+  });
+}
+
+/** Calls that generate output, and so reserve an output cap. */
+const GENERATES: ReadonlySet<Operation> = new Set(['chat', 'responses', 'messages']);
+
+/** The most the call may consume: prompt estimate + output cap, at the dearest price along the chain. */
+function estimateOf(op: Operation, req: LlmRequest, chain: LlmModel[]): Estimate {
+  if (op === 'count_tokens') return { tokens: 0, costUsd: 0 };
+  const input = reserveInputTokens(req.body);
+  const output = GENERATES.has(op) ? (req.maxOutputTokens ?? chain[0]!.maxOutputTokens) : 0;
+  let inPrice = 0;
+  let outPrice = 0;
+  for (const m of chain) {
+    const p = priceOf(m);
+    if (!p) continue;
+    inPrice = Math.max(inPrice, p.input);
+    outPrice = Math.max(outPrice, p.output);
+  }
+  return { tokens: input + output, costUsd: (input * inPrice + output * outPrice) / 1e6 };
+}
+
+let warmed = false;
+
+/** Serves one `/llm/...` request from an authenticated caller. */
+export async function serveLlm(gw: DoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller): Promise<void> {
+  const { requestId } = caller;
+  let surface: Surface = 'openai';
+  const refuse = (code: ErrorCode, message: string, extra: { action?: string; target?: Record<string, unknown>; close?: boolean } = {}) => {
+    gw.pipeline.reject({ id: requestId, protocol: 'llm', agent: caller.agent, user: caller.user, session: caller.session, action: extra.action, target: extra.target, code, message, status: ERROR_CODES[code].status, startedHr: caller.startedHr });
+    sendLlmError(res, surface, requestId, code, message, { close: extra.close ?? false });
+  };
+  const url = req.url ?? '/';
+  const method = (req.method ?? 'GET').toUpperCase();
+  const parsedRoute = parseLlmRoute(method, url, req.headers);
+  if (!parsedRoute.ok) {
+    surface = parsedRoute.surface;
+    return refuse('not_found', parsedRoute.problem, { close: req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined });
+  }
+  const route = parsedRoute.route;
+  surface = route.surface;
+  if (route.op === 'models' || route.op === 'model') return serveModels(res, caller, route);
+  const llm = caller.config.llm;
+  if (!warmed && llm.models.size > 0) {
+    warmed = true;
+    warmTokenizer();
+  }
+
+  const cl = req.headers['content-length'];
+  if (cl !== undefined && Number(cl) > llm.maxBodySize) {
+    return refuse('payload_too_large', `the request body (${cl} bytes) is over llm.maxBodySize (${llm.maxBodySize} bytes); send a shorter prompt or raise the limit`, { close: true });
+  }
+  const read = await readLimited(req, llm.maxBodySize);
+  if (!read.ok) {
+    if (read.tooLarge) return refuse('payload_too_large', `the request body is over llm.maxBodySize (${llm.maxBodySize} bytes); send a shorter prompt or raise the limit`, { close: true });
+    return; // the agent went away mid-body: nothing was forwarded and nobody is left to answer
+  }
+  const parsed = parseLlmRequest(route.op, read.body);
+  if (!parsed.ok) return refuse('bad_request', parsed.message);
+  const lr = parsed.req;
+  const action = `llm: ${lr.model}`;
+  const model = llm.models.get(lr.model);
+  if (!model) return refuse('not_found', `no model "${lr.model}" is configured (llm.models); GET /llm/v1/models lists the ones this agent may use`, { action, target: { model: lr.model, surface } });
+  const target = { model: model.name, surface, provider: model.provider.name, operation: route.op };
+  if (!surfacesOf(model.provider.type).includes(surface)) {
+    const other = surface === 'openai' ? 'the Anthropic shape (/llm/v1/messages)' : 'the OpenAI shape (/llm/v1/chat/completions)';
+    return refuse('bad_request', `model "${model.name}" is served by provider "${model.provider.name}" (${model.provider.type}), which speaks ${other}; a surface routes only to providers of its own shape`, { action, target });
+  }
+
+  const x = gw.pipeline.begin({
+    id: requestId,
+    protocol: 'llm',
+    agent: caller.agent,
+    keyId: caller.keyId,
+    user: caller.user,
+    session: caller.session,
+    action,
+    target,
+    argsKey: createHash('sha1').update(read.body).digest('base64'),
+    summary: requestSummary(route.op, lr),
+    config: caller.config,
+    estimate: estimateOf(route.op, lr, model.chain),
+  });
+  // An agent that hangs up cancels its call, whether it is held for approval or already upstream.
+  res.on('close', () => {
+    if (!res.writableFinished && !x.abort.signal.aborted) x.abort.abort('client_closed');
+  });
+  const verdict = await gw.pipeline.decide(x);
+  if (verdict.kind === 'deny') {
+    sendLlmError(res, surface, requestId, verdict.code, verdict.message, { rule: verdict.rule, retryAfterS: verdict.retryAfterS });
+    return;
+  }
+  await forwardLlm(gw, x, res, { route, req: lr, chain: model.chain, agentHeaders: req.headers });
+}

@@ -1,0 +1,180 @@
+/**
+ * Forwards an allowed LLM call along its model's chain: the model, then its fallbacks on 429, 5xx,
+ * timeouts (including a stream's first-token timeout) and connection errors — only while nothing has
+ * reached the agent. Non-streamed replies are read whole (to read their usage) and sent with their
+ * own bytes; streams go through the SSE tap event by event (see stream.ts).
+ */
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { LlmModel } from '../../config/llm.js';
+import { ERROR_CODES } from '../../errors.js';
+import type { Exchange } from '../../pipeline/types.js';
+import type { DoorContext } from '../../server/context.js';
+import { upstreamFailure } from '../../upstream/dispatcher.js';
+import { LlmOutcome } from './outcome.js';
+import { callHttpProvider } from './providers/http.js';
+import { callMock } from './providers/mock.js';
+import type { UpstreamReply } from './providers/types.js';
+import { sendLlmError } from './render.js';
+import type { LlmRequest } from './request.js';
+import type { LlmRoute } from './routes.js';
+import { llmResponseHeaders, pumpStream } from './stream.js';
+import { replyText, settleUsage, usageFromBody } from './usage.js';
+
+export interface LlmCall {
+  route: LlmRoute;
+  req: LlmRequest;
+  chain: LlmModel[];
+  agentHeaders: IncomingHttpHeaders;
+}
+
+/** Largest non-streamed reply airlock reads (embeddings of big batches are the large ones). */
+const MAX_REPLY_BYTES = 64 * 1024 * 1024;
+
+type AttemptResult =
+  | { kind: 'done' }
+  | { kind: 'aborted' }
+  | { kind: 'failed'; code: 'upstream_error' | 'upstream_timeout'; message: string }
+  | { kind: 'status'; reply: UpstreamReply };
+
+/** The bytes and parsed body to send to `model`: the agent's own bytes unless something must change. */
+function requestFor(call: LlmCall, model: LlmModel): { body: Buffer; parsed: Record<string, unknown>; strip: boolean } {
+  const { req, route } = call;
+  const renamed = model.upstreamModel !== req.model;
+  // Chat streams report usage only when asked; ask on the agent's behalf and drop the extra chunk.
+  const askUsage = route.op === 'chat' && req.stream && !req.wantsUsageChunk && model.provider.includeUsage;
+  if (!renamed && !askUsage) return { body: req.raw, parsed: req.body, strip: false };
+  const parsed: Record<string, unknown> = { ...req.body };
+  if (renamed) parsed['model'] = model.upstreamModel;
+  if (askUsage) parsed['stream_options'] = { ...((req.body['stream_options'] as object | null | undefined) ?? {}), include_usage: true };
+  return { body: Buffer.from(JSON.stringify(parsed)), parsed, strip: askUsage };
+}
+
+function readAll(body: UpstreamReply['body']): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    body.on('data', (c: Buffer) => {
+      n += c.length;
+      if (n > MAX_REPLY_BYTES) {
+        body.destroy(Object.assign(new Error('reply too large'), { code: 'REPLY_TOO_LARGE' }));
+        return;
+      }
+      chunks.push(c);
+    });
+    body.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    body.on('error', reject);
+  });
+}
+
+const retryableStatus = (s: number) => s === 429 || s === 408 || s >= 500;
+
+/** Serves an allowed exchange; always ends it exactly once. */
+export async function forwardLlm(gw: DoorContext, x: Exchange, res: ServerResponse, call: LlmCall): Promise<void> {
+  const out = new LlmOutcome(gw, x, call);
+  const surface = call.route.surface;
+  for (let i = 0; i < call.chain.length; i++) {
+    const model = call.chain[i]!;
+    const last = i === call.chain.length - 1;
+    const r = await attempt(gw, x, res, call, model, out);
+    if (r.kind === 'done') return;
+    if (r.kind === 'aborted') return out.aborted(res, model);
+    out.attempts.push({ model: model.name, ...(r.kind === 'status' ? { status: r.reply.statusCode } : { error: r.code }) });
+    const retry = r.kind === 'failed' || retryableStatus(r.reply.statusCode);
+    if (retry && !last) {
+      if (r.kind === 'status') r.reply.body.destroy();
+      gw.log.info({ exchange: x.id, model: model.name, next: call.chain[i + 1]!.name, why: r.kind === 'status' ? r.reply.statusCode : r.code }, 'LLM call failed before any byte reached the agent; trying the fallback');
+      continue;
+    }
+    if (r.kind === 'failed') {
+      sendLlmError(res, surface, x.id, r.code, `${model.name}: ${r.message}`);
+      return out.end(model, { status: ERROR_CODES[r.code].status, code: r.code, message: r.message });
+    }
+    // The provider's own error, in its own shape: the agent's SDK parses it as if it called direct.
+    let buf: Buffer;
+    try {
+      buf = await readAll(r.reply.body);
+    } catch (e) {
+      if (x.abort.signal.aborted) return out.aborted(res, model);
+      const f = upstreamFailure(e);
+      sendLlmError(res, surface, x.id, f.code, `${model.name}: ${f.message}`);
+      return out.end(model, { status: ERROR_CODES[f.code].status, code: f.code, message: f.message });
+    }
+    res.writeHead(r.reply.statusCode, { ...llmResponseHeaders(r.reply.headers, x.id), 'content-length': buf.length });
+    res.end(buf);
+    return out.end(model, { status: r.reply.statusCode, message: `${model.name} (${model.provider.name}) answered ${r.reply.statusCode}`, bytesOut: buf.length });
+  }
+}
+
+async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: LlmCall, model: LlmModel, out: LlmOutcome): Promise<AttemptResult> {
+  const { route, req } = call;
+  const ac = new AbortController();
+  const onAbort = () => ac.abort(x.abort.signal.reason);
+  if (x.abort.signal.aborted) return { kind: 'aborted' };
+  x.abort.signal.addEventListener('abort', onAbort, { once: true });
+  const release = () => x.abort.signal.removeEventListener('abort', onAbort);
+  let firstTokenTimer: NodeJS.Timeout | undefined;
+  let timedOut = false;
+  const ftt = req.stream ? model.firstTokenTimeoutMs : undefined;
+  if (ftt !== undefined) {
+    firstTokenTimer = setTimeout(() => {
+      timedOut = true;
+      ac.abort('first_token_timeout');
+    }, ftt);
+  }
+  const stopTimer = () => clearTimeout(firstTokenTimer);
+  const failed = (e: unknown): AttemptResult => {
+    stopTimer();
+    release();
+    if (x.abort.signal.aborted) return { kind: 'aborted' };
+    if (timedOut) return { kind: 'failed', code: 'upstream_timeout', message: `no first token within ${ftt}ms (firstTokenTimeout)` };
+    const f = upstreamFailure(e);
+    return { kind: 'failed', code: f.code, message: f.message };
+  };
+
+  const sent = requestFor(call, model);
+  const pc = { route, model, body: sent.body, parsed: sent.parsed, agentHeaders: call.agentHeaders, signal: ac.signal, timeoutMs: model.timeoutMs };
+  const t0 = performance.now();
+  let reply: UpstreamReply;
+  try {
+    reply = model.provider.type === 'mock' ? await callMock(pc) : await callHttpProvider(gw.dispatcher, pc);
+  } catch (e) {
+    return failed(e);
+  }
+  gw.metrics.upstreamDuration.labels('llm', model.name).observe((performance.now() - t0) / 1000);
+  if (reply.statusCode < 200 || reply.statusCode >= 300) {
+    stopTimer();
+    release();
+    return { kind: 'status', reply };
+  }
+
+  const ct = reply.headers['content-type'];
+  if (req.stream && typeof ct === 'string' && ct.includes('text/event-stream')) {
+    const r = await pumpStream(res, x, reply, route.op, sent.strip, out, model, stopTimer, release);
+    if (r === 'committed') return { kind: 'done' };
+    if (r === 'empty') return failed(Object.assign(new Error('the provider ended the stream before sending any event'), { code: 'UND_ERR_SOCKET' }));
+    return failed(r.error);
+  }
+
+  let buf: Buffer;
+  try {
+    buf = await readAll(reply.body);
+  } catch (e) {
+    return failed(e);
+  }
+  stopTimer();
+  release();
+  if (res.destroyed) return { kind: 'aborted' };
+  const reported = usageFromBody(buf);
+  const usage =
+    route.op === 'count_tokens'
+      ? undefined
+      : settleUsage(
+          reported,
+          () => out.promptTokens(),
+          () => out.countText(replyText(buf)),
+        );
+  res.writeHead(reply.statusCode, { ...llmResponseHeaders(reply.headers, x.id), 'content-length': buf.length });
+  res.end(buf);
+  out.end(model, { status: reply.statusCode, bytesOut: buf.length, usage, upstreamModel: reported.model });
+  return { kind: 'done' };
+}
