@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { hashKey, isWellFormedKey, keyPrefix } from '../identity/keys.js';
 import { compileActionPattern, compileGlob, PatternError, type Matcher } from '../policies/rules/pattern.js';
 import { RuleSet } from '../policies/rules/ruleset.js';
+import { compileA2A, type A2ARuntime } from './a2a.js';
 import { compileLlm, type LlmRuntime } from './llm.js';
 import type { LoadedConfig, PathKey } from './load.js';
 import type { AgentLimitsConfig } from './schema.js';
@@ -88,6 +89,7 @@ export interface RuntimeConfig {
   guards: { loop: { repeats: number; windowMs: number } | undefined; sessionMaxCalls: number | undefined };
   http: { services: Map<string, HttpService> };
   llm: LlmRuntime;
+  a2a: A2ARuntime;
   approvals: { timeoutMs: number; notify: { webhook: string; headers: Record<string, string> }[] };
   audit: { bodies: boolean; jsonl: boolean };
   configKeys: ConfigKey[];
@@ -242,6 +244,7 @@ export function compileConfig(loaded: LoadedConfig, overrides: { listen?: string
     },
     http: { services },
     llm: compileLlm(c.llm, loaded),
+    a2a: compileA2A(c.a2a, loaded),
     approvals: {
       timeoutMs: parseDuration(c.approvals?.timeout ?? '5m')!,
       notify: (c.approvals?.notify ?? []).map((n) => ({ webhook: n.webhook, headers: n.headers ?? {} })),

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { presentedKey, validAttribution } from '../identity/authenticate.js';
 import type { KeyRing } from '../identity/keys.js';
 import type { RuntimeConfig } from '../config/compile.js';
+import { serveA2a } from '../protocols/a2a/door.js';
 import { serveHttp } from '../protocols/http/door.js';
 import { serveLlm } from '../protocols/llm/door.js';
 import { sendLlmError } from '../protocols/llm/render.js';
@@ -73,6 +74,13 @@ export function agentHandler(gw: AgentPortDeps): (req: IncomingMessage, res: Ser
       serveLlm(gw, req, res, caller).catch((e: unknown) => {
         gw.log.error({ err: e, exchange: requestId }, 'llm front door failed');
         sendLlmError(res, surfaceOf(url, req.headers), requestId, 'internal_error', 'the gateway failed while serving this call');
+      });
+      return;
+    }
+    if (url.startsWith('/a2a/')) {
+      serveA2a(gw, req, res, caller).catch((e: unknown) => {
+        gw.log.error({ err: e, exchange: requestId }, 'a2a front door failed');
+        sendError(res, requestId, 'internal_error', 'the gateway failed while serving this call');
       });
       return;
     }

@@ -1,0 +1,160 @@
+/**
+ * The A2A methods airlock understands, under their 1.0 names (what actions and rules use) and their
+ * 0.3 JSON-RPC names, so a rule `a2a: travel SendMessage` covers `message/send` too.
+ */
+
+export type A2AMethod =
+  | 'SendMessage'
+  | 'SendStreamingMessage'
+  | 'GetTask'
+  | 'ListTasks'
+  | 'CancelTask'
+  | 'SubscribeToTask'
+  | 'CreateTaskPushNotificationConfig'
+  | 'GetTaskPushNotificationConfig'
+  | 'ListTaskPushNotificationConfigs'
+  | 'DeleteTaskPushNotificationConfig'
+  | 'GetExtendedAgentCard';
+
+export type A2AVersion = '1.0' | '0.3';
+
+export interface MethodInfo {
+  /** The 1.0 name: the action's method. */
+  method: A2AMethod;
+  /** Which protocol generation the name the agent used belongs to. */
+  version: A2AVersion;
+}
+
+/** Every method, for discovery ("may this agent use that remote agent at all?"). */
+export const ALL_METHODS: readonly A2AMethod[] = [
+  'SendMessage',
+  'SendStreamingMessage',
+  'GetTask',
+  'ListTasks',
+  'CancelTask',
+  'SubscribeToTask',
+  'CreateTaskPushNotificationConfig',
+  'GetTaskPushNotificationConfig',
+  'ListTaskPushNotificationConfigs',
+  'DeleteTaskPushNotificationConfig',
+  'GetExtendedAgentCard',
+];
+
+const BY_NAME = new Map<string, MethodInfo>();
+for (const m of ALL_METHODS) BY_NAME.set(m, { method: m, version: '1.0' });
+// Spellings from 1.0 release candidates that clients still send.
+BY_NAME.set('ListTaskPushNotificationConfig', { method: 'ListTaskPushNotificationConfigs', version: '1.0' });
+BY_NAME.set('GetAuthenticatedExtendedCard', { method: 'GetExtendedAgentCard', version: '1.0' });
+const V03: [string, A2AMethod][] = [
+  ['message/send', 'SendMessage'],
+  ['message/stream', 'SendStreamingMessage'],
+  ['tasks/get', 'GetTask'],
+  ['tasks/list', 'ListTasks'],
+  ['tasks/cancel', 'CancelTask'],
+  ['tasks/resubscribe', 'SubscribeToTask'],
+  ['tasks/pushNotificationConfig/set', 'CreateTaskPushNotificationConfig'],
+  ['tasks/pushNotificationConfig/get', 'GetTaskPushNotificationConfig'],
+  ['tasks/pushNotificationConfig/list', 'ListTaskPushNotificationConfigs'],
+  ['tasks/pushNotificationConfig/delete', 'DeleteTaskPushNotificationConfig'],
+  ['agent/getAuthenticatedExtendedCard', 'GetExtendedAgentCard'],
+];
+for (const [name, method] of V03) BY_NAME.set(name, { method, version: '0.3' });
+
+/** A JSON-RPC method name (1.0 or 0.3) → its 1.0 name and generation; undefined when unknown. */
+export function methodInfo(name: string): MethodInfo | undefined {
+  return BY_NAME.get(name);
+}
+
+/** Methods whose answer is an SSE stream. */
+export function isStreaming(m: A2AMethod): boolean {
+  return m === 'SendStreamingMessage' || m === 'SubscribeToTask';
+}
+
+/** Methods that can carry a push-notification URL (checked against SSRF). */
+export function carriesPushUrl(m: A2AMethod): 'configuration' | 'params' | undefined {
+  if (m === 'SendMessage' || m === 'SendStreamingMessage') return 'configuration';
+  if (m === 'CreateTaskPushNotificationConfig') return 'params';
+  return undefined;
+}
+
+/** Methods where a bare `id` parameter names the task (in 0.3 the push-config methods too). */
+function idIsTask(m: A2AMethod, v: A2AVersion): boolean {
+  if (m === 'GetTask' || m === 'CancelTask' || m === 'SubscribeToTask') return true;
+  return v === '0.3' && (m === 'GetTaskPushNotificationConfig' || m === 'ListTaskPushNotificationConfigs' || m === 'DeleteTaskPushNotificationConfig');
+}
+
+export const METHOD_LIST_TEXT = `1.0: ${ALL_METHODS.join(', ')}; 0.3: ${V03.map(([n]) => n).join(', ')}`;
+
+type Obj = Record<string, unknown>;
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? v.slice(0, 200) : undefined;
+}
+
+function obj(v: unknown): Obj | undefined {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Obj) : undefined;
+}
+
+/** The task and context a request names, from its params (either generation, camel or snake case). */
+export function requestIds(m: A2AMethod, v: A2AVersion, params: Obj): { taskId: string | undefined; contextId: string | undefined } {
+  const message = obj(params['message']);
+  let taskId = str(params['taskId']) ?? str(params['task_id']) ?? str(message?.['taskId']) ?? str(message?.['task_id']);
+  if (taskId === undefined && idIsTask(m, v)) taskId = str(params['id']);
+  if (taskId === undefined && typeof params['name'] === 'string') taskId = /^tasks\/([^/]+)/.exec(params['name'])?.[1];
+  const contextId = str(params['contextId']) ?? str(params['context_id']) ?? str(message?.['contextId']) ?? str(message?.['context_id']);
+  return { taskId, contextId };
+}
+
+/** The text parts of the request's message, joined and cut to `max` characters ('' when none). */
+export function messageExcerpt(params: Obj, max: number): string {
+  if (max <= 0) return '';
+  const message = obj(params['message']);
+  const parts = message?.['parts'] ?? message?.['content'];
+  if (!Array.isArray(parts)) return '';
+  let out = '';
+  for (const p of parts) {
+    const t = obj(p)?.['text'];
+    if (typeof t !== 'string') continue;
+    out += (out ? ' ' : '') + t;
+    if (out.length > max) break;
+  }
+  // Control characters would make audit lines and approval summaries unreadable.
+  out = out.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, ' ');
+  return out.length > max ? `${out.slice(0, max)}…` : out;
+}
+
+/** Facts about a task found in a response or stream event (either generation). */
+export interface ResponseFacts {
+  taskId?: string | undefined;
+  contextId?: string | undefined;
+  state?: string | undefined;
+  error?: { code: unknown; message: string | undefined } | undefined;
+}
+
+/**
+ * Reads task facts from one response value: a JSON-RPC response (result or error), a REST body, or
+ * one SSE event's data. 1.0 wraps payloads (`{task}`, `{message}`, `{statusUpdate}` …); 0.3 sends
+ * them bare with a `kind`.
+ */
+export function responseFacts(value: unknown): ResponseFacts {
+  let v = obj(value);
+  if (!v) return {};
+  if (v['jsonrpc'] !== undefined) {
+    const err = obj(v['error']);
+    if (err) return { error: { code: err['code'], message: str(err['message']) } };
+    v = obj(v['result']);
+    if (!v) return {};
+  } else {
+    const err = obj(v['error']);
+    if (err) return { error: { code: err['code'] ?? err['status'], message: str(err['message']) } };
+  }
+  const wrapped = obj(v['task']) ?? obj(v['statusUpdate']) ?? obj(v['status_update']) ?? obj(v['artifactUpdate']) ?? obj(v['artifact_update']) ?? obj(v['message']) ?? obj(v['msg']);
+  const isTask = obj(v['task']) !== undefined || v['kind'] === 'task' || (wrapped === undefined && obj(v['status']) !== undefined && typeof v['id'] === 'string');
+  const o = wrapped ?? v;
+  const state = obj(o['status'])?.['state'];
+  return {
+    taskId: str(o['taskId']) ?? str(o['task_id']) ?? (isTask ? str(o['id']) : undefined),
+    contextId: str(o['contextId']) ?? str(o['context_id']),
+    state: typeof state === 'string' ? state : undefined,
+  };
+}
