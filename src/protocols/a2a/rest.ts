@@ -30,6 +30,7 @@ function decode(s: string): string | undefined {
  * HTTP method. `query` is the raw query string without `?`.
  */
 export function parseRestPath(httpMethod: string, rest: string, query: string): RestParse {
+  if (rest === '/') return notFound(rest);
   if (rest.includes('\\')) return { ok: false, code: 'bad_request', problem: 'backslashes are not allowed in the path' };
   let segs = rest.slice(1).split('/');
   if (segs.length > 1 && segs[segs.length - 1] === '') segs = segs.slice(0, -1);
