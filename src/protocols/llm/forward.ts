@@ -81,7 +81,8 @@ export async function forwardLlm(gw: DoorContext, x: Exchange, res: ServerRespon
     out.attempts.push({ model: model.name, ...(r.kind === 'status' ? { status: r.reply.statusCode } : { error: r.code }) });
     const retry = r.kind === 'failed' || retryableStatus(r.reply.statusCode);
     if (retry && !last) {
-      if (r.kind === 'status') r.reply.body.destroy();
+      // undici turns destroy() into an error event; nobody else listens any more.
+      if (r.kind === 'status') r.reply.body.on('error', () => {}).destroy();
       gw.log.info({ exchange: x.id, model: model.name, next: call.chain[i + 1]!.name, why: r.kind === 'status' ? r.reply.statusCode : r.code }, 'LLM call failed before any byte reached the agent; trying the fallback');
       continue;
     }
