@@ -15,6 +15,7 @@ import type { AuditRow, KillScope } from '../store/types.js';
 import { BadBody, readJson } from './body.js';
 import { serveApprovals } from './approvals.js';
 import { serveEvents } from './events.js';
+import { serveUsage } from './usage.js';
 import { randomUUID } from 'node:crypto';
 
 /** Audit rows as the API returns them: the record, plus its place in the chain. */
@@ -169,6 +170,8 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
   }
 
   if (await serveApprovals(gw, req, res, url, operator, requestId)) return;
+
+  if (path === '/api/usage' && method === 'GET') return serveUsage(gw.store, url, res, (m) => fail('bad_request', m));
 
   if (path === '/api/alerts' && method === 'GET') {
     const limit = Number(url.searchParams.get('limit') ?? 100);

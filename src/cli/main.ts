@@ -10,6 +10,7 @@ import * as keysV from './keys.js';
 import * as killV from './kill.js';
 import * as schemaV from './schema.js';
 import * as startV from './start.js';
+import * as usageV from './usage.js';
 
 const VERBS: Record<string, { usage: string; run: (argv: string[]) => number | Promise<number> }> = {
   init: { usage: initV.usage, run: initV.init },
@@ -22,6 +23,7 @@ const VERBS: Record<string, { usage: string; run: (argv: string[]) => number | P
   unkill: { usage: killV.usage.replace('kill', 'unkill'), run: (a) => killV.kill(a, true) },
   audit: { usage: auditV.usage, run: auditV.audit },
   approvals: { usage: approvalsV.usage, run: approvalsV.approvals },
+  usage: { usage: usageV.usage, run: usageV.usageVerb },
 };
 
 function help(): string {

@@ -286,6 +286,7 @@ export class SqliteStore implements Store {
     if (match.agent !== undefined) (where.push('agent = ?'), args.push(match.agent));
     if (match.team !== undefined) (where.push("json_extract(record, '$.team') = ?"), args.push(match.team));
     const sql = `SELECT ${key} AS key, COUNT(*) AS requests,
+        COALESCE(SUM(CASE WHEN decision IN ('allowed', 'approved') OR (decision = 'killed' AND json_extract(record, '$.usage') IS NOT NULL) THEN 0 ELSE 1 END), 0) AS refused,
         COALESCE(SUM(json_extract(record, '$.usage.inputTokens')), 0) AS inputTokens,
         COALESCE(SUM(json_extract(record, '$.usage.outputTokens')), 0) AS outputTokens,
         COALESCE(SUM(json_extract(record, '$.usage.cachedInputTokens')), 0) AS cachedInputTokens,

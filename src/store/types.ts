@@ -54,7 +54,10 @@ export interface Alert {
 /** LLM usage summed over final audit records, for one group (agent, team or model). */
 export interface UsageGroup {
   key: string | null;
+  /** Final records: calls made plus calls refused. */
   requests: number;
+  /** Calls refused before they ran (denied, limited, rejected, expired, killed). */
+  refused: number;
   inputTokens: number;
   outputTokens: number;
   cachedInputTokens: number;

@@ -1,0 +1,57 @@
+/**
+ * `GET /api/usage?by=agent|team|model&since=`: LLM requests, tokens and cost summed from the final
+ * audit records (so it agrees with the audit trail and survives restarts). `since` is a duration
+ * back from now (`1d`, `12h`) or an ISO time; without it, all records.
+ */
+import type { ServerResponse } from 'node:http';
+import { parseDuration } from '../config/units.js';
+import { sendJson } from '../server/respond.js';
+import type { Store, UsageBy, UsageGroup } from '../store/types.js';
+
+export interface UsageReport {
+  by: UsageBy;
+  since: string | null;
+  groups: Record<string, unknown>[];
+  total: Omit<UsageGroup, 'key'>;
+}
+
+const BY: readonly UsageBy[] = ['agent', 'team', 'model'];
+
+/** `1d` / ISO → ISO; undefined when absent; an Error message when malformed. */
+export function parseSince(since: string | null | undefined, now = Date.now()): string | undefined | Error {
+  if (since === null || since === undefined || since === '') return undefined;
+  const rel = parseDuration(since);
+  const t = rel !== undefined ? now - rel : Date.parse(since);
+  if (Number.isNaN(t)) return new Error('since must be a duration such as 1d or 12h, or an ISO time');
+  return new Date(t).toISOString();
+}
+
+const round = (usd: number) => Math.round(usd * 1e9) / 1e9;
+
+/** The usage report from the store. */
+export function usageReport(store: Store, by: UsageBy, since: string | undefined): UsageReport {
+  const rows = store.usageSummary(by, since);
+  const total = { requests: 0, refused: 0, inputTokens: 0, outputTokens: 0, cachedInputTokens: 0, costUsd: 0, estimated: 0 };
+  const groups = rows.map((g) => {
+    total.requests += g.requests;
+    total.refused += g.refused;
+    total.inputTokens += g.inputTokens;
+    total.outputTokens += g.outputTokens;
+    total.cachedInputTokens += g.cachedInputTokens;
+    total.costUsd += g.costUsd;
+    total.estimated += g.estimated;
+    const { key, ...rest } = g;
+    return { [by]: key, ...rest, costUsd: round(g.costUsd) };
+  });
+  total.costUsd = round(total.costUsd);
+  return { by, since: since ?? null, groups, total };
+}
+
+/** Serves the usage endpoint; `fail` renders a bad_request. */
+export function serveUsage(store: Store, url: URL, res: ServerResponse, fail: (message: string) => void): void {
+  const by = (url.searchParams.get('by') ?? 'agent') as UsageBy;
+  if (!BY.includes(by)) return fail('by must be agent, team or model');
+  const since = parseSince(url.searchParams.get('since'));
+  if (since instanceof Error) return fail(since.message);
+  sendJson(res, 200, usageReport(store, by, since));
+}

@@ -1,0 +1,49 @@
+/**
+ * `airlock usage [--by agent|team|model] [--since 1d] [--json]`: LLM requests, tokens and cost.
+ * From the running gateway's admin API; with no gateway running, from the store the config names.
+ */
+import { usageReport, parseSince, type UsageReport } from '../admin/usage.js';
+import { SqliteStore } from '../store/sqlite.js';
+import type { UsageBy } from '../store/types.js';
+import { adminBase, adminCall, AdminUnreachable, apiError, args, configPath, EXIT_FAILED, EXIT_OK, loadRuntime, printJson, table, UsageError } from './common.js';
+
+export const usage = 'airlock usage [--by agent|team|model] [--since 1d|ISO] [-c FILE] [--admin URL] [--json]';
+
+const fmtUsd = (v: number) => `$${v.toFixed(v !== 0 && v < 0.01 ? 6 : 4)}`;
+
+export async function usageVerb(argv: string[]): Promise<number> {
+  const { values, positionals } = args(argv, { by: { type: 'string' }, since: { type: 'string' } });
+  if (positionals.length > 0) throw new UsageError('usage takes no positional arguments');
+  const by = (values.by ?? 'agent') as UsageBy;
+  if (!['agent', 'team', 'model'].includes(by)) throw new UsageError('--by takes agent, team or model');
+  const since = parseSince(values.since);
+  if (since instanceof Error) throw new UsageError('--since takes a duration (1d, 12h) or an ISO time');
+  let report: UsageReport;
+  try {
+    const q = new URLSearchParams({ by, ...(since ? { since } : {}) });
+    const r = await adminCall(adminBase(values.admin, values.config), 'GET', `/api/usage?${q}`);
+    if (r.status !== 200) {
+      process.stderr.write(`airlock: ${apiError(r.json)}\n`);
+      return EXIT_FAILED;
+    }
+    report = r.json as unknown as UsageReport;
+  } catch (e) {
+    if (!(e instanceof AdminUnreachable) || values.admin) throw e;
+    const store = new SqliteStore(loadRuntime(configPath(values.config)).dataDir);
+    try {
+      report = usageReport(store, by, since);
+    } finally {
+      store.close();
+    }
+  }
+  if (values.json) {
+    printJson(report);
+    return EXIT_OK;
+  }
+  const rows = [[by, 'requests', 'input', 'cached', 'output', 'cost', 'estimated']];
+  const line = (name: string, g: Omit<UsageReport['total'], never>) => [name, String(g.requests), String(g.inputTokens), String(g.cachedInputTokens), String(g.outputTokens), fmtUsd(g.costUsd), g.estimated ? String(g.estimated) : ''];
+  for (const g of report.groups) rows.push(line(String(g[by] ?? '-'), g as unknown as UsageReport['total']));
+  rows.push(line('total', report.total));
+  process.stdout.write(`LLM usage${report.since ? ` since ${report.since}` : ''}\n${table(rows)}`);
+  return EXIT_OK;
+}
