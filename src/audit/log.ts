@@ -5,7 +5,7 @@
  * don't. Each committed record is mirrored as a JSON line to `<data>/audit.jsonl` and published on
  * the event bus.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { appendFileSync, closeSync, createWriteStream, fstatSync, ftruncateSync, openSync, readSync, type WriteStream } from 'node:fs';
 import type { EventBus } from '../events/bus.js';
 import type { AuditRow, Store } from '../store/types.js';
 import { canonical, chainHash, GENESIS_HASH, type AuditRecord } from './record.js';
@@ -39,6 +39,13 @@ export class AuditLog {
     const head = store.auditHead();
     this.seq = head?.seq ?? 0;
     this.hash = head?.hash ?? GENESIS_HASH;
+    if (opts.jsonlPath) {
+      try {
+        catchUpMirror(store, opts.jsonlPath);
+      } catch (e) {
+        opts.onError?.(e);
+      }
+    }
     this.jsonl = opts.jsonlPath ? createWriteStream(opts.jsonlPath, { flags: 'a', mode: 0o600 }) : undefined;
     this.jsonl?.on('error', (e) => opts.onError?.(e));
   }
@@ -103,7 +110,7 @@ export class AuditLog {
     b.resolve();
     if (this.jsonl) {
       let lines = '';
-      for (const r of b.rows) lines += `${r.record.slice(0, -1)},"seq":${r.seq},"prevHash":"${r.prevHash}","hash":"${r.hash}"}\n`;
+      for (const r of b.rows) lines += mirrorLine(r);
       this.jsonl.write(lines);
     }
     if (this.bus.size > 0) for (const rec of b.records) if (rec.phase === 'final') this.bus.emit('exchange', rec);
@@ -115,5 +122,57 @@ export class AuditLog {
     this.closed = true;
     const j = this.jsonl;
     if (j) await new Promise<void>((res) => j.end(res));
+  }
+}
+
+/** One record as a line of audit.jsonl: the record plus its place in the chain. */
+function mirrorLine(r: AuditRow): string {
+  return `${r.record.slice(0, -1)},"seq":${r.seq},"prevHash":"${r.prevHash}","hash":"${r.hash}"}\n`;
+}
+
+/**
+ * The mirror is written after the store commits, through a buffered stream, so a crash (kill -9) can
+ * leave it behind the store, or end it in a torn line. SIEM shippers read only the mirror, so at open
+ * a torn last line is cut off and the records the mirror lacks are copied from the store. Only when
+ * the file already holds records: an empty or missing file (first start, or rotated away) starts
+ * fresh rather than replaying all history.
+ */
+function catchUpMirror(store: Store, path: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r+');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  let lastSeq: number | undefined;
+  try {
+    const size = fstatSync(fd).size;
+    if (size === 0) return;
+    const n = Math.min(size, 1024 * 1024);
+    const buf = Buffer.alloc(n);
+    readSync(fd, buf, 0, n, size - n);
+    const end = buf.lastIndexOf(0x0a) + 1; // bytes up to and including the last newline
+    if (end === 0 && size > n) return; // one line longer than the window: leave it alone
+    // A torn last line was never a complete record (shippers wait for its newline): drop it.
+    if (end < n) ftruncateSync(fd, size - (n - end));
+    const lines = buf.subarray(0, end).toString('utf8').split('\n');
+    for (let i = lines.length - 1; i >= 0 && lastSeq === undefined; i--) {
+      try {
+        const seq = (JSON.parse(lines[i]!) as { seq?: unknown }).seq;
+        if (typeof seq === 'number') lastSeq = seq;
+      } catch {
+        // not a complete record; look further back
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  if (lastSeq === undefined) return;
+  for (;;) {
+    const rows = store.queryAudit({ afterSeq: lastSeq, limit: 10_000 });
+    if (rows.length === 0) return;
+    appendFileSync(path, rows.map(mirrorLine).join(''));
+    lastSeq = rows.at(-1)!.seq;
   }
 }

@@ -1,12 +1,18 @@
 /** `airlock start [-c FILE] [--listen H:P] [--admin-listen H:P]`: runs the gateway until SIGTERM/SIGINT. */
 import { ConfigError } from '../config/load.js';
 import { Gateway } from '../gateway.js';
-import { args, configPath, EXIT_FAILED, EXIT_OK } from './common.js';
+import { parseHostPort } from '../config/compile.js';
+import { args, configPath, EXIT_FAILED, EXIT_OK, UsageError } from './common.js';
 
 export const usage = 'airlock start [-c FILE] [--listen HOST:PORT] [--admin-listen HOST:PORT]';
 
 export async function start(argv: string[]): Promise<number> {
   const { values } = args(argv, { listen: { type: 'string' }, 'admin-listen': { type: 'string' } }, false);
+  for (const [flag, v] of [['--listen', values.listen], ['--admin-listen', values['admin-listen']]] as const) {
+    // A bad flag is the caller's mistake, not the file's: without this check it surfaced as a config
+    // error blaming the file's `listen` line (exit 1); SPEC 11 makes it a usage error (exit 2).
+    if (v !== undefined && !parseHostPort(v)) throw new UsageError(`${flag} takes HOST:PORT, such as 127.0.0.1:8844 (port 0 picks a free port); got "${v}"`);
+  }
   const file = configPath(values.config);
   let gw: Gateway;
   try {
