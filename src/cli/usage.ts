@@ -40,8 +40,8 @@ export async function usageVerb(argv: string[]): Promise<number> {
     printJson(report);
     return EXIT_OK;
   }
-  const rows = [[by, 'requests', 'input', 'cached', 'output', 'cost', 'estimated']];
-  const line = (name: string, g: Omit<UsageReport['total'], never>) => [name, String(g.requests), String(g.inputTokens), String(g.cachedInputTokens), String(g.outputTokens), fmtUsd(g.costUsd), g.estimated ? String(g.estimated) : ''];
+  const rows = [[by, 'requests', 'refused', 'input', 'cached', 'output', 'cost', 'estimated']];
+  const line = (name: string, g: UsageReport['total']) => [name, String(g.requests), String(g.refused), String(g.inputTokens), String(g.cachedInputTokens), String(g.outputTokens), fmtUsd(g.costUsd), g.estimated ? String(g.estimated) : ''];
   for (const g of report.groups) rows.push(line(String(g[by] ?? '-'), g as unknown as UsageReport['total']));
   rows.push(line('total', report.total));
   process.stdout.write(`LLM usage${report.since ? ` since ${report.since}` : ''}\n${table(rows)}`);

@@ -34,8 +34,7 @@ export function chatBody(a: MockAnswer): Obj {
 
 export function chatEvents(a: MockAnswer, includeUsage: boolean): string[] {
   const head = { id: `chatcmpl-${a.id}`, object: 'chat.completion.chunk', created: a.created, model: a.model, system_fingerprint: 'airlock-mock' };
-  const extra = includeUsage ? { usage: null } : {};
-  const chunk = (delta: Obj, finish: string | null = null) => event({ ...head, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...extra });
+  const chunk = (delta: Obj, finish: string | null = null) => event({ ...head, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] });
   const out: string[] = [];
   if (a.tool) {
     out.push(chunk({ role: 'assistant', content: null, tool_calls: [{ index: 0, id: a.tool.id, type: 'function', function: { name: a.tool.name, arguments: '' } }] }));
