@@ -45,7 +45,7 @@ const model = z.strictObject({
 
 export const llmSection = z.strictObject({
   providers: z.record(name, provider).optional(),
-  models: z.record(z.string().regex(/^[^\s]{1,200}$/, 'model names are 1 to 200 characters without spaces'), model).optional(),
+  models: z.record(z.string(), model).optional().describe('what agents may ask for, by the name they send as "model" (1 to 200 characters, no spaces)'),
   maxBodySize: size.optional().describe('largest request body, default 10mb'),
   timeout: duration.optional().describe('default per-model timeout, default 10m'),
   firstTokenTimeout: duration.optional().describe('default first-token timeout for streams; none by default'),

@@ -125,6 +125,7 @@ export function compileLlm(c: LlmSectionConfig | undefined, loaded: LoadedConfig
   const models = new Map<string, LlmModel>();
   const entries = Object.entries(c?.models ?? {});
   for (const [name, m] of entries) {
+    if (!/^\S{1,200}$/.test(name)) fail(['llm', 'models', name], 'model names are 1 to 200 characters without spaces');
     const provider = providers.get(m.provider) ?? fail(['llm', 'models', name, 'provider'], `no provider named "${m.provider}" in llm.providers`);
     models.set(name, {
       name,
