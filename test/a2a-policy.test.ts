@@ -183,6 +183,9 @@ describe('a2a: rules, limits, guards, kill switches and approvals', () => {
     assert.equal(last.error.data.airlock_code, 'killed');
     const next = await rpc(KEYS.alice, 'SendMessage', send('quick again'));
     assert.equal(next.json.error.data.airlock_code, 'killed');
+    const card = await call(`${t.agentUrl}/a2a/travel/.well-known/agent-card.json`, { key: KEYS.alice });
+    assert.equal(card.status, 403, 'the card is not served under a kill switch either');
+    assert.equal(card.json.error.code, 'killed');
     await call(`${t.adminUrl}/api/kill`, { method: 'DELETE', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ target: 'a2a: travel' }) });
     const after = await rpc(KEYS.alice, 'SendMessage', send('quick after the kill'));
     assert.ok(after.json.result);

@@ -2,6 +2,7 @@
 import type { Dispatcher } from 'undici';
 import type { AgentRuntime, RuntimeConfig } from '../config/compile.js';
 import type { Pipeline } from '../pipeline/runner.js';
+import type { KillSwitches } from '../policies/kill/switches.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
@@ -10,6 +11,8 @@ export interface DoorContext {
   readonly dispatcher: Dispatcher;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** For requests that are not exchanges (discovery: cards, model lists) but must stop when killed. */
+  readonly kills?: KillSwitches;
 }
 
 /** An authenticated caller of one request. */

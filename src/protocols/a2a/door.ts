@@ -12,6 +12,7 @@ import { canonical } from '../../audit/record.js';
 import type { A2ARemoteAgent } from '../../config/a2a.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
 import type { Exchange } from '../../pipeline/types.js';
+import { killMessage } from '../../policies/kill/switches.js';
 import type { Caller, DoorContext } from '../../server/context.js';
 import { sendError } from '../../server/respond.js';
 import { readBody } from '../http/body.js';
@@ -120,6 +121,9 @@ function mayUse(caller: Caller, agent: A2ARemoteAgent): boolean {
 
 async function serveCard(gw: DoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller, agent: A2ARemoteAgent, refuse: Refuse): Promise<void> {
   const target = { agent: agent.name, method: 'GetAgentCard' };
+  // A card fetch is discovery, not an exchange, but a kill switch stops it like any call.
+  const kill = gw.kills?.covering({ agent: caller.agent.name, team: caller.agent.team, action: `a2a: ${agent.name} GetAgentCard` });
+  if (kill) return refuse('killed', killMessage(kill), { action: `a2a: ${agent.name}`, target });
   if (!mayUse(caller, agent)) {
     return refuse('denied', `no rule lets agent "${caller.agent.name}" call A2A agent "${agent.name}", so its card is not shown (add an allow rule such as "a2a: ${agent.name}")`, { action: `a2a: ${agent.name}`, target });
   }
