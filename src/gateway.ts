@@ -32,6 +32,7 @@ import { agentHandler, type AgentPortDeps } from './server/agent.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { KillScope, KillSwitch, Store } from './store/types.js';
 import { createDispatcher } from './upstream/dispatcher.js';
+import { createLlmDispatcher } from './protocols/llm/dispatcher.js';
 import { errorBody } from './errors.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
@@ -67,6 +68,7 @@ export class Gateway implements AgentPortDeps {
   readonly metrics = new Metrics();
   readonly counters = new LimitCounters();
   readonly dispatcher: UndiciAgent = createDispatcher();
+  readonly llmDispatcher: UndiciAgent = createLlmDispatcher();
   readonly store: Store;
   readonly audit: AuditLog;
   readonly alerts: Alerts;
@@ -305,6 +307,7 @@ export class Gateway implements AgentPortDeps {
     await this.audit.close();
     this.store.close();
     await this.dispatcher.close().catch(() => {});
+    await this.llmDispatcher.close().catch(() => {});
     this.log.info('gateway stopped');
     await new Promise<void>((r) => this.log.flush(() => r()));
   }

@@ -11,6 +11,8 @@ export interface DoorContext {
   readonly dispatcher: Dispatcher;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** Provider calls of the LLM front door (many long-lived streams per origin); `dispatcher` when absent. */
+  readonly llmDispatcher?: Dispatcher;
   /** For requests that are not exchanges (discovery: cards, model lists) but must stop when killed. */
   readonly kills?: KillSwitches;
 }

@@ -137,7 +137,7 @@ async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: 
   const t0 = performance.now();
   let reply: UpstreamReply;
   try {
-    reply = model.provider.type === 'mock' ? await callMock(pc) : await callHttpProvider(gw.dispatcher, pc);
+    reply = model.provider.type === 'mock' ? await callMock(pc) : await callHttpProvider(gw.llmDispatcher ?? gw.dispatcher, pc);
   } catch (e) {
     return failed(e);
   }
