@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { Client, DefaultAgentCardResolver } from '@a2a-js/sdk/client';
-import { LegacyJsonRpcTransport } from '@a2a-js/sdk/compat/v0_3/client';
+import { LegacyJsonRpcTransport, LegacyRestTransport } from '@a2a-js/sdk/compat/v0_3/client';
 import { TaskState, type StreamResponse, type Task } from '@a2a-js/sdk';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
 import { keyFetch, sdkClient, startA2AUpstream, userMessage, type A2AUpstream } from './support/a2a.js';
@@ -266,10 +266,17 @@ describe('a2a: the HTTP+JSON (REST) binding with the SDK client', () => {
     assert.ok(list.tasks.some((x) => x.id === r.id));
     const slow = await client.sendMessage({ tenant: '', message: userMessage('slow rest'), configuration: { acceptedOutputModes: [], taskPushNotificationConfig: undefined, historyLength: undefined, returnImmediately: true }, metadata: undefined });
     assert.ok(isTask(slow));
+    const events: StreamResponse[] = [];
+    const sub = (async () => {
+      for await (const e of client.resubscribeTask({ tenant: '', id: slow.id })) events.push(e);
+    })();
+    await new Promise((r) => setTimeout(r, 200));
     await client.cancelTask({ tenant: '', id: slow.id, metadata: undefined });
+    await sub;
+    assert.ok(events.length >= 2, `subscribed over REST and received ${events.length} events`);
     const recs = await recordsSince(t, since);
     const actions = recs.map((x) => x['action']);
-    for (const a of ['SendMessage', 'SendStreamingMessage', 'GetTask', 'ListTasks', 'CancelTask']) assert.ok(actions.includes(`a2a: travel ${a}`), `recorded ${a}`);
+    for (const a of ['SendMessage', 'SendStreamingMessage', 'GetTask', 'ListTasks', 'CancelTask', 'SubscribeToTask']) assert.ok(actions.includes(`a2a: travel ${a}`), `recorded ${a}`);
     const get = recs.find((x) => x['action'] === 'a2a: travel GetTask');
     assert.equal(get!['target'].taskId, r.id);
     assert.equal(get!['details'].binding, 'http+json');
@@ -303,8 +310,16 @@ describe('a2a: A2A 0.3 method names', () => {
     assert.equal(got.id, r.id);
     const slow = await client.sendMessage({ tenant: '', message: userMessage('slow legacy'), configuration: { acceptedOutputModes: [], taskPushNotificationConfig: undefined, historyLength: undefined, returnImmediately: true }, metadata: undefined });
     assert.ok(isTask(slow));
+    let events = 0;
+    const sub = (async () => {
+      for await (const _ of client.resubscribeTask({ tenant: '', id: slow.id })) events++;
+    })();
+    await new Promise((res) => setTimeout(res, 200));
     await client.cancelTask({ tenant: '', id: slow.id, metadata: undefined });
+    await sub;
+    assert.ok(events >= 2, `tasks/resubscribe relayed ${events} events`);
     const recs = await recordsSince(t, since);
+    assert.ok(recs.some((x) => x['action'] === 'a2a: travel SubscribeToTask' && x['details'].rpcMethod === 'tasks/resubscribe' && x['target'].taskId === slow.id));
     const send = recs.find((x) => x['action'] === 'a2a: travel SendMessage' && x['target'].taskId === r.id);
     assert.ok(send, 'message/send is judged and recorded as SendMessage');
     assert.equal(send['details'].version, '0.3');
@@ -313,6 +328,34 @@ describe('a2a: A2A 0.3 method names', () => {
     assert.ok(recs.some((x) => x['action'] === 'a2a: travel SendStreamingMessage' && x['details'].rpcMethod === 'message/stream'));
     assert.ok(recs.some((x) => x['action'] === 'a2a: travel GetTask' && x['details'].rpcMethod === 'tasks/get'));
     assert.ok(recs.some((x) => x['action'] === 'a2a: travel CancelTask' && x['details'].rpcMethod === 'tasks/cancel'));
+  });
+
+  it('the SDK\'s v0.3 HTTP+JSON transport works through airlock (/v1/message:send, :stream, /v1/tasks/{id}, :subscribe, :cancel)', async () => {
+    const since = new Date().toISOString();
+    const card = await new DefaultAgentCardResolver({ fetchImpl: keyFetch(KEYS.alice), legacyCompat: { enabled: true } }).resolve(`${t.agentUrl}/a2a/travel/`);
+    const client = new Client(new LegacyRestTransport({ endpoint: `${t.agentUrl}/a2a/travel`, fetchImpl: keyFetch(KEYS.alice) }), card);
+    const r = await client.sendMessage({ tenant: '', message: userMessage('legacy rest trip'), configuration: undefined, metadata: undefined });
+    assert.ok(isTask(r));
+    assert.equal(r.status!.state, TaskState.TASK_STATE_COMPLETED);
+    assert.ok(up.seen.some((s) => s.url === '/a2a/rest/v1/message:send'));
+    let n = 0;
+    for await (const _ of client.sendMessageStream({ tenant: '', message: userMessage('legacy rest stream'), configuration: undefined, metadata: undefined })) n++;
+    assert.ok(n >= 4, `streamed ${n} events`);
+    assert.equal((await client.getTask({ tenant: '', id: r.id, historyLength: undefined })).id, r.id);
+    const slow = await client.sendMessage({ tenant: '', message: userMessage('slow legacy rest'), configuration: { acceptedOutputModes: [], taskPushNotificationConfig: undefined, historyLength: undefined, returnImmediately: true }, metadata: undefined });
+    assert.ok(isTask(slow));
+    let events = 0;
+    const sub = (async () => {
+      for await (const _ of client.resubscribeTask({ tenant: '', id: slow.id })) events++;
+    })();
+    await new Promise((res) => setTimeout(res, 200));
+    await client.cancelTask({ tenant: '', id: slow.id, metadata: undefined });
+    await sub;
+    assert.ok(events >= 2, `subscribed and received ${events} events`);
+    const recs = await recordsSince(t, since);
+    for (const a of ['SendMessage', 'SendStreamingMessage', 'GetTask', 'SubscribeToTask', 'CancelTask']) {
+      assert.ok(recs.some((x) => x['action'] === `a2a: travel ${a}` && x['details'].version === '0.3' && x['details'].binding === 'http+json'), `recorded ${a} (0.3, REST)`);
+    }
   });
 
   it('raw 0.3 JSON-RPC over undici: message/send, tasks/get, message/stream', async () => {
