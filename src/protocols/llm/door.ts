@@ -63,7 +63,8 @@ function estimateOf(op: Operation, req: LlmRequest, chain: LlmModel[]): Estimate
   return { tokens: input + output, costUsd: (input * inPrice + output * outPrice) / 1e6 };
 }
 
-let warmed = false;
+/** Configs already checked for a mock provider. */
+const checked = new WeakSet<object>();
 
 /** Serves one `/llm/...` request from an authenticated caller. */
 export async function serveLlm(gw: DoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller): Promise<void> {
@@ -84,9 +85,10 @@ export async function serveLlm(gw: DoorContext, req: IncomingMessage, res: Serve
   surface = route.surface;
   if (route.op === 'models' || route.op === 'model') return serveModels(res, caller, route);
   const llm = caller.config.llm;
-  if (!warmed && llm.models.size > 0) {
-    warmed = true;
-    warmTokenizer();
+  // The mock counts every reply with the tokenizer: load it before its first call, off the request path.
+  if (!checked.has(llm)) {
+    checked.add(llm);
+    if ([...llm.providers.values()].some((p) => p.type === 'mock')) warmTokenizer();
   }
 
   const cl = req.headers['content-length'];

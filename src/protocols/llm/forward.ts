@@ -108,15 +108,19 @@ export async function forwardLlm(gw: DoorContext, x: Exchange, res: ServerRespon
 
 async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: LlmCall, model: LlmModel, out: LlmOutcome): Promise<AttemptResult> {
   const { route, req } = call;
-  const ac = new AbortController();
-  const onAbort = () => ac.abort(x.abort.signal.reason);
   if (x.abort.signal.aborted) return { kind: 'aborted' };
-  x.abort.signal.addEventListener('abort', onAbort, { once: true });
-  const release = () => x.abort.signal.removeEventListener('abort', onAbort);
   let firstTokenTimer: NodeJS.Timeout | undefined;
   let timedOut = false;
   const ftt = req.stream ? model.firstTokenTimeoutMs : undefined;
+  // A first-token timeout must cancel this attempt alone: it gets its own signal, tied to the exchange's.
+  let signal = x.abort.signal;
+  let release = () => {};
   if (ftt !== undefined) {
+    const ac = new AbortController();
+    const onAbort = () => ac.abort(x.abort.signal.reason);
+    x.abort.signal.addEventListener('abort', onAbort, { once: true });
+    release = () => x.abort.signal.removeEventListener('abort', onAbort);
+    signal = ac.signal;
     firstTokenTimer = setTimeout(() => {
       timedOut = true;
       ac.abort('first_token_timeout');
@@ -133,7 +137,7 @@ async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: 
   };
 
   const sent = requestFor(call, model);
-  const pc = { route, model, body: sent.body, parsed: sent.parsed, agentHeaders: call.agentHeaders, signal: ac.signal, timeoutMs: model.timeoutMs };
+  const pc = { route, model, body: sent.body, parsed: sent.parsed, agentHeaders: call.agentHeaders, signal, timeoutMs: model.timeoutMs };
   const t0 = performance.now();
   let reply: UpstreamReply;
   try {

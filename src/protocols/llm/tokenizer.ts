@@ -1,9 +1,11 @@
 /**
  * Token counts for estimates (usage a provider did not report, and the mock provider's usage):
- * js-tiktoken with the bundled cl100k_base ranks, loaded on first use (nothing is downloaded).
- * Loading costs ~0.4 s and ~100 MB, so it happens only in gateways that need it, and `warm()`
- * lets them pay it before the first call. Long texts are counted on a sample and extrapolated:
- * an estimate must not stall the event loop.
+ * js-tiktoken with the bundled cl100k_base ranks (nothing is downloaded). Loading them costs
+ * ~0.4 s of CPU and ~100 MB, so gateways that never need an estimate never load them: until they
+ * are loaded, `countTokens` answers with a characters-per-token heuristic (the result is marked
+ * estimated either way) and loads them in the background. The mock provider, whose numbers must
+ * be reproducible, counts exactly from its first reply. Long texts are counted on a sample and
+ * extrapolated: an estimate must not stall the event loop.
  */
 import { createRequire } from 'node:module';
 import type { Tiktoken as TiktokenT, TiktokenBPE } from 'js-tiktoken/lite';
@@ -13,6 +15,7 @@ const require = createRequire(import.meta.url);
 const SAMPLE_CHARS = 24_000;
 
 let encoder: TiktokenT | undefined;
+let warming = false;
 
 function load(): TiktokenT {
   if (!encoder) {
@@ -25,7 +28,8 @@ function load(): TiktokenT {
 
 /** Loads the tokenizer in the background, so the first estimate does not wait for it. */
 export function warmTokenizer(): void {
-  if (encoder) return;
+  if (encoder || warming) return;
+  warming = true;
   setImmediate(() => {
     try {
       load();
@@ -35,16 +39,31 @@ export function warmTokenizer(): void {
   });
 }
 
-/** Tokens in `text` (cl100k_base); texts past 24k characters are extrapolated from a sample. */
-export function countTokens(text: string): number {
-  if (text.length === 0) return 0;
-  let enc: TiktokenT;
-  try {
-    enc = load();
-  } catch {
-    return Math.ceil(text.length / 4);
-  }
+function count(enc: TiktokenT, text: string): number {
   if (text.length <= SAMPLE_CHARS) return enc.encode(text, 'all').length;
   const sample = enc.encode(text.slice(0, SAMPLE_CHARS), 'all').length;
   return Math.ceil((sample * text.length) / SAMPLE_CHARS);
+}
+
+/** About four characters per token: what English prose averages with OpenAI's tokenizers. */
+const heuristic = (text: string) => Math.ceil(text.length / 4);
+
+/** Tokens in `text`: cl100k_base once loaded, the heuristic until then (and the load begins). */
+export function countTokens(text: string): number {
+  if (text.length === 0) return 0;
+  if (!encoder) {
+    warmTokenizer();
+    return heuristic(text);
+  }
+  return count(encoder, text);
+}
+
+/** Tokens in `text` by cl100k_base, loading it now if need be (texts past 24k characters are extrapolated). */
+export function countTokensExact(text: string): number {
+  if (text.length === 0) return 0;
+  try {
+    return count(load(), text);
+  } catch {
+    return heuristic(text);
+  }
 }

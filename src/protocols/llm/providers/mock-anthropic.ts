@@ -1,6 +1,6 @@
 /** The mock provider's Anthropic-shaped replies: messages (plain and streamed) and count_tokens. */
 import { promptText } from '../request.js';
-import { countTokens } from '../tokenizer.js';
+import { countTokensExact as countTokens } from '../tokenizer.js';
 import type { MockAnswer } from './mock.js';
 
 type Obj = Record<string, unknown>;

@@ -1,7 +1,7 @@
 /** The mock provider's OpenAI-shaped replies: chat completions, the Responses API, embeddings. */
 import { createHash } from 'node:crypto';
 import { promptText } from '../request.js';
-import { countTokens } from '../tokenizer.js';
+import { countTokensExact as countTokens } from '../tokenizer.js';
 import type { MockAnswer } from './mock.js';
 
 type Obj = Record<string, unknown>;

@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises';
 import type { MockSettings } from '../../../config/llm.js';
 import { promptText } from '../request.js';
-import { countTokens } from '../tokenizer.js';
+import { countTokensExact as countTokens } from '../tokenizer.js';
 import { anthropicBody, anthropicEvents, countTokensBody } from './mock-anthropic.js';
 import { chatBody, chatEvents, embeddingsBody, responsesBody, responsesEvents } from './mock-openai.js';
 import type { ProviderCall, UpstreamReply } from './types.js';
