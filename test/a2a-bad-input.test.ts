@@ -117,6 +117,7 @@ describe('a2a: bad input', () => {
 
   it('an unknown A2A agent → not_found: a JSON-RPC error on the JSON-RPC URL, a 404 JSON error elsewhere', async () => {
     const r = await post('/a2a/nosuch', JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: {} }));
+    assert.equal(r.status, 404, 'a URL naming no agent is a 404, like any unknown route');
     assert.equal(r.json.error.code, -31404);
     assert.equal(r.json.error.data.airlock_code, 'not_found');
     assert.equal(r.json.error.data.http_status, 404);

@@ -65,24 +65,24 @@ export async function serveA2a(gw: DoorContext, req: IncomingMessage, res: Serve
   const rest = slash === -1 ? '' : afterPrefix.slice(slash);
   const httpMethod = (req.method ?? 'GET').toUpperCase();
   const isRpc = httpMethod === 'POST' && (rest === '' || rest === '/');
-  const refuse = (code: ErrorCode, message: string, extra: { action?: string; target?: Record<string, unknown>; rpcId?: RpcId; rpcCode?: number } = {}) => {
+  const refuse = (code: ErrorCode, message: string, extra: { action?: string; target?: Record<string, unknown>; rpcId?: RpcId; rpcCode?: number; httpStatus?: number } = {}) => {
     gw.pipeline.reject({ id: caller.requestId, protocol: 'a2a', agent: caller.agent, user: caller.user, session: caller.session, action: extra.action, target: extra.target, code, message, status: ERROR_CODES[code].status, startedHr: caller.startedHr });
     if (!req.readableEnded && (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined)) res.setHeader('connection', 'close');
-    if (isRpc) sendRpcError(res, caller.requestId, extra.rpcId ?? null, code, message, { rpcCode: extra.rpcCode });
+    if (isRpc) sendRpcError(res, caller.requestId, extra.rpcId ?? null, code, message, { rpcCode: extra.rpcCode, httpStatus: extra.httpStatus });
     else sendError(res, caller.requestId, code, message);
   };
 
   const agent = caller.config.a2a.agents.get(name);
   if (!agent) {
     if (name === '' || name === '.well-known') return refuse('not_found', 'name the remote agent: /a2a/<agent> (its card is at /a2a/<agent>/.well-known/agent-card.json; @a2a-js/sdk needs the base URL with a trailing slash: http://HOST/a2a/<agent>/)');
-    return refuse('not_found', `no A2A agent named "${safe(name)}" is configured (see a2a.agents)`, { target: { agent: safe(name) } });
+    return refuse('not_found', `no A2A agent named "${safe(name)}" is configured (see a2a.agents)`, { target: { agent: safe(name) }, httpStatus: 404 });
   }
   if (httpMethod === 'GET' && CARD_PATHS.has(rest)) return serveCard(gw, req, res, caller, agent, refuse);
   if (isRpc) return serveRpc(gw, req, res, caller, agent, refuse);
   return serveRest(gw, req, res, caller, agent, rest, query, httpMethod, refuse);
 }
 
-type Refuse = (code: ErrorCode, message: string, extra?: { action?: string; target?: Record<string, unknown>; rpcId?: RpcId; rpcCode?: number }) => void;
+type Refuse = (code: ErrorCode, message: string, extra?: { action?: string; target?: Record<string, unknown>; rpcId?: RpcId; rpcCode?: number; httpStatus?: number }) => void;
 
 /** Printable, bounded text from the URL for messages and records. */
 function safe(s: string): string {

@@ -2,9 +2,10 @@
  * The JSON-RPC 2.0 envelope of the A2A JSON-RPC binding: reading a request, and writing the
  * gateway's own errors as JSON-RPC errors with `error.data.airlock_code`.
  *
- * Errors go out with HTTP 200, as A2A servers send theirs: many A2A clients raise a bare HTTP
- * error on any other status and never read the body, which would hide `airlock_code` from the
- * agent. The SPEC's HTTP status is in `error.data.http_status`; limits also set `Retry-After`.
+ * Errors about the call go out with HTTP 200, as A2A servers send theirs: many A2A clients raise a
+ * bare HTTP error on any other status and never read the body, which would hide `airlock_code` from
+ * the agent. The SPEC's HTTP status is in `error.data.http_status`; limits also set `Retry-After`.
+ * A URL that names no configured agent is the exception: 404, like any unknown route.
  */
 import type { ServerResponse } from 'node:http';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
@@ -68,6 +69,8 @@ export function parseRpc(body: Buffer): RpcParse {
 
 export interface RpcErrorOptions {
   rpcCode?: number | undefined;
+  /** The HTTP status, when the error is about the URL rather than the call (an unknown agent). */
+  httpStatus?: number | undefined;
   rule?: string | undefined;
   retryAfterS?: number | undefined;
 }
@@ -94,6 +97,6 @@ export function sendRpcError(res: ServerResponse, requestId: string, id: RpcId, 
     'cache-control': 'no-store',
   };
   if (opts.retryAfterS !== undefined) headers['retry-after'] = String(opts.retryAfterS);
-  res.writeHead(200, headers);
+  res.writeHead(opts.httpStatus ?? 200, headers);
   res.end(body);
 }
