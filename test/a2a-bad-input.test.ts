@@ -50,6 +50,11 @@ describe('a2a: bad input', () => {
       '/elsewhere/.well-known/agent-card.json': JSON.stringify({ name: 'e', supportedInterfaces: [{ url: 'http://169.254.169.254/latest', protocolBinding: 'JSONRPC', protocolVersion: '1.0' }] }),
     };
     broken = createServer((req, res) => {
+      if (req.url === '/hang/.well-known/agent-card.json') {
+        const base = `http://${req.headers.host}`;
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: 'h', supportedInterfaces: [{ url: `${base}/hang/rpc`, protocolBinding: 'JSONRPC', protocolVersion: '1.0' }] }));
+      }
+      if (req.url === '/hang/rpc') return; // never answers
       const card = cards[req.url ?? ''];
       if (card === undefined) res.writeHead(404).end();
       else res.writeHead(200, { 'content-type': 'application/json' }).end(card);
@@ -60,12 +65,14 @@ describe('a2a: bad input', () => {
     array: { url: "${brokenUrl}/array" }
     grpconly: { url: "${brokenUrl}/grpc-only" }
     elsewhere: { url: "${brokenUrl}/elsewhere" }
-    missing: { url: "${brokenUrl}/missing" }`;
+    missing: { url: "${brokenUrl}/missing" }
+    hang: { url: "${brokenUrl}/hang", timeout: 300ms }`;
     t = await startGateway(config(up.url, `http://127.0.0.1:${await freePort()}`, extra));
   });
   after(async () => {
     await t.stop();
     await up.close();
+    broken.closeAllConnections();
     await new Promise<void>((r) => broken.close(() => r()));
   });
 
@@ -170,6 +177,15 @@ describe('a2a: bad input', () => {
     const missing = await call(`${t.agentUrl}/a2a/missing/.well-known/agent-card.json`, { key: KEYS.alice });
     assert.equal(missing.status, 502);
     assert.match(missing.json.error.message, /answered HTTP 404/);
+  });
+
+  it('a remote agent that does not answer in time → upstream_timeout', async () => {
+    const t0 = Date.now();
+    const r = await post('/a2a/hang', JSON.stringify({ jsonrpc: '2.0', id: 'slow', method: 'SendMessage', params: {} }));
+    assert.equal(r.json.id, 'slow');
+    assert.equal(r.json.error.data.airlock_code, 'upstream_timeout');
+    assert.equal(r.json.error.code, -31504);
+    assert.ok(Date.now() - t0 < 5000);
   });
 
   it('a card that is not valid JSON, not an object, or names nothing airlock can reach → upstream_error saying why', async () => {

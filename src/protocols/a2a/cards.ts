@@ -128,7 +128,14 @@ export class CardCache {
   }
 }
 
+const KEY_PREFIX = new WeakMap<A2ARemoteAgent, string>();
+
 /** A config reload that changes where or how the card is fetched starts a new entry. */
 function cacheKey(agent: A2ARemoteAgent, version: string | undefined): string {
-  return `${agent.name}\n${agent.cardUrl.href}\n${[...agent.origins].join(',')}\n${agent.headers.map(([k, v]) => `${k}:${v}`).join('\n')}\n${version ?? ''}`;
+  let prefix = KEY_PREFIX.get(agent);
+  if (prefix === undefined) {
+    prefix = `${agent.name}\n${agent.cardUrl.href}\n${[...agent.origins].join(',')}\n${agent.headers.map(([k, v]) => `${k}:${v}`).join('\n')}\n`;
+    KEY_PREFIX.set(agent, prefix);
+  }
+  return prefix + (version ?? '');
 }
