@@ -18,6 +18,7 @@ export function windowOf(period: Period, now: number): { start: number; end: num
 
 interface Account {
   windowStart: number;
+  windowEnd: number;
   spent: number;
   reserved: number;
 }
@@ -32,8 +33,9 @@ export class BudgetLedger {
 
   private account(scope: 'agent' | 'team', name: string, period: Period, now: number): Account {
     const key = `${scope}:${name}:${period}`;
-    const { start } = windowOf(period, now);
     let a = this.accounts.get(key);
+    if (a && now >= a.windowStart && now < a.windowEnd) return a;
+    const { start, end } = windowOf(period, now);
     if (!a || a.windowStart !== start) {
       // A new window: calls still in flight from the last one keep their reservations here.
       const reserved = a?.reserved ?? 0;
@@ -43,7 +45,7 @@ export class BudgetLedger {
       } catch {
         spent = 0;
       }
-      a = { windowStart: start, spent, reserved };
+      a = { windowStart: start, windowEnd: end, spent, reserved };
       this.accounts.set(key, a);
     }
     return a;

@@ -67,7 +67,6 @@ export class LlmOutcome {
       model: model.name,
       provider: model.provider.name,
       upstreamModel: f.upstreamModel ?? model.upstreamModel,
-      operation: this.call.route.op,
       stream: this.call.req.stream,
     };
     if (this.attempts.length > 0) details['attempts'] = [...this.attempts, { model: model.name, ...(f.status !== undefined ? { status: f.status } : {}), ...(f.code ? { error: f.code } : {}) }];

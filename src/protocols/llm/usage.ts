@@ -50,15 +50,58 @@ export function mergeUsage(into: ReportedUsage, u: unknown): void {
   if (output !== undefined) into.output = output;
 }
 
-/** Usage from a non-streamed JSON reply (`usage` at the top level, or `response.usage`). */
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/** Index of the `}` closing the object that opens at `start`, skipping strings; -1 if unbalanced. */
+function objectEnd(b: Buffer, start: number): number {
+  let depth = 0;
+  for (let i = start; i < b.length; i++) {
+    const c = b[i]!;
+    if (c === QUOTE) {
+      for (i++; i < b.length && b[i] !== QUOTE; i++) if (b[i] === BACKSLASH) i++;
+    } else if (c === 0x7b) depth++;
+    else if (c === 0x7d && --depth === 0) return i;
+  }
+  return -1;
+}
+
+/** Where the value of key `"name"` starts (after the colon and spaces), searching back from `from`. */
+function valueAt(b: Buffer, name: string, from: number, backwards: boolean): number {
+  const key = `"${name}"`;
+  for (let i = backwards ? b.lastIndexOf(key, from) : b.indexOf(key, from); i !== -1; i = backwards ? b.lastIndexOf(key, i - 1) : b.indexOf(key, i + 1)) {
+    let j = i + key.length;
+    while (b[j] === 0x20 || b[j] === 0x0a || b[j] === 0x0d || b[j] === 0x09) j++;
+    if (b[j] !== 0x3a) continue; // a string value "usage", not a key
+    j++;
+    while (b[j] === 0x20 || b[j] === 0x0a || b[j] === 0x0d || b[j] === 0x09) j++;
+    return j;
+  }
+  return -1;
+}
+
+/**
+ * Usage from a non-streamed JSON reply (`usage` at the top level, or `response.usage`), and the
+ * model the provider names. Reads only those two values rather than parsing the whole reply: replies
+ * can be large (embeddings), and this runs on every call.
+ */
 export function usageFromBody(body: Buffer): ReportedUsage {
   const r: ReportedUsage = {};
-  // Avoid parsing bodies that cannot carry usage.
-  if (body.length === 0 || body.indexOf('"usage"') === -1) return r;
+  if (body.length === 0) return r;
   try {
-    const v = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
-    mergeUsage(r, v['usage'] ?? (v['response'] as Record<string, unknown> | undefined)?.['usage']);
-    if (typeof v['model'] === 'string') r.model = v['model'];
+    const u = valueAt(body, 'usage', body.length, true);
+    if (u !== -1 && body[u] === 0x7b) {
+      const end = objectEnd(body, u);
+      if (end !== -1) mergeUsage(r, JSON.parse(body.toString('utf8', u, end + 1)));
+    }
+    const m = valueAt(body, 'model', 0, false);
+    if (m !== -1 && body[m] === QUOTE) {
+      const end = body.indexOf(QUOTE, m + 1);
+      if (end !== -1 && end - m < 256) {
+        const name = body.toString('utf8', m + 1, end);
+        if (!name.includes('\\')) r.model = name;
+      }
+    }
   } catch {
     // not JSON: nothing reported
   }
