@@ -197,7 +197,17 @@ llm:
     assert.equal(rec.decision, 'killed');
     assert.equal(rec.code, 'killed');
     await eventually('the provider call to be cancelled', () => up1.seen.at(-1)!.aborted);
+    await assert.rejects(carol.models.list(), (e: unknown) => e instanceof OpenAI.PermissionDeniedError && e.code === 'killed');
     await call(`${t.adminUrl}/api/kill`, { method: 'DELETE', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ agent: 'carol' }) });
+    assert.ok((await carol.models.list()).data.length > 0);
+  });
+
+  it('a target kill switch hides the models it covers from the model list', async () => {
+    const kill = (method: string) => call(`${t.adminUrl}/api/kill`, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ target: 'llm: unreachable*' }) });
+    await kill('POST');
+    const ids = (await oa.models.list()).data.map((m) => m.id);
+    assert.ok(ids.includes('primary') && !ids.includes('unreachable') && !ids.includes('unreachable-solo'), ids.join());
+    await kill('DELETE');
   });
 
   it('a provider that reports no usage: airlock counts it with the tokenizer and marks it estimated', async () => {

@@ -83,7 +83,7 @@ export async function serveLlm(gw: DoorContext, req: IncomingMessage, res: Serve
   }
   const route = parsedRoute.route;
   surface = route.surface;
-  if (route.op === 'models' || route.op === 'model') return serveModels(res, caller, route);
+  if (route.op === 'models' || route.op === 'model') return serveModels(gw, res, caller, route);
   const llm = caller.config.llm;
   // The mock counts every reply with the tokenizer: load it before its first call, off the request path.
   if (!checked.has(llm)) {
