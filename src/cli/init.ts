@@ -54,6 +54,12 @@ http:
       retries: 2          # idempotent methods only
       maxBodySize: 10mb
 
+# Other agents over A2A: agents use http://127.0.0.1:8844/a2a/<name>/ as the remote agent's URL;
+# rules name "a2a: <name>" or "a2a: <name> SendMessage". Uncomment to add one (see docs/a2a.md).
+# a2a:
+#   agents:
+#     travel: { url: https://travel.example.com, token: "\${env:TRAVEL_TOKEN}" }
+
 approvals:
   timeout: 5m
 `;
