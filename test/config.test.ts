@@ -15,7 +15,7 @@ const KEY_FROM_FILE = 'alk_fileKEYfileKEYfileKEYfileKEYfileKEY12';
 const KEY_FROM_ENV = 'alk_envKEYenvKEYenvKEYenvKEYenvKEYenvKE12';
 
 // Each check runs its own CLI process on its own file: they can run side by side.
-describe('airlock check', { concurrency: true }, () => {
+describe('airlock check', { concurrency: true, timeout: 180_000 }, () => {
   const tmp = tempDir();
   after(() => tmp.cleanup());
 
@@ -138,7 +138,7 @@ rules:
   });
 });
 
-describe('airlock schema', () => {
+describe('airlock schema', { timeout: 180_000 }, () => {
   it('prints a JSON Schema with properties.agents', async () => {
     const r = await runCli(['schema']);
     assert.equal(r.code, 0, r.stderr);
@@ -150,7 +150,7 @@ describe('airlock schema', () => {
   });
 });
 
-describe('airlock init', () => {
+describe('airlock init', { timeout: 180_000 }, () => {
   const tmp = tempDir();
   after(() => tmp.cleanup());
 
@@ -190,7 +190,7 @@ describe('airlock init', () => {
   });
 });
 
-describe('interpolation on a running gateway', () => {
+describe('interpolation on a running gateway', { timeout: 180_000 }, () => {
   const tmp = tempDir();
   let up: Upstream;
   before(async () => {

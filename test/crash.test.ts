@@ -18,16 +18,45 @@ import { runCli, startCliGateway, tempDir, writeConfig } from './support/cli.js'
 const CLIENTS = 30;
 const LOAD_MS = 2000;
 
-describe('kill -9 mid-load', () => {
+describe('kill -9 mid-load', { timeout: 180_000 }, () => {
   const tmp = tempDir('airlock-crash-');
   after(() => tmp.cleanup());
 
-  it('loses no audit record of a request that reached the upstream, and the chain verifies', async (t) => {
+  it('loses no audit record of a request that reached the upstream, and the chain verifies', { timeout: 90_000 }, async (t) => {
+    const dataDir = join(tmp.dir, 'data');
+    // Write-ahead, checked as it happens: when a request arrives at the upstream, its decision record
+    // must already be committed to the store. A read-only connection of our own reads the records
+    // committed so far (incrementally, by seq).
+    let reader: Database.Database | undefined;
+    let readerSeq = 0;
+    let checking = true;
+    const checkErrors: unknown[] = [];
+    const decidedSoFar = new Set<string>();
+    const forwardedBeforeRecorded: string[] = [];
+    const catchUp = () => {
+      reader ??= new Database(join(dataDir, 'airlock.db'), { readonly: true });
+      const rows = reader.prepare('SELECT seq, phase, record FROM audit WHERE seq > ? ORDER BY seq').all(readerSeq) as { seq: number; phase: string; record: string }[];
+      for (const r of rows) {
+        readerSeq = r.seq;
+        const m = r.phase === 'decision' ? /"action":"http: GET svc(\/item\/\d+)"/.exec(r.record) : null;
+        if (m) decidedSoFar.add(m[1]!);
+      }
+    };
     // The upstream notes each path the moment the request arrives, before answering (after a short delay,
     // so that many exchanges are in flight when the gateway dies).
     const received = new Set<string>();
     const upstream = createServer((req, res) => {
-      received.add(req.url ?? '');
+      const path = req.url ?? '';
+      received.add(path);
+      if (checking) {
+        // Never throw here: a request left unanswered would hang its client.
+        try {
+          if (!decidedSoFar.has(path)) catchUp();
+          if (!decidedSoFar.has(path)) forwardedBeforeRecorded.push(path);
+        } catch (e) {
+          checkErrors.push(e);
+        }
+      }
       setTimeout(() => {
         res.writeHead(200, { 'content-type': 'text/plain' });
         res.end('ok');
@@ -48,10 +77,9 @@ http:
     svc: { url: "${upUrl}", retries: 0 }
 `,
     );
-    const dataDir = join(tmp.dir, 'data');
     try {
       const gw = await startCliGateway(file);
-      const pool = new Pool(gw.agentUrl, { connections: CLIENTS });
+      const pool = new Pool(gw.agentUrl, { connections: CLIENTS, headersTimeout: 10_000, bodyTimeout: 10_000 });
       let next = 0;
       let stop = false;
       let ok = 0;
@@ -79,7 +107,11 @@ http:
       // Let requests that were on their way to the upstream land.
       await new Promise((r) => setTimeout(r, 200));
 
+      checking = false;
+      reader?.close();
+      assert.deepEqual(checkErrors, []);
       assert.ok(ok >= 100, `enough load to mean something (${ok} answered)`);
+      assert.deepEqual(forwardedBeforeRecorded.slice(0, 10), [], `${forwardedBeforeRecorded.length} requests reached the upstream before their decision record was committed`);
       assert.ok(failed > 0, 'some calls were cut by the kill');
 
       // The chain of the crashed store verifies (this also recovers the WAL).

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { call, KEYS } from './support/gateway.js';
 import { logLines, runCli, startCliGateway, startCli, tempDir, waitFor, writeConfig, type CliGateway } from './support/cli.js';
@@ -46,7 +47,7 @@ function kaGet(agent: HttpAgent, url: string, key: string): Promise<KaReply> {
   });
 }
 
-describe('airlock start', () => {
+describe('airlock start', { timeout: 180_000 }, () => {
   const tmp = tempDir();
   let up: Upstream;
   before(async () => {
@@ -80,8 +81,10 @@ describe('airlock start', () => {
   });
 
   it('drains on SIGTERM: refuses new connections, finishes the slow call in flight with 200, writes its final audit record, exits 0', async () => {
+    let answeredAt = 0;
     const slow = await startUpstream((req, res) => {
       setTimeout(() => {
+        answeredAt = Date.now();
         res.writeHead(200, { 'content-type': 'text/plain' });
         res.end(`slow answer for ${req.url}`);
       }, 1500);
@@ -97,12 +100,11 @@ describe('airlock start', () => {
       await waitFor('/readyz to report draining', async () => (await call(`${gw.adminUrl}/readyz`)).status === 503, 1000, 20);
       await assert.rejects(call(`${gw.agentUrl}/healthz`), (e: NodeJS.ErrnoException) => e.code === 'ECONNREFUSED');
       const r = await inFlight;
-      const answeredAt = Date.now();
       assert.equal(r.status, 200);
       assert.equal(r.text, 'slow answer for /slow/1');
       const exit = await gw.exited;
       assert.deepEqual(exit, { code: 0, signal: null }, gw.stderr());
-      assert.ok(answeredAt - signalledAt >= 1000, 'the call was really in flight when the signal came');
+      assert.ok(answeredAt > signalledAt, 'the upstream answered only after the signal: the call was in flight');
 
       const q = await runCli(['audit', 'query', '-c', file, '--json']);
       assert.equal(q.code, 0, q.stderr);
@@ -163,6 +165,16 @@ describe('airlock start', () => {
     assert.doesNotMatch(a.stderr + b.stderr, /config error/);
   });
 
+  it('a data directory it cannot create fails with a message naming it (exit 1), not as a listen problem', async () => {
+    writeFileSync(join(tmp.dir, 'a-file'), 'not a directory');
+    const file = writeConfig(tmp.dir, `data: ${join(tmp.dir, 'a-file', 'data')}\n${baseConfig(up.url, ['http: GET svc/**'])}`, 'baddata.yaml');
+    const r = await runCli(['start', '-c', file, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^airlock: cannot start: ENOTDIR.*a-file/m);
+    assert.doesNotMatch(r.stderr, /cannot listen/);
+    assert.equal(r.stdout, '');
+  });
+
   it('a second gateway on a port in use fails with a clear message and exit 1; the first keeps serving', async () => {
     const a = await startCliGateway(writeConfig(tmp.dir, baseConfig(up.url, ['http: GET svc/**']), 'first.yaml'));
     try {
@@ -189,7 +201,7 @@ describe('airlock start', () => {
   });
 });
 
-describe('config reload', () => {
+describe('config reload', { timeout: 180_000 }, () => {
   const tmp = tempDir();
   let up: Upstream;
   let gw: CliGateway;
@@ -280,7 +292,7 @@ describe('config reload', () => {
   });
 });
 
-describe('start without -c', () => {
+describe('start without -c', { timeout: 180_000 }, () => {
   it('uses ./airlock.yaml from the working directory when no -c is given', async () => {
     const tmp = tempDir();
     try {

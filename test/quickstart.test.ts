@@ -13,7 +13,7 @@ import { portBusy, ROOT, runCli, startCli, tempDir, waitFor } from './support/cl
 
 const PORTS = { agent: 8844, admin: 8845, notes: 8850 };
 
-describe('quickstart', () => {
+describe('quickstart', { timeout: 180_000 }, () => {
   it('runs examples/quickstart.yaml from a directory without airlock.yaml, and SIGTERM stops it and the notes service', async (t) => {
     const busy = [];
     for (const [name, port] of Object.entries(PORTS)) if (await portBusy(port)) busy.push(`${name} ${port}`);

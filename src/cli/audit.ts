@@ -2,6 +2,8 @@
  * `airlock audit verify | tail [-f] [-n N] | query [--agent --protocol --decision --since --limit]`.
  * Reads the store the config names directly, so it works whether or not the gateway runs.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { auditView } from '../admin/api.js';
 import { verifyChain } from '../audit/verify.js';
 import { parseDuration } from '../config/units.js';
@@ -24,6 +26,12 @@ export async function audit(argv: string[]): Promise<number> {
   const [sub] = positionals;
   if (positionals.length !== 1) throw new UsageError('audit takes verify, tail or query');
   const c = loadRuntime(configPath(values.config));
+  if (sub === 'verify' && !existsSync(join(c.dataDir, 'airlock.db'))) {
+    // Opening would create an empty store and report "ok: 0 records": a wrong `data` path (or a
+    // deleted store) must not pass verification.
+    process.stderr.write(`airlock: no audit store at ${join(c.dataDir, 'airlock.db')} (see \`data\` in ${c.file})\n`);
+    return EXIT_FAILED;
+  }
   const store = new SqliteStore(c.dataDir);
   try {
     if (sub === 'verify') {

@@ -23,8 +23,14 @@ export async function start(argv: string[]): Promise<number> {
       return EXIT_FAILED;
     }
     const err = e as NodeJS.ErrnoException;
-    if (err.code === 'EADDRINUSE' || err.code === 'EACCES') {
+    // Only a failed listen() is a listen problem: an EACCES on the data directory used to be
+    // reported as "cannot listen", sending the operator after the wrong thing.
+    if (err.syscall === 'listen' && (err.code === 'EADDRINUSE' || err.code === 'EACCES')) {
       process.stderr.write(`airlock: cannot listen: ${err.message}\n`);
+      return EXIT_FAILED;
+    }
+    if (err.syscall !== undefined) {
+      process.stderr.write(`airlock: cannot start: ${err.message} (check \`data\` in ${file})\n`);
       return EXIT_FAILED;
     }
     throw e;
