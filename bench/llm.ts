@@ -16,11 +16,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 
-// Self-contained on purpose (like bench/a2a.ts): its own processes, /proc readings and load loop.
+// Self-contained on purpose (like bench/a2a.ts): its own processes and /proc readings.
 
 interface Child {
   name: string;
@@ -102,34 +103,23 @@ interface PostResult {
   failures: number;
 }
 
-/** A closed loop of `connections` callers POSTing the chat request for `durationS` seconds. */
+/** The slice of autocannon's API used here (loaded with require: the package ships no types). */
+type Autocannon = (opts: { url: string; connections: number; duration: number; method: string; body: string; headers: Record<string, string>; timeout: number }) => PromiseLike<{ duration: number; non2xx: number; errors: number; timeouts: number }> & {
+  on(event: 'response', fn: (client: unknown, status: number, bytes: number, ms: number) => void): void;
+};
+const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
+
+/** autocannon POSTing the chat request, with latencies kept at full resolution (its histogram keeps whole ms). */
 async function loadPost(url: string, connections: number, durationS: number, headers: Record<string, string>): Promise<PostResult> {
-  const u = new URL(url);
-  const pool = new Pool(u.origin, { connections, pipelining: 1 });
+  const inst = autocannon({ url, connections, duration: durationS, method: 'POST', body: BODY, headers: { 'content-type': 'application/json', ...headers }, timeout: 10 });
   const times: number[] = [];
-  let failures = 0;
-  const end = performance.now() + durationS * 1000;
-  const h = { 'content-type': 'application/json', ...headers };
-  const loop = async () => {
-    while (performance.now() < end) {
-      const t0 = performance.now();
-      try {
-        const r = await pool.request({ path: u.pathname, method: 'POST', headers: h, body: BODY });
-        await r.body.dump({ limit: 1 << 20 });
-        if (r.statusCode === 200) times.push(performance.now() - t0);
-        else failures++;
-      } catch {
-        failures++;
-      }
-    }
-  };
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: connections }, loop));
-  const seconds = (performance.now() - t0) / 1000;
-  await pool.close();
+  inst.on('response', (_c, status, _b, ms) => {
+    if (status >= 200 && status < 300) times.push(ms);
+  });
+  const r = await inst;
   times.sort((a, b) => a - b);
   const pct = (p: number) => (times.length === 0 ? NaN : times[Math.min(times.length - 1, Math.floor((p / 100) * times.length))]!);
-  return { requests: times.length, rps: times.length / seconds, p50: pct(50), p99: pct(99), failures };
+  return { requests: times.length, rps: times.length / r.duration, p50: pct(50), p99: pct(99), failures: r.non2xx + r.errors + r.timeouts };
 }
 
 /** Time to the first body chunk of `n` streams, one at a time. */

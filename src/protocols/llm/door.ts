@@ -5,7 +5,7 @@
  * limits and budgets), asks the pipeline, and forwards what is allowed. It never decides who may
  * do what; denials come back from the pipeline and are rendered in the surface's shape.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { surfacesOf, type LlmModel, type Surface } from '../../config/llm.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
@@ -121,7 +121,7 @@ export async function serveLlm(gw: DoorContext, req: IncomingMessage, res: Serve
     session: caller.session,
     action,
     target,
-    argsKey: createHash('sha1').update(read.body).digest('base64'),
+    argsKey: hash('sha1', read.body, 'base64'),
     summary: requestSummary(route.op, lr),
     config: caller.config,
     estimate: estimateOf(route.op, lr, model.chain),

@@ -37,14 +37,12 @@ export function parseLlmRoute(method: string, url: string, headers: IncomingHttp
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const query = q === -1 ? '' : url.slice(q);
-  const surface = surfaceOf(url, headers);
-  if (!path.startsWith('/llm/v1/')) return { ok: false, surface, problem: `no LLM route ${path}: OpenAI SDKs use baseURL …/llm/v1, Anthropic SDKs use …/llm` };
-  const rest = path.slice(7);
+  const rest = path.startsWith('/llm/v1/') ? path.slice(7) : '';
   const post = POST_ROUTES[rest];
-  if (post) {
-    if (method !== 'POST') return { ok: false, surface: post.surface, problem: `${path} takes POST, not ${method}` };
-    return { ok: true, route: { ...post, path: rest, query } };
-  }
+  if (post && method === 'POST') return { ok: true, route: { op: post.op, surface: post.surface, path: rest, query } };
+  const surface = surfaceOf(url, headers);
+  if (!rest) return { ok: false, surface, problem: `no LLM route ${path}: OpenAI SDKs use baseURL …/llm/v1, Anthropic SDKs use …/llm` };
+  if (post) return { ok: false, surface: post.surface, problem: `${path} takes POST, not ${method}` };
   if (rest === '/models' || rest.startsWith('/models/')) {
     if (method !== 'GET') return { ok: false, surface, problem: `${path} takes GET, not ${method}` };
     if (rest === '/models') return { ok: true, route: { op: 'models', surface, path: rest, query } };
