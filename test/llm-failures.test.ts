@@ -109,6 +109,18 @@ llm:
     await eventually('the slow call to be cancelled', () => up1.seen.at(-1)!.aborted);
   });
 
+  it("a provider refusing airlock's key is a 502 upstream_error for the agent, not the provider's 401", async () => {
+    up1.next({ status: 401, body: JSON.stringify({ error: { message: 'Incorrect API key provided: sk-proj-****wxyz', type: 'invalid_request_error', code: 'invalid_api_key' } }) });
+    await assert.rejects(oa.chat.completions.create({ model: 'solo', messages: msg('x') }), (e: unknown) => {
+      assert.ok(e instanceof OpenAI.APIError && !(e instanceof OpenAI.AuthenticationError), String(e));
+      assert.equal(e.status, 502);
+      assert.equal(e.code, 'upstream_error');
+      assert.match(e.message, /refused airlock's credentials/);
+      assert.doesNotMatch(e.message, /wxyz/);
+      return true;
+    });
+  });
+
   it('a timeout without a fallback → 504 upstream_timeout', async () => {
     up1.next({ delayMs: 1500 });
     await assert.rejects(oa.chat.completions.create({ model: 'solo', messages: msg('x') }), (e: unknown) => {

@@ -90,6 +90,15 @@ export async function forwardLlm(gw: DoorContext, x: Exchange, res: ServerRespon
       sendLlmError(res, surface, x.id, r.code, `${model.name}: ${r.message}`);
       return out.end(model, { status: ERROR_CODES[r.code].status, code: r.code, message: r.message });
     }
+    if (r.reply.statusCode === 401 || r.reply.statusCode === 407) {
+      // The provider refused airlock's own credentials: the agent's key is fine, and the provider's
+      // message (which may quote part of the provider key) is not the agent's to read.
+      r.reply.body.on('error', () => {}).resume();
+      const message = `provider "${model.provider.name}" refused airlock's credentials (HTTP ${r.reply.statusCode}); an operator must fix llm.providers.${model.provider.name}.key`;
+      gw.log.warn({ exchange: x.id, model: model.name, provider: model.provider.name, status: r.reply.statusCode }, 'LLM provider refused the configured key');
+      sendLlmError(res, surface, x.id, 'upstream_error', message);
+      return out.end(model, { status: 502, code: 'upstream_error', message });
+    }
     // The provider's own error, in its own shape: the agent's SDK parses it as if it called direct.
     let buf: Buffer;
     try {
