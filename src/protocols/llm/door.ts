@@ -51,7 +51,9 @@ const GENERATES: ReadonlySet<Operation> = new Set(['chat', 'responses', 'message
 function estimateOf(op: Operation, req: LlmRequest, chain: LlmModel[]): Estimate {
   if (op === 'count_tokens') return { tokens: 0, costUsd: 0 };
   const input = reserveInputTokens(req.body);
-  const output = GENERATES.has(op) ? (req.maxOutputTokens ?? chain[0]!.maxOutputTokens) : 0;
+  // `n` choices each generate up to the cap.
+  const n = typeof req.body['n'] === 'number' && Number.isInteger(req.body['n']) && req.body['n'] > 1 ? Math.min(req.body['n'], 128) : 1;
+  const output = GENERATES.has(op) ? (req.maxOutputTokens ?? chain[0]!.maxOutputTokens) * n : 0;
   let inPrice = 0;
   let outPrice = 0;
   for (const m of chain) {
