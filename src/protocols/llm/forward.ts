@@ -109,7 +109,9 @@ export async function forwardLlm(gw: DoorContext, x: Exchange, res: ServerRespon
       sendLlmError(res, surface, x.id, f.code, `${model.name}: ${f.message}`);
       return out.end(model, { status: ERROR_CODES[f.code].status, code: f.code, message: f.message });
     }
-    res.writeHead(r.reply.statusCode, { ...llmResponseHeaders(r.reply.headers, x.id), 'content-length': buf.length });
+    const headers = llmResponseHeaders(r.reply.headers, x.id);
+    headers['content-length'] = String(buf.length);
+    res.writeHead(r.reply.statusCode, headers);
     res.end(buf);
     return out.end(model, { status: r.reply.statusCode, message: `${model.name} (${model.provider.name}) answered ${r.reply.statusCode}`, bytesOut: buf.length });
   }
@@ -187,7 +189,9 @@ async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: 
           () => out.promptTokens(),
           () => out.countText(replyText(buf)),
         );
-  res.writeHead(reply.statusCode, { ...llmResponseHeaders(reply.headers, x.id), 'content-length': buf.length });
+  const headers = llmResponseHeaders(reply.headers, x.id);
+  headers['content-length'] = String(buf.length);
+  res.writeHead(reply.statusCode, headers);
   res.end(buf);
   out.end(model, { status: reply.statusCode, bytesOut: buf.length, usage, upstreamModel: reported.model });
   return { kind: 'done' };

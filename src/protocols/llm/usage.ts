@@ -66,9 +66,11 @@ function objectEnd(b: Buffer, start: number): number {
   return -1;
 }
 
+const KEYS = { usage: Buffer.from('"usage"'), model: Buffer.from('"model"') };
+
 /** Where the value of key `"name"` starts (after the colon and spaces), searching back from `from`. */
-function valueAt(b: Buffer, name: string, from: number, backwards: boolean): number {
-  const key = `"${name}"`;
+function valueAt(b: Buffer, name: keyof typeof KEYS, from: number, backwards: boolean): number {
+  const key = KEYS[name];
   for (let i = backwards ? b.lastIndexOf(key, from) : b.indexOf(key, from); i !== -1; i = backwards ? b.lastIndexOf(key, i - 1) : b.indexOf(key, i + 1)) {
     let j = i + key.length;
     while (b[j] === 0x20 || b[j] === 0x0a || b[j] === 0x0d || b[j] === 0x09) j++;
