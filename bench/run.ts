@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { request } from 'undici';
 import { a2aScenario } from './a2a.js';
+import { runLlmBench } from './llm.js';
 import { load, type LoadResult } from './load.js';
 import { benchCpuMs, cpuMs, killAllNow, machineBusyMs, memMb, startNode, stop, stopAll, type Child } from './procs.js';
 
@@ -282,6 +283,8 @@ async function main(): Promise<void> {
     else console.log(`\naudit: ${w} write-ahead and ${n} final records`);
     // The A2A SendMessage scenario (bench/a2a.ts) brings its own remote agent and gateway.
     if (COMPARE && (!ONLY || ONLY.includes('a2a'))) await a2aScenario({ warmupS: WARMUP_S, durationS: DURATION_S, latencyS: LATENCY_S });
+    // The LLM scenarios (bench/llm.ts) bring their own provider, bare proxy and gateway.
+    if (COMPARE && (!ONLY || ONLY.includes('llm'))) await runLlmBench();
   } finally {
     await stopAll();
     rmSync(dir, { recursive: true, force: true });
@@ -289,7 +292,7 @@ async function main(): Promise<void> {
 }
 
 // Bounded in time, and no child outlives the bench, whatever happens.
-const limitS = (COMPARE ? 3 * (WARMUP_S + DURATION_S + LATENCY_S + 80) + 60 + 2 * (WARMUP_S + DURATION_S + LATENCY_S + 45) : 120) + (SOAK ? Math.ceil(SOAK_REQUESTS / 1000) + 120 : 0);
+const limitS = (COMPARE ? 3 * (WARMUP_S + DURATION_S + LATENCY_S + 80) + 60 + 2 * (WARMUP_S + DURATION_S + LATENCY_S + 45) + 3 * (WARMUP_S + DURATION_S + LATENCY_S) + 240 : 120) + (SOAK ? Math.ceil(SOAK_REQUESTS / 1000) + 120 : 0);
 const watchdog = setTimeout(() => {
   console.error(`bench: still running after ${limitS} s; stopping`);
   killAllNow();
