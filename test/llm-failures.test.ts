@@ -178,6 +178,17 @@ llm:
     assert.equal(rec.usage.estimated, true);
   });
 
+  it('a chat stream that finished its choice but closed without [DONE] is complete', async () => {
+    up2.next({ endAfterEvents: 6 }); // role, 3 words, finish, usage — no [DONE]
+    const { data: s, response } = await oa.chat.completions.create({ model: 'backup', messages: msg('done soon'), stream: true }).withResponse();
+    let text = '';
+    for await (const c of s) text += c.choices[0]?.delta.content ?? '';
+    assert.equal(text, 'echo: done soon');
+    const rec = await finalRecord(t.adminUrl, response.headers.get('x-airlock-request-id')!);
+    assert.equal(rec.code, undefined);
+    assert.equal(rec.usage.estimated, false);
+  });
+
   it('an agent that hangs up mid-stream cancels the provider call', async () => {
     up1.next({ chunkDelayMs: 100 });
     const { data: s, response } = await oa.chat.completions.create({ model: 'primary', messages: msg(LONG), stream: true }).withResponse();

@@ -20,6 +20,8 @@ export class SseTap {
   events = 0;
   /** The provider's own end-of-stream marker arrived (`[DONE]`, `message_stop`, `response.completed`). */
   complete = false;
+  /** A chat choice finished (`finish_reason`): a clean end after it is complete even without `[DONE]`. */
+  finished = false;
   /** The provider sent an error event mid-stream. */
   upstreamError: string | undefined;
   /** The model the provider says answered. */
@@ -120,7 +122,8 @@ export class SseTap {
     if (this.model === undefined && typeof v['model'] === 'string') this.model = v['model'];
     const choices = v['choices'];
     if (Array.isArray(choices)) {
-      for (const c of choices as { delta?: { content?: unknown; refusal?: unknown; tool_calls?: { function?: { name?: unknown; arguments?: unknown } }[] } }[]) {
+      for (const c of choices as { finish_reason?: unknown; delta?: { content?: unknown; refusal?: unknown; tool_calls?: { function?: { name?: unknown; arguments?: unknown } }[] } }[]) {
+        if (c?.finish_reason) this.finished = true;
         const d = c?.delta;
         if (!d) continue;
         this.addText(d.content);

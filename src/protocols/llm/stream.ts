@@ -74,7 +74,9 @@ export function pumpStream(res: ServerResponse, x: Exchange, reply: UpstreamRepl
       body.off('data', onData);
       res.off('drain', resume);
       const reason: unknown = x.abort.signal.aborted ? x.abort.signal.reason : undefined;
-      const complete = error === undefined && tap.complete && tap.upstreamError === undefined;
+      // Some OpenAI-compatible servers end a finished chat stream without `[DONE]`.
+      const ended = tap.complete || (op === 'chat' && tap.finished && tap.leftover === 0);
+      const complete = error === undefined && ended && tap.upstreamError === undefined;
       const outputEstimate = () => Math.max(tap.usage.output ?? 0, tap.textChars > tap.text.length ? Math.ceil((out.countText(tap.text) * tap.textChars) / Math.max(1, tap.text.length)) : out.countText(tap.text));
       // An unfinished stream's output count (Anthropic's message_start says 1) is not the real one.
       const usage = settleUsage(complete ? tap.usage : { ...tap.usage, output: undefined }, () => out.promptTokens(), outputEstimate);
@@ -100,7 +102,7 @@ export function pumpStream(res: ServerResponse, x: Exchange, reply: UpstreamRepl
         // The provider's own error event already went to the agent.
         code = 'upstream_error';
         message = `the provider sent an error event mid-stream: ${tap.upstreamError.slice(0, 300)}`;
-      } else if (!tap.complete) {
+      } else if (!ended) {
         code = 'upstream_error';
         message = `the provider ended the stream after ${tap.events} events without finishing it`;
         event = sseErrorEvent(surface, code, `${model.name}: ${message}`, x.id);
