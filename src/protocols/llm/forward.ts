@@ -68,9 +68,19 @@ function readAll(body: UpstreamReply['body']): Promise<Buffer> {
 
 const retryableStatus = (s: number) => s === 429 || s === 408 || s >= 500;
 
-/** Serves an allowed exchange; always ends it exactly once. */
+/** Serves an allowed exchange; always ends it exactly once, even if this code has a bug. */
 export async function forwardLlm(gw: DoorContext, x: Exchange, res: ServerResponse, call: LlmCall): Promise<void> {
   const out = new LlmOutcome(gw, x, call);
+  try {
+    await serveChain(gw, x, res, call, out);
+  } catch (e) {
+    gw.log.error({ err: e, exchange: x.id }, 'LLM forwarding failed');
+    sendLlmError(res, call.route.surface, x.id, 'internal_error', 'the gateway failed while serving this call');
+    out.end(call.chain[0]!, { status: 500, code: 'internal_error', message: 'the gateway failed while serving this call' });
+  }
+}
+
+async function serveChain(gw: DoorContext, x: Exchange, res: ServerResponse, call: LlmCall, out: LlmOutcome): Promise<void> {
   const surface = call.route.surface;
   for (let i = 0; i < call.chain.length; i++) {
     const model = call.chain[i]!;
