@@ -84,7 +84,7 @@ export function agentHandler(gw: AgentPortDeps): (req: IncomingMessage, res: Ser
       });
       return;
     }
-    return refuse('not_found', `no route for ${url.split('?')[0]}: agent traffic goes to /http/<service>/...`, agent.name);
+    return refuse('not_found', `no route for ${url.split('?')[0]}: agent traffic goes to /http/<service>/..., /llm/v1/... or /a2a/<agent>/`, agent.name);
   };
 }
 
