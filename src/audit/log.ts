@@ -5,7 +5,7 @@
  * don't. Each committed record is mirrored as a JSON line to `<data>/audit.jsonl` and published on
  * the event bus.
  */
-import { appendFileSync, closeSync, createWriteStream, fstatSync, ftruncateSync, openSync, readSync, type WriteStream } from 'node:fs';
+import { appendFileSync, closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import type { EventBus } from '../events/bus.js';
 import type { AuditRow, Store } from '../store/types.js';
 import { canonical, chainHash, GENESIS_HASH, type AuditRecord } from './record.js';
@@ -27,7 +27,8 @@ export class AuditLog {
   private seq: number;
   private hash: string;
   private batch: Batch | undefined;
-  private readonly jsonl: WriteStream | undefined;
+  /** The JSONL mirror's file descriptor (append mode), when the mirror is on and could be opened. */
+  private jsonl: number | undefined;
   private lastWriteAt = 0;
   private closed = false;
 
@@ -46,8 +47,13 @@ export class AuditLog {
         opts.onError?.(e);
       }
     }
-    this.jsonl = opts.jsonlPath ? createWriteStream(opts.jsonlPath, { flags: 'a', mode: 0o600 }) : undefined;
-    this.jsonl?.on('error', (e) => opts.onError?.(e));
+    if (opts.jsonlPath) {
+      try {
+        this.jsonl = openSync(opts.jsonlPath, 'a', 0o600);
+      } catch (e) {
+        opts.onError?.(e);
+      }
+    }
   }
 
   /** Seconds since a record was last committed while records wait; 0 when nothing waits. */
@@ -108,10 +114,17 @@ export class AuditLog {
     }
     this.lastWriteAt = Date.now();
     b.resolve();
-    if (this.jsonl) {
+    if (this.jsonl !== undefined) {
       let lines = '';
       for (const r of b.rows) lines += mirrorLine(r);
-      this.jsonl.write(lines);
+      // A synchronous append, right after the commit it mirrors. A WriteStream cost a thread-pool
+      // round trip per batch (measured: ~50 µs of CPU per exchange at c=1, two batches each), and
+      // this write lands in the page cache as the SQLite commit just before it did.
+      try {
+        writeAll(this.jsonl, lines);
+      } catch (e) {
+        this.opts.onError?.(e);
+      }
     }
     if (this.bus.size > 0) for (const rec of b.records) if (rec.phase === 'final') this.bus.emit('exchange', rec);
   }
@@ -120,9 +133,15 @@ export class AuditLog {
   async close(): Promise<void> {
     this.flush();
     this.closed = true;
-    const j = this.jsonl;
-    if (j) await new Promise<void>((res) => j.end(res));
+    if (this.jsonl !== undefined) closeSync(this.jsonl);
+    this.jsonl = undefined;
   }
+}
+
+/** Writes all of `text`, however many write calls that takes. */
+function writeAll(fd: number, text: string): void {
+  const buf = Buffer.from(text);
+  for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
 }
 
 /** One record as a line of audit.jsonl: the record plus its place in the chain. */
@@ -131,8 +150,8 @@ function mirrorLine(r: AuditRow): string {
 }
 
 /**
- * The mirror is written after the store commits, through a buffered stream, so a crash (kill -9) can
- * leave it behind the store, or end it in a torn line. SIEM shippers read only the mirror, so at open
+ * The mirror is written after the store commits, so a crash (kill -9) between the two can leave it
+ * behind the store, or end it in a torn line. SIEM shippers read only the mirror, so at open
  * a torn last line is cut off and the records the mirror lacks are copied from the store. Only when
  * the file already holds records: an empty or missing file (first start, or rotated away) starts
  * fresh rather than replaying all history.

@@ -2,7 +2,7 @@
  * Agent keys: `alk_` + base62. Only a key's SHA-256 is ever kept; lookups hash what the caller
  * presented and find it in an in-memory index, so a check costs one hash and one map lookup.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 const KEY_RE = /^alk_[0-9A-Za-z]{32,128}$/;
@@ -28,9 +28,9 @@ export function isWellFormedKey(key: string): boolean {
   return KEY_RE.test(key);
 }
 
-/** SHA-256 hex of a key: what the store keeps. */
+/** SHA-256 hex of a key: what the store keeps. (One-shot `hash()`: it runs on every request.) */
 export function hashKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
+  return hash('sha256', key, 'hex');
 }
 
 /** The part of a key safe to show: `alk_AbCd`. */

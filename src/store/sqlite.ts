@@ -32,7 +32,10 @@ CREATE INDEX IF NOT EXISTS approvals_status ON approvals(status, created_at);
 CREATE TABLE IF NOT EXISTS remembered (
   id TEXT PRIMARY KEY, agent TEXT NOT NULL, action TEXT NOT NULL, args_key TEXT NOT NULL, approval_id TEXT NOT NULL,
   created_by TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT);
-CREATE INDEX IF NOT EXISTS audit_id ON audit(id);
+-- No index on audit(id): nothing looks records up by exchange id, and ids are random UUIDs, so
+-- such an index costs a write to a random page per record (measured: ~20 µs per record, a third
+-- of the audit's cost). Add it back together with the first query that needs it.
+DROP INDEX IF EXISTS audit_id;
 CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
 CREATE INDEX IF NOT EXISTS audit_agent ON audit(agent, seq);
 `;

@@ -13,6 +13,7 @@ import type { Exchange } from '../../pipeline/types.js';
 import type { Caller, DoorContext } from '../../server/context.js';
 import { continueIfExpected, sendError } from '../../server/respond.js';
 import { upstreamFailure } from '../../upstream/dispatcher.js';
+import { relay } from '../../upstream/relay.js';
 import { agentResponseHeaders, upstreamRequestHeaders } from '../../upstream/headers.js';
 import { backoffMs, isIdempotent, isRetryableError, isRetryableStatus, RETRY_AFTER_CAP_MS, retryAfterMs } from '../../upstream/retry.js';
 import { BoundedBody, BUFFERED_BODY_LIMIT, bodyExcerpt, readBody } from './body.js';
@@ -135,7 +136,7 @@ async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: Inco
     let bytesOut = 0;
     const status = up.statusCode;
     up.body.on('data', (c: Buffer) => (bytesOut += c.length));
-    pipe(up.body, res, (err) => {
+    relay(up.body, res, (err) => {
       if (!err) return end(status, undefined, undefined, bytesOut);
       if (signal.aborted) return aborted(gw, x, res, end, bytesOut, status);
       // The agent's streamed body passed maxBodySize after the upstream had answered: the cut is
