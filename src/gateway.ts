@@ -33,6 +33,7 @@ import { SqliteStore } from './store/sqlite.js';
 import type { KillScope, KillSwitch, Store } from './store/types.js';
 import { createDispatcher } from './upstream/dispatcher.js';
 import { createLlmDispatcher } from './protocols/llm/dispatcher.js';
+import { Pins } from './protocols/mcp/pinning.js';
 import { errorBody } from './errors.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
@@ -73,6 +74,7 @@ export class Gateway implements AgentPortDeps {
   readonly audit: AuditLog;
   readonly alerts: Alerts;
   readonly kills: KillSwitches;
+  readonly pins: Pins;
   readonly approvals: Approvals;
   readonly pipeline: Pipeline;
   readonly log: Logger;
@@ -98,6 +100,7 @@ export class Gateway implements AgentPortDeps {
     });
     this.alerts = new Alerts(this.store, this.bus);
     this.kills = new KillSwitches(this.store);
+    this.pins = new Pins(this.store);
     this.approvals = new Approvals(this.store, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl);
     this.pipeline = new Pipeline(
       [

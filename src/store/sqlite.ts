@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Approval, ApprovalStatus, Remembered } from '../approvals/types.js';
 import type { KeyRecord } from '../identity/keys.js';
-import type { Alert, AuditFilter, AuditRow, KillScope, KillSwitch, Store, UsageBy, UsageGroup } from './types.js';
+import type { Alert, AuditFilter, AuditRow, KillScope, KillSwitch, Store, ToolPin, UsageBy, UsageGroup } from './types.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS keys (
@@ -32,6 +32,9 @@ CREATE INDEX IF NOT EXISTS approvals_status ON approvals(status, created_at);
 CREATE TABLE IF NOT EXISTS remembered (
   id TEXT PRIMARY KEY, agent TEXT NOT NULL, action TEXT NOT NULL, args_key TEXT NOT NULL, approval_id TEXT NOT NULL,
   created_by TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT);
+CREATE TABLE IF NOT EXISTS tool_pins (
+  server TEXT NOT NULL, tool TEXT NOT NULL, fingerprint TEXT NOT NULL, first_seen TEXT NOT NULL,
+  pending_fingerprint TEXT, changed_at TEXT, PRIMARY KEY (server, tool));
 -- No index on audit(id): nothing looks records up by exchange id, and ids are random UUIDs, so
 -- such an index costs a write to a random page per record (measured: ~20 µs per record, a third
 -- of the audit's cost). Add it back together with the first query that needs it.
@@ -221,6 +224,17 @@ export class SqliteStore implements Store {
       ? this.db.prepare('SELECT * FROM alerts ORDER BY ts DESC LIMIT ?').all(limit)
       : this.db.prepare('SELECT * FROM alerts WHERE ts >= ? ORDER BY ts DESC LIMIT ?').all(since, limit)) as { id: string; ts: string; kind: string; severity: Alert['severity']; message: string; agent: string | null; data: string | null }[];
     return rows.map((r) => ({ id: r.id, ts: r.ts, kind: r.kind, severity: r.severity, message: r.message, agent: r.agent ?? undefined, data: r.data ? (JSON.parse(r.data) as Record<string, unknown>) : undefined }));
+  }
+
+  listToolPins(): ToolPin[] {
+    const rows = this.db.prepare('SELECT * FROM tool_pins ORDER BY server, tool').all() as { server: string; tool: string; fingerprint: string; first_seen: string; pending_fingerprint: string | null; changed_at: string | null }[];
+    return rows.map((r) => ({ server: r.server, tool: r.tool, fingerprint: r.fingerprint, firstSeen: r.first_seen, pendingFingerprint: r.pending_fingerprint ?? undefined, changedAt: r.changed_at ?? undefined }));
+  }
+
+  saveToolPin(p: ToolPin): void {
+    this.db
+      .prepare('INSERT OR REPLACE INTO tool_pins (server, tool, fingerprint, first_seen, pending_fingerprint, changed_at) VALUES (?,?,?,?,?,?)')
+      .run(p.server, p.tool, p.fingerprint, p.firstSeen, p.pendingFingerprint ?? null, p.changedAt ?? null);
   }
 
   insertKey(k: KeyRecord): void {

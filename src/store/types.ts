@@ -68,6 +68,16 @@ export interface UsageGroup {
 
 export type UsageBy = 'agent' | 'team' | 'model';
 
+/** A pinned MCP tool definition (rug-pull defence); `pendingFingerprint` is a changed definition awaiting acceptance. */
+export interface ToolPin {
+  server: string;
+  tool: string;
+  fingerprint: string;
+  firstSeen: string;
+  pendingFingerprint?: string | undefined;
+  changedAt?: string | undefined;
+}
+
 export interface Store {
   insertApproval(a: Approval): void;
   getApproval(id: string): Approval | undefined;
@@ -81,6 +91,10 @@ export interface Store {
   revokeRemembered(id: string, at: string): boolean;
   insertAlert(a: Alert): void;
   listAlerts(limit: number, since?: string): Alert[];
+
+  listToolPins(): ToolPin[];
+  /** Inserts or replaces the pin of (server, tool). */
+  saveToolPin(p: ToolPin): void;
 
   insertKey(k: KeyRecord): void;
   listKeys(agent?: string): KeyRecord[];
