@@ -15,6 +15,7 @@ import type { AuditRow, KillScope } from '../store/types.js';
 import { BadBody, readJson } from './body.js';
 import { serveApprovals } from './approvals.js';
 import { serveEvents } from './events.js';
+import { serveTools } from './tools.js';
 import { serveUsage } from './usage.js';
 import { randomUUID } from 'node:crypto';
 
@@ -170,6 +171,7 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
   }
 
   if (await serveApprovals(gw, req, res, url, operator, requestId)) return;
+  if (await serveTools(gw, req, res, url, operator, requestId)) return;
 
   if (path === '/api/usage' && method === 'GET') return serveUsage(gw.store, url, res, (m) => fail('bad_request', m));
 

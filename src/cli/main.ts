@@ -10,6 +10,7 @@ import * as keysV from './keys.js';
 import * as killV from './kill.js';
 import * as schemaV from './schema.js';
 import * as startV from './start.js';
+import * as toolsV from './tools.js';
 import * as usageV from './usage.js';
 
 const VERBS: Record<string, { usage: string; run: (argv: string[]) => number | Promise<number> }> = {
@@ -24,6 +25,7 @@ const VERBS: Record<string, { usage: string; run: (argv: string[]) => number | P
   audit: { usage: auditV.usage, run: auditV.audit },
   approvals: { usage: approvalsV.usage, run: approvalsV.approvals },
   usage: { usage: usageV.usage, run: usageV.usageVerb },
+  tools: { usage: toolsV.usage, run: toolsV.tools },
 };
 
 function help(): string {
