@@ -8,6 +8,7 @@ import * as explainV from './explain.js';
 import * as initV from './init.js';
 import * as keysV from './keys.js';
 import * as killV from './kill.js';
+import * as mcpStdioV from './mcp-stdio.js';
 import * as schemaV from './schema.js';
 import * as startV from './start.js';
 import * as toolsV from './tools.js';
@@ -26,6 +27,7 @@ const VERBS: Record<string, { usage: string; run: (argv: string[]) => number | P
   approvals: { usage: approvalsV.usage, run: approvalsV.approvals },
   usage: { usage: usageV.usage, run: usageV.usageVerb },
   tools: { usage: toolsV.usage, run: toolsV.tools },
+  'mcp-stdio': { usage: mcpStdioV.usage, run: mcpStdioV.mcpStdio },
 };
 
 function help(): string {
