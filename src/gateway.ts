@@ -34,6 +34,7 @@ import type { KillScope, KillSwitch, Store } from './store/types.js';
 import { createDispatcher } from './upstream/dispatcher.js';
 import { createLlmDispatcher } from './protocols/llm/dispatcher.js';
 import { Pins } from './protocols/mcp/pinning.js';
+import { McpHub } from './protocols/mcp/hub.js';
 import { errorBody } from './errors.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
@@ -75,6 +76,8 @@ export class Gateway implements AgentPortDeps {
   readonly alerts: Alerts;
   readonly kills: KillSwitches;
   readonly pins: Pins;
+  /** Shared connections to the configured MCP servers. */
+  readonly mcpHub: McpHub;
   readonly approvals: Approvals;
   readonly pipeline: Pipeline;
   readonly log: Logger;
@@ -101,6 +104,7 @@ export class Gateway implements AgentPortDeps {
     this.alerts = new Alerts(this.store, this.bus);
     this.kills = new KillSwitches(this.store);
     this.pins = new Pins(this.store);
+    this.mcpHub = new McpHub(this.log, this.alerts, this.pins);
     this.approvals = new Approvals(this.store, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl);
     this.pipeline = new Pipeline(
       [
@@ -146,6 +150,7 @@ export class Gateway implements AgentPortDeps {
   private async listen(): Promise<void> {
     const c = this.current;
     this.syncProcesses(c);
+    this.mcpHub.sync(c.mcp);
     const agent = createServer(
       {
         headersTimeout: c.server.headersTimeoutMs,
@@ -211,6 +216,7 @@ export class Gateway implements AgentPortDeps {
     this.current = next;
     this.loadKeys();
     this.syncProcesses(next);
+    this.mcpHub.sync(next.mcp);
     this.log.info({ why }, 'config reloaded');
     this.bus.emit('config', { reloadedAt: new Date().toISOString() });
     return { ok: true };
@@ -307,6 +313,7 @@ export class Gateway implements AgentPortDeps {
       await closed;
     }
     await Promise.all([...this.processes.values()].map((p) => p.stop()));
+    await this.mcpHub.close();
     await this.audit.close();
     this.store.close();
     await this.dispatcher.close().catch(() => {});

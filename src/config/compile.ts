@@ -8,6 +8,7 @@ import { hashKey, isWellFormedKey, keyPrefix } from '../identity/keys.js';
 import { compileActionPattern, compileGlob, PatternError, type Matcher } from '../policies/rules/pattern.js';
 import { RuleSet } from '../policies/rules/ruleset.js';
 import { compileA2A, type A2ARuntime } from './a2a.js';
+import { compileMcp, type McpRuntime } from './mcp.js';
 import { compileLlm, type LlmRuntime } from './llm.js';
 import type { LoadedConfig, PathKey } from './load.js';
 import type { AgentLimitsConfig } from './schema.js';
@@ -90,6 +91,7 @@ export interface RuntimeConfig {
   http: { services: Map<string, HttpService> };
   llm: LlmRuntime;
   a2a: A2ARuntime;
+  mcp: McpRuntime;
   approvals: { timeoutMs: number; notify: { webhook: string; headers: Record<string, string> }[] };
   audit: { bodies: boolean; jsonl: boolean };
   configKeys: ConfigKey[];
@@ -245,6 +247,7 @@ export function compileConfig(loaded: LoadedConfig, overrides: { listen?: string
     http: { services },
     llm: compileLlm(c.llm, loaded),
     a2a: compileA2A(c.a2a, loaded),
+    mcp: compileMcp(c.mcp, loaded),
     approvals: {
       timeoutMs: parseDuration(c.approvals?.timeout ?? '5m')!,
       notify: (c.approvals?.notify ?? []).map((n) => ({ webhook: n.webhook, headers: n.headers ?? {} })),

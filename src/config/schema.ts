@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { a2aSection } from './a2a-schema.js';
+import { mcpSection } from './mcp-schema.js';
 import { llmSection } from './llm-schema.js';
 
 const DURATION_RE = /^\s*\d+(\.\d+)?\s*(ms|s|m|min|h|hour|d|day)\s*$/i;
@@ -107,7 +108,7 @@ export const configSchema = z.strictObject({
   audit: z.strictObject({ bodies: z.boolean().optional(), jsonl: z.boolean().optional() }).optional(),
   // Sections of later front doors and stores; shaped by their own modules as they land.
   llm: llmSection.optional(),
-  mcp: z.looseObject({}).optional(),
+  mcp: mcpSection.optional(),
   a2a: a2aSection.optional(),
   store: z.looseObject({}).optional(),
 });

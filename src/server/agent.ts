@@ -10,14 +10,15 @@ import type { RuntimeConfig } from '../config/compile.js';
 import { serveA2a } from '../protocols/a2a/door.js';
 import { serveHttp } from '../protocols/http/door.js';
 import { serveLlm } from '../protocols/llm/door.js';
+import { serveMcp, type McpDoorContext } from '../protocols/mcp/door.js';
 import { sendLlmError } from '../protocols/llm/render.js';
 import { surfaceOf } from '../protocols/llm/routes.js';
-import type { Caller, DoorContext } from './context.js';
+import type { Caller } from './context.js';
 import { continueIfExpected, sendError, sendJson } from './respond.js';
 import type { ErrorCode } from '../errors.js';
 import { ERROR_CODES } from '../errors.js';
 
-export interface AgentPortDeps extends DoorContext {
+export interface AgentPortDeps extends McpDoorContext {
   readonly keys: KeyRing;
   config(): RuntimeConfig;
   ready(): boolean;
@@ -84,7 +85,14 @@ export function agentHandler(gw: AgentPortDeps): (req: IncomingMessage, res: Ser
       });
       return;
     }
-    return refuse('not_found', `no route for ${url.split('?')[0]}: agent traffic goes to /http/<service>/..., /llm/v1/... or /a2a/<agent>/`, agent.name);
+    if (bare === '/mcp' || url.startsWith('/mcp/')) {
+      serveMcp(gw, req, res, caller).catch((e: unknown) => {
+        gw.log.error({ err: e, exchange: requestId }, 'mcp front door failed');
+        sendError(res, requestId, 'internal_error', 'the gateway failed while serving this call');
+      });
+      return;
+    }
+    return refuse('not_found', `no route for ${url.split('?')[0]}: agent traffic goes to /http/<service>/..., /llm/v1/..., /mcp (or /mcp/<server>) or /a2a/<agent>/`, agent.name);
   };
 }
 

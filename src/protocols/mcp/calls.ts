@@ -1,0 +1,151 @@
+/**
+ * The judged MCP methods: tools/call (`mcp: <server>/<tool>`), resources/read
+ * (`mcp-resource: <server>/<uri>`) and prompts/get (`mcp-prompt: <server>/<prompt>`). Each becomes an
+ * exchange judged by the pipeline (rules, limits, loop guard, kill switches, approvals), is sent to
+ * the upstream over its shared connection, and ends as one audit record with the server, the
+ * target, a bounded secret-free excerpt of the arguments, the result size, isError and the duration.
+ */
+import { createHash } from 'node:crypto';
+import { canonical } from '../../audit/record.js';
+import { ERROR_CODES, type ErrorCode } from '../../errors.js';
+import type { Exchange } from '../../pipeline/types.js';
+import type { Caller, DoorContext } from '../../server/context.js';
+import type { McpHub } from './hub.js';
+import { deniedError, deniedResult, type Reply, type RpcId } from './wire.js';
+
+export type JudgedMethod = 'tools/call' | 'resources/read' | 'prompts/get';
+
+export interface JudgedCall {
+  method: JudgedMethod;
+  server: string;
+  /** Tool or prompt name, or resource URI, as the upstream knows it. */
+  target: string;
+  /** Tool or prompt arguments. */
+  args: Record<string, unknown> | undefined;
+  rpcId: RpcId;
+  progressToken: string | number | undefined;
+  bytesIn: number;
+}
+
+const SECRET_KEY_RE = /pass(word)?|secret|token|api[_-]?key|auth|credential|private[_-]?key|cookie|session/i;
+const SECRET_VALUE_RE = /\b(sk-[A-Za-z0-9_-]{16,}|alk_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|xox[abpr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+)\b/g;
+
+/** Arguments as bounded JSON text, values under secret-looking keys and secret-looking values replaced. */
+export function argsExcerpt(args: unknown, max: number): string {
+  if (max === 0 || args === undefined) return '';
+  const scrub = (v: unknown, depth: number): unknown => {
+    if (depth > 6) return '…';
+    if (typeof v === 'string') return (v.length > max ? `${v.slice(0, max)}…` : v).replace(SECRET_VALUE_RE, '[redacted]');
+    if (Array.isArray(v)) return v.slice(0, 20).map((x) => scrub(x, depth + 1));
+    if (v !== null && typeof v === 'object') {
+      const o: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v).slice(0, 50)) o[k] = SECRET_KEY_RE.test(k) ? '[redacted]' : scrub(x, depth + 1);
+      return o;
+    }
+    return v;
+  };
+  const s = JSON.stringify(scrub(args, 0)) ?? '';
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}
+
+function actionOf(c: JudgedCall): string {
+  return c.method === 'tools/call' ? `mcp: ${c.server}/${c.target}` : c.method === 'resources/read' ? `mcp-resource: ${c.server}/${c.target}` : `mcp-prompt: ${c.server}/${c.target}`;
+}
+
+function targetOf(c: JudgedCall, excerpt: string): Record<string, unknown> {
+  const t: Record<string, unknown> = { server: c.server };
+  if (c.method === 'tools/call') t['tool'] = c.target;
+  else if (c.method === 'resources/read') t['uri'] = c.target;
+  else t['prompt'] = c.target;
+  if (excerpt !== '') t['args'] = excerpt;
+  return t;
+}
+
+/** Renders a refusal in the method's shape. */
+function refusal(reply: Reply, c: JudgedCall, code: ErrorCode, message: string, requestId: string): void {
+  if (c.method === 'tools/call') reply.result(c.rpcId, deniedResult(code, message, requestId));
+  else {
+    const e = deniedError(code, message, requestId);
+    reply.error(c.rpcId, e.code, e.message, e.data);
+  }
+}
+
+/** Judges one call, forwards it if allowed, answers the agent and reports the outcome. */
+export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c: JudgedCall, reply: Reply, cancel: AbortSignal): Promise<void> {
+  const excerpt = argsExcerpt(c.args, caller.config.mcp.excerptChars);
+  const action = actionOf(c);
+  const target = targetOf(c, excerpt);
+  const refuseEarly = (code: ErrorCode, message: string) => {
+    gw.pipeline.reject({ id: caller.requestId, protocol: 'mcp', agent: caller.agent, user: caller.user, session: caller.session, action, target, code, message, status: ERROR_CODES[code].status, startedHr: caller.startedHr });
+    refusal(reply, c, code, message, caller.requestId);
+  };
+  const up = hub.get(c.server);
+  if (!up) return refuseEarly('not_found', `no MCP server named "${c.server}" is configured`);
+  if (c.method === 'tools/call') {
+    if (hub.quarantined(c.server, c.target)) {
+      return refuseEarly('tool_changed', `the definition of ${c.server}/${c.target} changed since it was pinned; it stays unavailable until an operator runs "airlock tools accept ${c.server}/${c.target}"`);
+    }
+    if (up.connected && !up.catalogue.tools.some((t) => t.name === c.target)) return refuseEarly('not_found', `MCP server "${c.server}" has no tool named "${c.target}"`);
+  } else if (c.method === 'prompts/get' && up.connected && !up.catalogue.prompts.some((p) => p['name'] === c.target)) {
+    return refuseEarly('not_found', `MCP server "${c.server}" has no prompt named "${c.target}"`);
+  }
+
+  const summary = `${c.method === 'tools/call' ? 'tool' : c.method === 'resources/read' ? 'resource' : 'prompt'} ${c.server}/${c.target}${excerpt !== '' ? ` ${excerpt}` : ''}`;
+  const x = gw.pipeline.begin({ id: caller.requestId, protocol: 'mcp', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey: createHash('sha1').update(canonical(c.args ?? {})).digest('base64'), summary, config: caller.config });
+  const onCancel = () => {
+    if (!x.abort.signal.aborted) x.abort.abort('client_closed');
+  };
+  cancel.addEventListener('abort', onCancel, { once: true });
+  // While a human decides, a client that asked for progress hears that the call is waiting.
+  let waiting: NodeJS.Timeout | undefined;
+  if (c.progressToken !== undefined && reply.isStreaming) {
+    let n = 0;
+    waiting = setInterval(() => reply.notify('notifications/progress', { progressToken: c.progressToken, progress: ++n, message: 'airlock: waiting for approval' }), 5000);
+  }
+  let verdict;
+  try {
+    verdict = await gw.pipeline.decide(x);
+  } finally {
+    clearInterval(waiting);
+  }
+  if (verdict.kind === 'deny') {
+    cancel.removeEventListener('abort', onCancel);
+    return refusal(reply, c, verdict.code, verdict.message, x.id);
+  }
+  const end = (code: ErrorCode | undefined, message: string | undefined, resultBytes: number, isError: boolean | undefined) => {
+    cancel.removeEventListener('abort', onCancel);
+    gw.pipeline.finish(x, { status: code ? ERROR_CODES[code].status : 200, code, message, bytesIn: c.bytesIn, bytesOut: resultBytes, details: { server: c.server, resultBytes, ...(isError !== undefined ? { isError } : {}) } });
+  };
+  const t0 = performance.now();
+  try {
+    const client = await up.ready(Math.min(10_000, up.cfg.timeoutMs));
+    const opts = {
+      signal: x.abort.signal,
+      timeout: up.cfg.timeoutMs,
+      ...(c.progressToken !== undefined ? { onprogress: (p: Record<string, unknown>) => reply.notify('notifications/progress', { ...p, progressToken: c.progressToken }), resetTimeoutOnProgress: true } : {}),
+    };
+    let result: Record<string, unknown>;
+    if (c.method === 'tools/call') result = (await client.callTool({ name: c.target, ...(c.args ? { arguments: c.args } : {}) }, opts)) as Record<string, unknown>;
+    else if (c.method === 'resources/read') result = (await client.readResource({ uri: c.target }, opts)) as Record<string, unknown>;
+    else result = (await client.getPrompt({ name: c.target, ...(c.args ? { arguments: c.args as Record<string, string> } : {}) }, opts)) as Record<string, unknown>;
+    gw.metrics.upstreamDuration.labels('mcp', c.server).observe((performance.now() - t0) / 1000);
+    const text = JSON.stringify(result);
+    const isError = c.method === 'tools/call' ? result['isError'] === true : undefined;
+    end(undefined, undefined, Buffer.byteLength(text), isError);
+    reply.result(c.rpcId, result);
+  } catch (e) {
+    const reason = x.abort.signal.reason as string | undefined;
+    const code: ErrorCode = reason === 'killed' ? 'killed' : x.abort.signal.aborted ? 'upstream_error' : /timed? ?out/i.test(String((e as Error)?.message)) ? 'upstream_timeout' : 'upstream_error';
+    const message =
+      code === 'killed'
+        ? 'a kill switch stopped this call'
+        : reason === 'client_closed'
+          ? 'the call was cancelled by the client'
+          : `MCP server "${c.server}" failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 500);
+    end(code, message, 0, undefined);
+    refusal(reply, c, code, message, x.id);
+  }
+}
+
+/** The exchange type, re-exported for tests of the door. */
+export type { Exchange };

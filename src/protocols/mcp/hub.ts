@@ -1,0 +1,99 @@
+/**
+ * The gateway's MCP upstreams: one shared connection per configured server, kept in step with the
+ * config, with each catalogue load checked against the pins (rug-pull defence) and scanned for
+ * poisoning signs; connected agents hear of catalogue changes through `onChange`.
+ */
+import type { McpRuntime } from '../../config/mcp.js';
+import type { Alerts } from '../../events/alerts.js';
+import type { Logger } from '../../telemetry/logger.js';
+import type { Pins } from './pinning.js';
+import { Upstream, type McpTool } from './upstream.js';
+
+export class McpHub {
+  private readonly upstreams = new Map<string, Upstream>();
+  private readonly listeners = new Set<(server: string) => void>();
+  private pinning: McpRuntime['pinning'] = 'strict';
+
+  constructor(
+    private readonly log: Logger,
+    private readonly alerts: Alerts,
+    private readonly pins: Pins,
+  ) {}
+
+  /** Starts the servers the config names, reconnects changed ones, stops removed ones. */
+  sync(c: McpRuntime): void {
+    this.pinning = c.pinning;
+    for (const [name, u] of this.upstreams) {
+      const want = c.servers.get(name);
+      if (!want || want.key !== u.cfg.key || want.timeoutMs !== u.cfg.timeoutMs) {
+        void u.stop();
+        this.upstreams.delete(name);
+      }
+    }
+    for (const [name, cfg] of c.servers) {
+      if (this.upstreams.has(name)) continue;
+      const u = new Upstream(cfg, this.log, (up) => this.loaded(up));
+      this.upstreams.set(name, u);
+      u.start();
+    }
+  }
+
+  get(name: string): Upstream | undefined {
+    return this.upstreams.get(name);
+  }
+
+  names(): string[] {
+    return [...this.upstreams.keys()];
+  }
+
+  /** Hidden and not callable: a changed definition waiting for `airlock tools accept` under `pinning: strict`. */
+  quarantined(server: string, tool: string): boolean {
+    return this.pinning === 'strict' && this.pins.isQuarantined(server, tool);
+  }
+
+  /** The server's tools an agent may be shown (quarantined ones left out). */
+  tools(server: string): McpTool[] {
+    const u = this.upstreams.get(server);
+    if (!u) return [];
+    return u.catalogue.tools.filter((t) => !this.quarantined(server, t.name));
+  }
+
+  onChange(fn: (server: string) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private loaded(u: Upstream): void {
+    const server = u.name;
+    if (this.pinning !== 'off') {
+      for (const t of u.catalogue.tools) {
+        if (this.pins.observe(server, t) !== 'changed') continue;
+        const strict = this.pinning === 'strict';
+        this.alerts.raise(
+          'tool_changed',
+          `${server}/${t.name}`,
+          strict ? 'critical' : 'warning',
+          `MCP tool ${server}/${t.name} changed its definition since it was pinned${strict ? '; it is hidden and not callable until "airlock tools accept ' + server + '/' + t.name + '"' : ' (pinning: warn, so it stays callable)'}`,
+          { server, tool: t.name },
+        );
+      }
+    }
+    this.scan(u);
+    this.log.info({ mcp: server, tools: u.catalogue.tools.length, resources: u.catalogue.resources.length, prompts: u.catalogue.prompts.length }, 'MCP catalogue loaded');
+    for (const fn of this.listeners) {
+      try {
+        fn(server);
+      } catch (e) {
+        this.log.error({ err: e }, 'MCP catalogue listener failed');
+      }
+    }
+  }
+
+  /** Poisoning scan of every tool description at catalogue load (filled in with scan.ts). */
+  private scan(_u: Upstream): void {}
+
+  async close(): Promise<void> {
+    await Promise.all([...this.upstreams.values()].map((u) => u.stop()));
+    this.upstreams.clear();
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Test support for the MCP gateway: upstream MCP servers built with the official SDKs over
+ * Streamable HTTP (v2 SDK, both protocol generations) and legacy HTTP+SSE (v1 SDK), and an agent
+ * client built with the official v2 client SDK, in either generation.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
+import { toNodeHandler } from '@modelcontextprotocol/node';
+import { McpServer as McpServerV1 } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
+import * as z from 'zod/v4';
+
+export interface Upstream {
+  url: string;
+  /** Authorization headers the upstream saw. */
+  auth: string[];
+  close(): Promise<void>;
+}
+
+function listen(srv: Server): Promise<string> {
+  return new Promise((r) => srv.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(srv.address() as AddressInfo).port}`)));
+}
+
+/** A Streamable HTTP MCP server (v2 SDK) with `add` and `lookup`; it demands `token`. */
+export async function startHttpUpstream(token: string): Promise<Upstream> {
+  const auth: string[] = [];
+  const factory = () => {
+    const s = new McpServer({ name: 'web', version: '1.0.0' });
+    s.registerTool('add', { description: 'Adds two numbers', inputSchema: z.object({ a: z.number(), b: z.number() }) }, async ({ a, b }) => ({ content: [{ type: 'text', text: String(a + b) }] }));
+    s.registerTool('lookup', { description: 'Looks a word up', inputSchema: z.object({ word: z.string() }) }, async ({ word }) => ({ content: [{ type: 'text', text: `${word}: a word` }] }));
+    return s;
+  };
+  const handler = toNodeHandler(createMcpHandler(factory));
+  const srv = createServer((req, res) => {
+    auth.push(String(req.headers.authorization));
+    if (req.headers.authorization !== `Bearer ${token}`) return void res.writeHead(401).end();
+    void handler(req as Parameters<typeof handler>[0], res);
+  });
+  const url = `${await listen(srv)}/mcp`;
+  return { url, auth, close: () => new Promise((r) => (srv.closeAllConnections(), srv.close(() => r()))) };
+}
+
+/** A legacy HTTP+SSE MCP server (v1 SDK): GET /sse, POST /messages. */
+export async function startSseUpstream(): Promise<Upstream> {
+  const auth: string[] = [];
+  const transports = new Map<string, SSEServerTransport>();
+  const srv = createServer(async (req, res) => {
+    auth.push(String(req.headers.authorization));
+    const u = new URL(req.url ?? '/', 'http://x');
+    if (req.method === 'GET' && u.pathname === '/sse') {
+      const s = new McpServerV1({ name: 'old', version: '1.0.0' });
+      s.registerTool('shout', { description: 'Upper-cases text', inputSchema: { text: z.string() } }, async ({ text }) => ({ content: [{ type: 'text', text: text.toUpperCase() }] }));
+      const t = new SSEServerTransport('/messages', res);
+      transports.set(t.sessionId, t);
+      res.on('close', () => transports.delete(t.sessionId));
+      await s.connect(t);
+      return;
+    }
+    if (req.method === 'POST' && u.pathname === '/messages') {
+      const t = transports.get(u.searchParams.get('sessionId') ?? '');
+      if (!t) return void res.writeHead(404).end();
+      await t.handlePostMessage(req, res);
+      return;
+    }
+    res.writeHead(404).end();
+  });
+  const base = await listen(srv);
+  return { url: `${base}/sse`, auth, close: () => new Promise((r) => (srv.closeAllConnections(), srv.close(() => r()))) };
+}
+
+export type Generation = 'legacy' | 'modern';
+
+/** An agent: the official v2 client SDK connected to airlock with an agent key. */
+export async function agentClient(url: string, key: string, gen: Generation, opts: { onToolsChanged?: () => void } = {}): Promise<Client> {
+  const c = new Client(
+    { name: 'test-agent', version: '1.0.0' },
+    {
+      versionNegotiation: { mode: gen === 'modern' ? { pin: '2026-07-28' } : 'legacy' },
+      ...(opts.onToolsChanged ? { listChanged: { tools: { autoRefresh: false, onChanged: () => opts.onToolsChanged!() } } } : {}),
+    },
+  );
+  await c.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${key}` } } }));
+  return c;
+}
