@@ -203,6 +203,9 @@ describe('mcp: the gateway end to end', () => {
     assert.match(text(r), /^airlock: tool_changed/);
     const alerts = await call(`${t.adminUrl}/api/alerts`);
     assert.ok((alerts.json.alerts as { kind: string; message: string }[]).some((a) => a.kind === 'tool_changed' && a.message.includes('kit/echo')), JSON.stringify(alerts.json));
+    // The new description also carries a poisoning sign: an alert names the tool and the sign.
+    const poison = await waitFor(async () => ((await call(`${t.adminUrl}/api/alerts`)).json.alerts as { kind: string; message: string }[]).find((a) => a.kind === 'tool_poisoning' && a.message.includes('kit/echo')));
+    assert.match(poison.message, /hidden_instruction/);
     assert.equal(t.gw.pins.accept('kit', 'echo'), true);
     assert.equal(text(await c.callTool({ name: 'echo', arguments: { text: 'back' } })), 'echo: back');
     assert.ok((await c.listTools()).tools.some((x) => x.name === 'echo'));

@@ -7,6 +7,7 @@ import type { McpRuntime } from '../../config/mcp.js';
 import type { Alerts } from '../../events/alerts.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Pins } from './pinning.js';
+import { scanTool } from './scan.js';
 import { Upstream, type McpTool } from './upstream.js';
 
 export class McpHub {
@@ -89,8 +90,15 @@ export class McpHub {
     }
   }
 
-  /** Poisoning scan of every tool description at catalogue load (filled in with scan.ts). */
-  private scan(_u: Upstream): void {}
+  /** Poisoning scan of every tool definition at catalogue load: each finding is an alert naming the tool and the sign. */
+  private scan(u: Upstream): void {
+    const others = this.names().filter((n) => n !== u.name);
+    for (const t of u.catalogue.tools) {
+      for (const f of scanTool(u.name, t, others)) {
+        this.alerts.raise('tool_poisoning', `${u.name}/${t.name} ${f.sign}`, f.severity, `MCP tool ${u.name}/${t.name} shows a poisoning sign (${f.sign}): ${f.detail}`, { server: u.name, tool: t.name, sign: f.sign, detail: f.detail });
+      }
+    }
+  }
 
   async close(): Promise<void> {
     await Promise.all([...this.upstreams.values()].map((u) => u.stop()));
