@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { request } from 'undici';
 import { a2aScenario } from './a2a.js';
+import { mcpScenario } from './mcp.js';
 import { runLlmBench } from './llm.js';
 import { load, type LoadResult } from './load.js';
 import { benchCpuMs, cpuMs, killAllNow, machineBusyMs, memMb, startNode, stop, stopAll, type Child } from './procs.js';
@@ -283,6 +284,8 @@ async function main(): Promise<void> {
     else console.log(`\naudit: ${w} write-ahead and ${n} final records`);
     // The A2A SendMessage scenario (bench/a2a.ts) brings its own remote agent and gateway.
     if (COMPARE && (!ONLY || ONLY.includes('a2a'))) await a2aScenario({ warmupS: WARMUP_S, durationS: DURATION_S, latencyS: LATENCY_S });
+    // The MCP tools/call scenario (bench/mcp.ts) brings its own MCP server and gateway.
+    if (COMPARE && (!ONLY || ONLY.includes('mcp'))) await mcpScenario({ warmupS: WARMUP_S, durationS: DURATION_S, latencyS: LATENCY_S });
     // The LLM scenarios (bench/llm.ts) bring their own provider, bare proxy and gateway.
     if (COMPARE && (!ONLY || ONLY.includes('llm'))) await runLlmBench();
   } finally {
