@@ -1,0 +1,93 @@
+/**
+ * Human approvals on the MCP front door (SPEC sections 5.3 and 6): a held tools/call waits for a
+ * person, sends progress notifications while it waits when the client gave a progress token, and
+ * comes back as the upstream's result (approved) or an isError result (denied) — in both protocol
+ * generations, with the official MCP client SDK as the agent.
+ */
+import assert from 'node:assert/strict';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
+import { agentClient, type Generation } from './support/mcp.js';
+
+const kitServer = join(dirname(fileURLToPath(import.meta.url)), 'support', 'mcp-kit-server.js');
+const text = (r: any): string => (r.content as { text: string }[]).map((c) => c.text).join('');
+
+async function pending(t: TestGateway, action: string): Promise<{ id: string; summary: string }> {
+  for (let i = 0; i < 300; i++) {
+    const r = await call(`${t.adminUrl}/api/approvals?status=pending`);
+    const a = (r.json.approvals as { id: string; action: string; summary: string }[]).find((x) => x.action === action);
+    if (a) return a;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  throw new Error(`no pending approval for ${action}`);
+}
+
+describe('mcp: held tool calls', () => {
+  let t: TestGateway;
+  before(async () => {
+    t = await startGateway(`
+agents:
+  alice: { keys: ["${KEYS.alice}"] }
+rules:
+  - name: kit
+    allow: ["mcp: kit/*"]
+  - name: echo-needs-a-human
+    approve: ["mcp: kit/echo"]
+approvals: { timeout: 30s }
+mcp:
+  servers:
+    kit: { command: "${process.execPath}", args: ["${kitServer}"] }
+`);
+    // The stdio server is connected and catalogued.
+    for (let i = 0; i < 600 && (t.gw.mcpHub.get('kit')?.catalogue.tools.length ?? 0) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  });
+  after(async () => {
+    await t.stop();
+  });
+
+  for (const gen of ['modern', 'legacy'] as Generation[]) {
+    it(`${gen}: the held call is listed (tool and arguments), reports progress while it waits, and returns the tool's result once approved`, async () => {
+      const c = await agentClient(`${t.agentUrl}/mcp`, KEYS.alice, gen);
+      try {
+        const tools = await c.listTools();
+        assert.ok(tools.tools.some((x) => x.name === 'kit__echo'), 'a tool allowed with approval is listed');
+        const progress: string[] = [];
+        const result = c.callTool({ name: 'kit__echo', arguments: { text: `hello ${gen}` } }, { onprogress: (p) => progress.push(String(p.message ?? p.progress)), timeout: 60_000, resetTimeoutOnProgress: true });
+        const a = await pending(t, 'mcp: kit/echo');
+        assert.match(a.summary, /echo/);
+        assert.match(a.summary, new RegExp(`hello ${gen}`));
+        // The door reports a "waiting for approval" progress note every few seconds.
+        for (let i = 0; i < 160 && progress.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+        assert.ok(progress.length > 0, 'a progress notification arrived while the call was held');
+        const d = await call(`${t.adminUrl}/api/approvals/${a.id}`, { method: 'POST', body: JSON.stringify({ decision: 'approve' }) });
+        assert.equal(d.status, 200);
+        const r = await result;
+        assert.ok(!r.isError);
+        assert.equal(text(r), `echo: hello ${gen}`);
+      } finally {
+        await c.close();
+      }
+    });
+  }
+
+  it('a denial comes back as an isError result starting "airlock: approval_denied", with the reason', async () => {
+    const c = await agentClient(`${t.agentUrl}/mcp`, KEYS.alice, 'modern');
+    try {
+      const result = c.callTool({ name: 'kit__echo', arguments: { text: 'no' } }, { timeout: 60_000 });
+      const a = await pending(t, 'mcp: kit/echo');
+      await call(`${t.adminUrl}/api/approvals/${a.id}`, { method: 'POST', body: JSON.stringify({ decision: 'deny', reason: 'not today' }) });
+      const r = await result;
+      assert.equal(r.isError, true);
+      assert.match(text(r), /^airlock: approval_denied/);
+      assert.match(text(r), /not today/);
+      assert.equal((r._meta as any)['airlock/error'].code, 'approval_denied');
+      // The session is unharmed: an allowed call still works.
+      const ok = await c.callTool({ name: 'kit__whoami', arguments: {} });
+      assert.ok(!ok.isError);
+    } finally {
+      await c.close();
+    }
+  });
+});
