@@ -132,7 +132,7 @@ export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c
     const text = JSON.stringify(result);
     const isError = c.method === 'tools/call' ? result['isError'] === true : undefined;
     end(undefined, undefined, Buffer.byteLength(text), isError);
-    reply.result(c.rpcId, result);
+    reply.result(c.rpcId, result, text);
   } catch (e) {
     const reason = x.abort.signal.reason as string | undefined;
     const code: ErrorCode = reason === 'killed' ? 'killed' : x.abort.signal.aborted ? 'upstream_error' : /timed? ?out/i.test(String((e as Error)?.message)) ? 'upstream_timeout' : 'upstream_error';

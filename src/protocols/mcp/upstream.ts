@@ -10,6 +10,7 @@ import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotoc
 import { createInterface } from 'node:readline';
 import type { McpServerConfig } from '../../config/mcp.js';
 import type { Logger } from '../../telemetry/logger.js';
+import { undiciFetch } from './fetch.js';
 
 export interface Catalogue {
   tools: McpTool[];
@@ -108,7 +109,7 @@ export class Upstream {
     } else if (spec.kind === 'sse') {
       transport = new SSEClientTransport(spec.url, { requestInit: { headers: spec.headers }, eventSourceInit: { fetch: (u, init) => fetch(u, { ...init, headers: { ...(init?.headers as Record<string, string>), ...spec.headers } }) } });
     } else {
-      transport = new StreamableHTTPClientTransport(spec.url, { requestInit: { headers: spec.headers } });
+      transport = new StreamableHTTPClientTransport(spec.url, { requestInit: { headers: spec.headers }, fetch: undiciFetch() });
     }
     let closed = false;
     client.onclose = () => {

@@ -48,7 +48,15 @@ export class Reply {
     this.write(JSON.stringify({ jsonrpc: '2.0', method, params }));
   }
 
-  result(id: RpcId, result: Record<string, unknown>): void {
+  /** `text`, when given, is `JSON.stringify(result)` already made by the caller (not made twice). */
+  result(id: RpcId, result: Record<string, unknown>, text?: string): void {
+    if (text !== undefined && text.startsWith('{') && text.endsWith('}') && !('resultType' in result) && !('ttlMs' in result) && !('cacheScope' in result)) {
+      // The same text JSON.stringify would give for the spread below: the added keys go last.
+      const added = this.modern ? `"resultType":"complete"${this.cacheable ? ',"ttlMs":0,"cacheScope":"private"' : ''}` : '';
+      const body = added === '' ? text : text === '{}' ? `{${added}}` : `${text.slice(0, -1)},${added}}`;
+      this.final(`{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":${body}}`, 200);
+      return;
+    }
     this.final(JSON.stringify({ jsonrpc: '2.0', id, result: this.modern ? { ...result, resultType: 'complete', ...(this.cacheable ? { ttlMs: 0, cacheScope: 'private' } : {}) } : result }), 200);
   }
 
