@@ -18,6 +18,7 @@
  * 10), BENCH_LATENCY_DURATION (s, c=1 run, default 5), BENCH_WARMUP (s, default 2),
  * BENCH_SOAK_REQUESTS (default 1000000), BENCH_ONLY (e.g. `airlock`: one target, no ratios),
  * BENCH_QUIET_WAIT (s to wait for other processes to go quiet before each target, default 60),
+ * BENCH_ATTEMPTS (measured runs per phase when others load the machine, default 3),
  * BENCH_AIRLOCK_NODE_FLAGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the gateway).
  */
 import { randomBytes } from 'node:crypto';
@@ -41,6 +42,9 @@ const LATENCY_S = envNum('BENCH_LATENCY_DURATION', 5);
 const WARMUP_S = envNum('BENCH_WARMUP', 2);
 const SOAK_REQUESTS = envNum('BENCH_SOAK_REQUESTS', 1_000_000);
 const SOAK_STEP = 100_000;
+/** Background CPU (% of one core, other processes) above which a measured run is repeated. */
+const MAX_BACKGROUND_PCT = 20;
+const ATTEMPTS = envNum('BENCH_ATTEMPTS', 3);
 /** Comma-separated target names to run (for profiling one of them); all three by default. */
 const ONLY = process.env.BENCH_ONLY?.split(',');
 const CONNECTIONS = 50;
@@ -144,30 +148,42 @@ async function measure(t: Target, upstream: Child, headers: Record<string, strin
   log(`  ${t.name}: warm-up ${WARMUP_S}s at c=${CONNECTIONS}`);
   const warm = await load({ url: t.url, connections: CONNECTIONS, duration: WARMUP_S, headers });
   if (warm.failures > 0) throw new Error(`${t.name}: ${warm.failures} failed requests during warm-up`);
+  let served = warm.requests;
   for (const [c, d] of [[CONNECTIONS, DURATION_S], [1, LATENCY_S]] as const) {
-    log(`  ${t.name}: c=${c} for ${d}s`);
-    const cpu0 = t.proxy ? cpuMs(t.proxy.pid) : 0;
-    const up0 = cpuMs(upstream.pid);
-    const m0 = machineBusyMs();
-    const b0 = benchCpuMs();
-    const r = await load({ url: t.url, connections: c, duration: d, headers });
-    const background = ((machineBusyMs() - m0 - (benchCpuMs() - b0)) / (r.seconds * 1000)) * 100;
-    const cpu1 = t.proxy ? cpuMs(t.proxy.pid) : 0;
-    const up1 = cpuMs(upstream.pid);
-    if (r.failures > 0) throw new Error(`${t.name}: ${r.failures} failed requests at c=${c}`);
-    rows.push({
-      target: t.name,
-      connections: c,
-      r,
-      cpuUsPerReq: t.proxy ? ((cpu1 - cpu0) * 1000) / r.requests : undefined,
-      upstreamUsPerReq: ((up1 - up0) * 1000) / r.requests,
-      peakRssMb: undefined,
-      backgroundPct: Math.max(0, background),
-    });
+    // A run during which other processes took a real share of the 2 cores is measured again (after
+    // waiting for quiet), up to ATTEMPTS times; the table shows the background of the kept run.
+    for (let attempt = 1; ; attempt++) {
+      log(`  ${t.name}: c=${c} for ${d}s`);
+      const cpu0 = t.proxy ? cpuMs(t.proxy.pid) : 0;
+      const up0 = cpuMs(upstream.pid);
+      const m0 = machineBusyMs();
+      const b0 = benchCpuMs();
+      const r = await load({ url: t.url, connections: c, duration: d, headers });
+      const background = Math.max(0, ((machineBusyMs() - m0 - (benchCpuMs() - b0)) / (r.seconds * 1000)) * 100);
+      const cpu1 = t.proxy ? cpuMs(t.proxy.pid) : 0;
+      const up1 = cpuMs(upstream.pid);
+      served += r.requests;
+      if (r.failures > 0) throw new Error(`${t.name}: ${r.failures} failed requests at c=${c}`);
+      if (background > MAX_BACKGROUND_PCT && attempt < ATTEMPTS) {
+        log(`  ${t.name}: other processes used ${background.toFixed(0)}% of a core during that run; measuring again`);
+        await quiet();
+        continue;
+      }
+      rows.push({
+        target: t.name,
+        connections: c,
+        r,
+        cpuUsPerReq: t.proxy ? ((cpu1 - cpu0) * 1000) / r.requests : undefined,
+        upstreamUsPerReq: ((up1 - up0) * 1000) / r.requests,
+        peakRssMb: undefined,
+        backgroundPct: background,
+      });
+      break;
+    }
   }
   const peak = t.proxy ? memMb(t.proxy.pid).peak : undefined;
   for (const row of rows) row.peakRssMb = peak;
-  return { rows, served: warm.requests + rows.reduce((a, r) => a + r.r.requests, 0) };
+  return { rows, served };
 }
 
 function table(head: string[], body: string[][]): string {
@@ -319,7 +335,7 @@ async function main(): Promise<void> {
 }
 
 // Bounded in time, and no child outlives the bench, whatever happens.
-const limitS = (COMPARE ? 4 * (WARMUP_S + DURATION_S + LATENCY_S + 80) + 60 + 2 * (WARMUP_S + DURATION_S + LATENCY_S + 45) + 3 * (WARMUP_S + DURATION_S + LATENCY_S) + 240 : 120) + (SOAK ? Math.ceil(SOAK_REQUESTS / 1000) + 120 : 0);
+const limitS = (COMPARE ? 4 * (WARMUP_S + 80 + ATTEMPTS * (DURATION_S + LATENCY_S + 125)) + 60 + 2 * (WARMUP_S + DURATION_S + LATENCY_S + 45) + 3 * (WARMUP_S + DURATION_S + LATENCY_S) + 240 : 120) + (SOAK ? Math.ceil(SOAK_REQUESTS / 1000) + 120 : 0);
 const watchdog = setTimeout(() => {
   console.error(`bench: still running after ${limitS} s; stopping`);
   killAllNow();
