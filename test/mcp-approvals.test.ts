@@ -91,3 +91,41 @@ mcp:
     }
   });
 });
+
+describe('mcp: the stdio bridge against the real gateway', () => {
+  it('a stdio-only client reaches /mcp through `airlock mcp-stdio`: filtered tools, allowed and denied calls', async () => {
+    const t = await startGateway(`
+agents:
+  alice: { keys: ["${KEYS.alice}"] }
+rules:
+  - name: kit
+    allow: ["mcp: kit/echo", "mcp: kit/whoami"]
+  - name: no-mutations
+    deny: ["mcp: kit/whoami"]
+mcp:
+  servers:
+    kit: { command: "${process.execPath}", args: ["${kitServer}"] }
+`);
+    const { Client } = await import('@modelcontextprotocol/client');
+    const { StdioClientTransport } = await import('@modelcontextprotocol/client/stdio');
+    const { BIN, ROOT } = await import('./support/cli.js');
+    try {
+      for (let i = 0; i < 600 && (t.gw.mcpHub.get('kit')?.catalogue.tools.length ?? 0) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      const transport = new StdioClientTransport({ command: process.execPath, args: [BIN, 'mcp-stdio', '--url', `${t.agentUrl}/mcp`, '--key', KEYS.alice], cwd: ROOT, stderr: 'pipe' });
+      const client = new Client({ name: 'desktop-app', version: '1.0.0' });
+      await client.connect(transport);
+      try {
+        const names = (await client.listTools()).tools.map((x) => x.name).sort();
+        assert.deepEqual(names, ['kit__echo'], 'only the allowed tool is listed');
+        assert.equal(text(await client.callTool({ name: 'kit__echo', arguments: { text: 'via stdio' } })), 'echo: via stdio');
+        const denied = await client.callTool({ name: 'kit__whoami', arguments: {} });
+        assert.equal(denied.isError, true);
+        assert.match(text(denied), /^airlock: denied/);
+      } finally {
+        await client.close();
+      }
+    } finally {
+      await t.stop();
+    }
+  });
+});
