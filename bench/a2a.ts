@@ -13,16 +13,13 @@
  * `a2aScenario()` is what bench/run.ts calls; `node dist/bench/a2a.js` runs it alone, and
  * `node dist/bench/a2a.js --upstream` is the fake remote agent's process.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { Pool, request } from 'undici';
+import { cpuMs, key, peakRssMb, post, quiet, sendOnce, startNode, stop, type Child } from './rpc-kit.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
@@ -121,134 +118,6 @@ function runUpstream(): void {
 // ---------------------------------------------------------------------------------------------
 // The scenario.
 
-function key(): string {
-  const A = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-  let s = 'alk_';
-  for (const b of randomBytes(40)) s += A[b % 62];
-  return s;
-}
-
-/**
- * POST load: `connections` callers, each sending the next request when the last one answered, for
- * `duration` seconds, over one keep-alive undici pool per run. Latencies are kept as float ms.
- */
-async function post(url: string, headers: Record<string, string>, connections: number, duration: number): Promise<{ requests: number; rps: number; p50: number; p99: number; failures: number }> {
-  const u = new URL(url);
-  const pool = new Pool(u.origin, { connections, pipelining: 1, keepAliveTimeout: 60_000 });
-  const h = { 'content-type': 'application/json', ...headers };
-  const times: number[] = [];
-  let failures = 0;
-  const t0 = performance.now();
-  const until = t0 + duration * 1000;
-  const caller = async () => {
-    while (performance.now() < until) {
-      const s = performance.now();
-      try {
-        const r = await pool.request({ path: u.pathname, method: 'POST', headers: h, body: SEND });
-        await r.body.dump();
-        if (r.statusCode >= 200 && r.statusCode < 300) times.push(performance.now() - s);
-        else failures++;
-      } catch {
-        failures++;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: connections }, caller));
-  const seconds = (performance.now() - t0) / 1000;
-  await pool.close();
-  times.sort((a, b) => a - b);
-  const pct = (p: number) => (times.length === 0 ? NaN : times[Math.min(times.length - 1, Math.floor((p / 100) * times.length))]!);
-  return { requests: times.length, rps: times.length / seconds, p50: pct(50), p99: pct(99), failures };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Child processes and what /proc says about them.
-
-interface Child {
-  proc: ChildProcess;
-  pid: number;
-}
-
-/** Starts `node <args>`; resolves with the first group of `ready` in its stdout. */
-function startNode(name: string, args: string[], ready: RegExp, nodeFlags: string[] = []): Promise<{ child: Child; match: string }> {
-  const proc = spawn(process.execPath, [...nodeFlags, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: 'production' } });
-  const child: Child = { proc, pid: proc.pid ?? -1 };
-  let err = '';
-  proc.stderr!.setEncoding('utf8');
-  proc.stderr!.on('data', (d: string) => (err = (err + d).slice(-4000)));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`${name} did not start in 15 s\n${err}`)), 15_000);
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited (${code}) before it was ready\n${err}`));
-    });
-    proc.stdout!.setEncoding('utf8');
-    proc.stdout!.on('data', (d: string) => {
-      out += d;
-      const m = ready.exec(out);
-      if (!m) return;
-      clearTimeout(timer);
-      proc.removeAllListeners('exit');
-      proc.stdout!.removeAllListeners('data');
-      proc.stdout!.resume();
-      resolve({ child, match: m[1]! });
-    });
-  });
-}
-
-/** SIGTERM, then SIGKILL after `graceMs`. */
-function stop(c: Child, graceMs = 15_000): Promise<void> {
-  const p = c.proc;
-  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
-    p.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    p.kill('SIGTERM');
-  });
-}
-
-/** User + system CPU ms of a process (/proc/<pid>/stat; 100 ticks per second on Linux). */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;
-}
-
-/** Peak resident set size (VmHWM) in MB. */
-function peakRssMb(pid: number): number {
-  return Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
-}
-
-/** CPU ms the whole machine spent busy. */
-function machineBusyMs(): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-  return (f.slice(0, 8).reduce((a, b) => a + b, 0) - f[3]! - f[4]!) * 10;
-}
-
-/** Waits (at most `maxS`) for a second in which other processes use under 15% of a core. */
-async function quiet(own: Child[], maxS = 30): Promise<void> {
-  const mine = () => own.reduce((a, c) => a + cpuMs(c.pid), 0) + (process.cpuUsage().user + process.cpuUsage().system) / 1000;
-  const deadline = Date.now() + maxS * 1000;
-  while (Date.now() < deadline) {
-    const m0 = machineBusyMs();
-    const b0 = mine();
-    await new Promise((r) => setTimeout(r, 1000));
-    if (machineBusyMs() - m0 - (mine() - b0) < 150) return;
-  }
-}
-
-async function sendOnce(url: string, headers: Record<string, string>): Promise<Record<string, unknown>> {
-  const r = await request(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: SEND });
-  const text = await r.body.text();
-  const json = JSON.parse(text) as Record<string, unknown>;
-  if (r.statusCode !== 200 || json['result'] === undefined) throw new Error(`a2a bench: sanity SendMessage to ${url} got ${r.statusCode} ${text.slice(0, 300)}`);
-  return json;
-}
-
 /** Runs the A2A SendMessage comparison and prints its table; returns the numbers. */
 export async function a2aScenario(opts: A2AScenarioOptions = {}): Promise<A2AResult> {
   const warmupS = opts.warmupS ?? 2;
@@ -289,20 +158,20 @@ a2a:
       { name: 'direct' as const, url: `${upstream}/a2a/jsonrpc`, headers: { 'a2a-version': '1.0' }, proc: undefined as Child | undefined },
       { name: 'airlock' as const, url: `${gw.match}/a2a/travel`, headers: { ...auth, 'a2a-version': '1.0' }, proc: gw.child },
     ];
-    const direct = await sendOnce(targets[0]!.url, targets[0]!.headers);
-    const via = await sendOnce(targets[1]!.url, targets[1]!.headers);
+    const direct = await sendOnce(targets[0]!.url, targets[0]!.headers, SEND, 'a2a bench: sanity SendMessage');
+    const via = await sendOnce(targets[1]!.url, targets[1]!.headers, SEND, 'a2a bench: sanity SendMessage');
     if (JSON.stringify(Object.keys(direct)) !== JSON.stringify(Object.keys(via))) throw new Error('a2a bench: airlock answered differently from the direct call');
 
     const rows: A2ARow[] = [];
     for (const t of targets) {
       await quiet(started);
       log(`  a2a ${t.name}: warm-up ${warmupS}s at c=50`);
-      const w = await post(t.url, t.headers, 50, warmupS);
+      const w = await post(t.url, t.headers, SEND, 50, warmupS);
       if (w.failures > 0) throw new Error(`a2a ${t.name}: ${w.failures} failed requests in the warm-up`);
       for (const [c, d] of [[50, durationS], [1, latencyS]] as const) {
         log(`  a2a ${t.name}: c=${c} for ${d}s`);
         const cpu0 = t.proc ? cpuMs(t.proc.pid) : 0;
-        const r = await post(t.url, t.headers, c, d);
+        const r = await post(t.url, t.headers, SEND, c, d);
         if (r.failures > 0) throw new Error(`a2a ${t.name}: ${r.failures} failed requests at c=${c}`);
         rows.push({ target: t.name, connections: c, requests: r.requests, rps: r.rps, p50: r.p50, p99: r.p99, cpuUsPerReq: t.proc ? ((cpuMs(t.proc.pid) - cpu0) * 1000) / r.requests : undefined });
       }
