@@ -31,6 +31,7 @@ import { request } from 'undici';
 import { a2aScenario } from './a2a.js';
 import { runLlmBench } from './llm.js';
 import { load, type LoadResult } from './load.js';
+import { mcpScenario } from './mcp.js';
 import { benchCpuMs, cpuMs, killAllNow, machineBusyMs, memMb, startNode, stop, stopAll, type Child } from './procs.js';
 
 const argv = process.argv.slice(2);
@@ -328,6 +329,8 @@ async function main(): Promise<void> {
     if (COMPARE && (!ONLY || ONLY.includes('a2a'))) await a2aScenario({ warmupS: WARMUP_S, durationS: DURATION_S, latencyS: LATENCY_S });
     // The LLM scenarios (bench/llm.ts) bring their own provider, bare proxy and gateway.
     if (COMPARE && (!ONLY || ONLY.includes('llm'))) await runLlmBench();
+    // The MCP tools/call scenario (bench/mcp.ts) brings its own MCP server and gateway.
+    if (COMPARE && (!ONLY || ONLY.includes('mcp'))) await mcpScenario({ warmupS: WARMUP_S, durationS: DURATION_S, latencyS: LATENCY_S });
   } finally {
     await stopAll();
     rmSync(dir, { recursive: true, force: true });
