@@ -4,6 +4,7 @@
  */
 import type { A2ASectionConfig } from './a2a-schema.js';
 import type { LoadedConfig } from './load.js';
+import { checkHeaderSafe, compileHeaders } from './headers.js';
 import { parseDuration, parseSize } from './units.js';
 
 export interface A2ARemoteAgent {
@@ -29,7 +30,6 @@ export interface A2ARuntime {
   excerptChars: number;
 }
 
-const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /** Builds the A2A runtime model; semantic errors name the line and key. */
 export function compileA2A(c: A2ASectionConfig | undefined, loaded: LoadedConfig): A2ARuntime {
@@ -44,14 +44,9 @@ export function compileA2A(c: A2ASectionConfig | undefined, loaded: LoadedConfig
       ? new URL(a.card ?? '.well-known/agent-card.json', base)
       : fail([...path, 'card'], `"${a.card}" is neither a path nor a URL`);
     if (cardUrl.protocol !== 'http:' && cardUrl.protocol !== 'https:') fail([...path, 'card'], 'the card must be fetched over http:// or https://');
-    const headers: [string, string][] = [];
-    for (const [k, v] of Object.entries(a.headers ?? {})) {
-      if (!HEADER_NAME_RE.test(k)) fail([...path, 'headers', k], 'not a valid header name');
-      if (/[\r\n\0]/.test(v)) fail([...path, 'headers', k], 'header values cannot contain CR, LF or NUL');
-      headers.push([k.toLowerCase(), v]);
-    }
+    const headers = compileHeaders(a.headers, path, fail);
     if (a.token !== undefined) {
-      if (/[\r\n\0]/.test(a.token)) fail([...path, 'token'], 'the token cannot contain CR, LF or NUL');
+      checkHeaderSafe(a.token, [...path, 'token'], fail, 'the token');
       if (headers.some(([k]) => k === 'authorization')) fail([...path, 'token'], 'set either token or an Authorization header, not both');
       headers.push(['authorization', `Bearer ${a.token}`]);
     }

@@ -10,6 +10,7 @@ import { RuleSet } from '../policies/rules/ruleset.js';
 import { compileA2A, type A2ARuntime } from './a2a.js';
 import { compileMcp, type McpRuntime } from './mcp.js';
 import { compileLlm, type LlmRuntime } from './llm.js';
+import { compileHeaders } from './headers.js';
 import type { LoadedConfig, PathKey } from './load.js';
 import type { AgentLimitsConfig } from './schema.js';
 import { parseDuration, parseRate, parseSize, type Rate } from './units.js';
@@ -205,12 +206,7 @@ export function compileConfig(loaded: LoadedConfig, overrides: { listen?: string
   for (const [name, s] of Object.entries(c.http?.services ?? {})) {
     const url = new URL(s.url);
     if (url.search || url.hash) fail(['http', 'services', name, 'url'], 'the service URL must not have a query or fragment');
-    const headers: [string, string][] = [];
-    for (const [k, v] of Object.entries(s.headers ?? {})) {
-      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(k)) fail(['http', 'services', name, 'headers', k], 'not a valid header name');
-      if (/[\r\n\0]/.test(v)) fail(['http', 'services', name, 'headers', k], 'header values cannot contain CR, LF or NUL');
-      headers.push([k.toLowerCase(), v]);
-    }
+    const headers = compileHeaders(s.headers, ['http', 'services', name], fail);
     services.set(name, {
       name,
       url,

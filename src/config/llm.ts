@@ -5,6 +5,7 @@
  */
 import type { LoadedConfig } from './load.js';
 import type { LlmSectionConfig } from './llm-schema.js';
+import { checkHeaderSafe, compileHeaders } from './headers.js';
 import { parseDuration, parseSize } from './units.js';
 
 export type ProviderType = 'openai' | 'openai-compatible' | 'anthropic' | 'mock';
@@ -64,7 +65,6 @@ export interface LlmRuntime {
 }
 
 const DEFAULT_URL: Partial<Record<ProviderType, string>> = { openai: 'https://api.openai.com/v1', anthropic: 'https://api.anthropic.com' };
-const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /** Which surfaces a provider type can serve (translation between shapes comes later). */
 export function surfacesOf(type: ProviderType): readonly Surface[] {
@@ -91,14 +91,9 @@ export function compileLlm(c: LlmSectionConfig | undefined, loaded: LoadedConfig
     let basePath = url.pathname.replace(/\/+$/, '');
     // The Anthropic SDK's base URL has no /v1; accept one written out of OpenAI habit.
     if (p.type === 'anthropic') basePath = basePath.replace(/\/v1$/, '');
-    const headers: [string, string][] = [];
-    for (const [k, v] of Object.entries(p.headers ?? {})) {
-      if (!HEADER_NAME_RE.test(k)) fail([...path, 'headers', k], 'not a valid header name');
-      if (/[\r\n\0]/.test(v)) fail([...path, 'headers', k], 'header values cannot contain CR, LF or NUL');
-      headers.push([k.toLowerCase(), v]);
-    }
+    const headers = compileHeaders(p.headers, path, fail);
     if (p.key !== undefined) {
-      if (/[\r\n\0]/.test(p.key)) fail([...path, 'key'], 'the key cannot contain CR, LF or NUL');
+      checkHeaderSafe(p.key, [...path, 'key'], fail, 'the key');
       if (p.type === 'anthropic') headers.push(['x-api-key', p.key]);
       else if (p.type !== 'mock') headers.push(['authorization', `Bearer ${p.key}`]);
     }

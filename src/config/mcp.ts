@@ -5,6 +5,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { LoadedConfig } from './load.js';
 import type { McpSectionConfig } from './mcp-schema.js';
+import { checkHeaderSafe, compileHeaders } from './headers.js';
 import { parseDuration, parseSize } from './units.js';
 
 export type McpServerSpec =
@@ -27,7 +28,6 @@ export interface McpRuntime {
   excerptChars: number;
 }
 
-const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /** Builds the MCP runtime model; semantic errors name the line and key. */
 export function compileMcp(c: McpSectionConfig | undefined, loaded: LoadedConfig): McpRuntime {
@@ -43,16 +43,11 @@ export function compileMcp(c: McpSectionConfig | undefined, loaded: LoadedConfig
       spec = { kind: 'stdio', command: s.command, args: s.args ?? [], env: s.env ?? {}, cwd };
     } else if (s.url !== undefined) {
       for (const k of ['args', 'env', 'cwd'] as const) if (s[k] !== undefined) fail([...path, k], `${k} applies to stdio servers; an HTTP server takes headers`);
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(s.headers ?? {})) {
-        if (!HEADER_NAME_RE.test(k)) fail([...path, 'headers', k], 'not a valid header name');
-        if (/[\r\n\0]/.test(v)) fail([...path, 'headers', k], 'header values cannot contain CR, LF or NUL');
-        headers[k] = v;
-      }
+      const headers: Record<string, string> = Object.fromEntries(compileHeaders(s.headers, path, fail));
       if (s.token !== undefined) {
-        if (/[\r\n\0]/.test(s.token)) fail([...path, 'token'], 'the token cannot contain CR, LF or NUL');
+        checkHeaderSafe(s.token, [...path, 'token'], fail, 'the token');
         if (Object.keys(headers).some((k) => k.toLowerCase() === 'authorization')) fail([...path, 'token'], 'set either token or an Authorization header, not both');
-        headers['Authorization'] = `Bearer ${s.token}`;
+        headers['authorization'] = `Bearer ${s.token}`;
       }
       spec = { kind: s.transport ?? 'streamable-http', url: new URL(s.url), headers };
     } else {
