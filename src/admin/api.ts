@@ -4,7 +4,7 @@
  * (and a token is required when the port is not on loopback).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { parseDuration } from '../config/units.js';
+import { parseDuration, parseSince } from '../config/units.js';
 import type { ErrorCode } from '../errors.js';
 import type { Gateway } from '../gateway.js';
 import { sameDigest, hashKey } from '../identity/keys.js';
@@ -129,14 +129,8 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
   if (path === '/api/audit' && method === 'GET') {
     const q = url.searchParams;
     const limit = q.get('limit');
-    const since = q.get('since');
-    let sinceIso: string | undefined;
-    if (since) {
-      const rel = parseDuration(since);
-      const t = rel !== undefined ? Date.now() - rel : Date.parse(since);
-      if (Number.isNaN(t)) return fail('bad_request', 'since must be an ISO time or a duration such as 1h');
-      sinceIso = new Date(t).toISOString();
-    }
+    const sinceIso = parseSince(q.get('since'));
+    if (sinceIso instanceof Error) return fail('bad_request', 'since must be an ISO time or a duration such as 1h');
     if (limit !== null && !/^\d+$/.test(limit)) return fail('bad_request', 'limit must be a whole number');
     const rows = gw.store.queryAudit({
       agent: q.get('agent') ?? undefined,

@@ -4,7 +4,7 @@
  * back from now (`1d`, `12h`) or an ISO time; without it, all records.
  */
 import type { ServerResponse } from 'node:http';
-import { parseDuration } from '../config/units.js';
+import { parseSince } from '../config/units.js';
 import { sendJson } from '../server/respond.js';
 import type { Store, UsageBy, UsageGroup } from '../store/types.js';
 
@@ -17,14 +17,6 @@ export interface UsageReport {
 
 const BY: readonly UsageBy[] = ['agent', 'team', 'model'];
 
-/** `1d` / ISO → ISO; undefined when absent; an Error message when malformed. */
-export function parseSince(since: string | null | undefined, now = Date.now()): string | undefined | Error {
-  if (since === null || since === undefined || since === '') return undefined;
-  const rel = parseDuration(since);
-  const t = rel !== undefined ? now - rel : Date.parse(since);
-  if (Number.isNaN(t)) return new Error('since must be a duration such as 1d or 12h, or an ISO time');
-  return new Date(t).toISOString();
-}
 
 const round = (usd: number) => Math.round(usd * 1e9) / 1e9;
 

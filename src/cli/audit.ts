@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { auditView } from '../admin/api.js';
 import { verifyChain } from '../audit/verify.js';
-import { parseDuration } from '../config/units.js';
+import { parseSince } from '../config/units.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { AuditRow } from '../store/types.js';
 import { args, configPath, EXIT_FAILED, EXIT_OK, loadRuntime, printJson, UsageError } from './common.js';
@@ -42,13 +42,8 @@ export async function audit(argv: string[]): Promise<number> {
       return r.ok ? EXIT_OK : EXIT_FAILED;
     }
     if (sub === 'query') {
-      let since: string | undefined;
-      if (values.since) {
-        const rel = parseDuration(values.since);
-        const t = rel !== undefined ? Date.now() - rel : Date.parse(values.since);
-        if (Number.isNaN(t)) throw new UsageError('--since takes a duration (1h, 30m) or an ISO time');
-        since = new Date(t).toISOString();
-      }
+      const since = parseSince(values.since);
+      if (since instanceof Error) throw new UsageError('--since takes a duration (1h, 30m) or an ISO time');
       const limit = values.limit === undefined ? 100 : Number(values.limit);
       if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit takes a positive whole number');
       const rows = store.queryAudit({ agent: values.agent, protocol: values.protocol, decision: values.decision, since, limit }).reverse();

@@ -2,7 +2,8 @@
  * `airlock usage [--by agent|team|model] [--since 1d] [--json]`: LLM requests, tokens and cost.
  * From the running gateway's admin API; with no gateway running, from the store the config names.
  */
-import { usageReport, parseSince, type UsageReport } from '../admin/usage.js';
+import { usageReport, type UsageReport } from '../admin/usage.js';
+import { parseSince } from '../config/units.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { UsageBy } from '../store/types.js';
 import { adminBase, adminCall, AdminUnreachable, apiError, args, configPath, EXIT_FAILED, EXIT_OK, loadRuntime, printJson, table, UsageError } from './common.js';

@@ -54,3 +54,12 @@ export function formatDuration(ms: number): string {
   const h = Math.floor(m / 60);
   return m % 60 ? `${h}h${m % 60}m` : `${h}h`;
 }
+
+/** `since` as a duration back from now (`1d`) or an ISO time → ISO; undefined when absent; an Error when malformed. */
+export function parseSince(since: string | null | undefined, now = Date.now()): string | undefined | Error {
+  if (since === null || since === undefined || since === '') return undefined;
+  const rel = parseDuration(since);
+  const t = rel !== undefined ? now - rel : Date.parse(since);
+  if (Number.isNaN(t)) return new Error('since must be a duration such as 1d or 12h, or an ISO time');
+  return new Date(t).toISOString();
+}
