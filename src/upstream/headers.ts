@@ -24,13 +24,17 @@ export function upstreamRequestHeaders(h: IncomingHttpHeaders, inject: readonly 
   return out;
 }
 
-/** The upstream's response headers for the agent, less hop-by-hop. */
-export function agentResponseHeaders(h: Record<string, string | string[] | undefined>, requestId: string): Record<string, string | string[]> {
+/**
+ * The upstream's response headers for the agent, less hop-by-hop (and `alsoDrop`: a door that
+ * rewrites the body drops its length, for example).
+ */
+export function agentResponseHeaders(h: Record<string, string | string[] | undefined>, requestId: string, alsoDrop?: ReadonlySet<string>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   const conn = h['connection'];
-  const named = typeof conn === 'string' ? new Set(conn.toLowerCase().split(',').map((s) => s.trim())) : undefined;
+  // The usual `keep-alive` / `close` name no other header: skip building a set for them.
+  const named = typeof conn === 'string' && conn !== 'keep-alive' && conn !== 'close' ? new Set(conn.toLowerCase().split(',').map((s) => s.trim())) : undefined;
   for (const name in h) {
-    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || named?.has(name) || alsoDrop?.has(name)) continue;
     const v = h[name];
     if (v !== undefined) out[name] = v;
   }

@@ -9,6 +9,7 @@ import type { LlmModel } from '../../config/llm.js';
 import type { ErrorCode } from '../../errors.js';
 import type { Exchange } from '../../pipeline/types.js';
 import { upstreamFailure } from '../../upstream/dispatcher.js';
+import { agentResponseHeaders } from '../../upstream/headers.js';
 import type { LlmOutcome } from './outcome.js';
 import type { UpstreamReply } from './providers/types.js';
 import { sseErrorEvent } from './render.js';
@@ -17,20 +18,12 @@ import { SseTap } from './sse.js';
 import { settleUsage } from './usage.js';
 
 /** Never passed back: hop-by-hop, the length (airlock may change the body), provider cookies. */
-const DROP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length', 'set-cookie']);
+/** A provider reply's body may be rewritten (usage chunk stripped), and providers' cookies are not the agent's. */
+const LLM_DROP: ReadonlySet<string> = new Set(['content-length', 'set-cookie']);
 
 /** A provider's response headers for the agent. */
 export function llmResponseHeaders(h: UpstreamReply['headers'], requestId: string): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  const conn = h['connection'];
-  const named = typeof conn === 'string' && conn !== 'keep-alive' && conn !== 'close' ? new Set(conn.toLowerCase().split(',').map((s) => s.trim())) : undefined;
-  for (const name in h) {
-    if (DROP.has(name) || named?.has(name)) continue;
-    const v = h[name];
-    if (v !== undefined) out[name] = v;
-  }
-  out['x-airlock-request-id'] = requestId;
-  return out;
+  return agentResponseHeaders(h, requestId, LLM_DROP);
 }
 
 export type PumpResult = 'committed' | 'empty' | { error: unknown };
