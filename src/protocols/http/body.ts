@@ -5,23 +5,29 @@ import { Transform, type TransformCallback } from 'node:stream';
 /** Bodies up to this size are read before judging (loop-guard identity, retries, excerpts); larger ones stream. */
 export const BUFFERED_BODY_LIMIT = 64 * 1024;
 
-/** Reads a whole (small) body; rejects when the client goes away. */
+/**
+ * Reads a whole body up to `limit` bytes. Past the limit it rejects with code `payload_too_large`
+ * and discards the rest, so the caller can still answer 413 (with `connection: close`); it rejects
+ * with the socket's error when the client goes away.
+ */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let n = 0;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer) => {
       n += c.length;
       if (n > limit) {
-        req.destroy();
+        req.off('data', onData);
+        req.resume();
         reject(Object.assign(new Error('body too large'), { code: 'payload_too_large' }));
         return;
       }
       chunks.push(c);
-    });
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
-    req.on('error', reject);
-    req.on('aborted', () => reject(Object.assign(new Error('client aborted'), { code: 'ECONNRESET' })));
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.once('error', reject);
+    req.once('aborted', () => reject(Object.assign(new Error('client aborted'), { code: 'ECONNRESET' })));
   });
 }
 

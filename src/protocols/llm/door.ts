@@ -11,6 +11,7 @@ import { surfacesOf, type LlmModel, type Surface } from '../../config/llm.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
 import type { Estimate } from '../../pipeline/types.js';
 import type { Caller, DoorContext } from '../../server/context.js';
+import { readBody } from '../http/body.js';
 import { forwardLlm } from './forward.js';
 import { serveModels } from './models.js';
 import { priceOf } from './pricing.js';
@@ -18,31 +19,6 @@ import { sendLlmError } from './render.js';
 import { parseLlmRequest, requestSummary, reserveInputTokens, type LlmRequest } from './request.js';
 import { parseLlmRoute, type Operation } from './routes.js';
 import { warmTokenizer } from './tokenizer.js';
-
-type BodyRead = { ok: true; body: Buffer } | { ok: false; tooLarge: boolean };
-
-/** Reads the whole body up to `limit` bytes; stops reading (without answering) past it. */
-function readLimited(req: IncomingMessage, limit: number): Promise<BodyRead> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let n = 0;
-    const onData = (c: Buffer) => {
-      n += c.length;
-      if (n > limit) {
-        req.off('data', onData);
-        // Discard the rest until the connection closes (the answer carries `connection: close`).
-        req.resume();
-        resolve({ ok: false, tooLarge: true });
-        return;
-      }
-      chunks.push(c);
-    };
-    req.on('data', onData);
-    req.once('end', () => resolve({ ok: true, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) }));
-    req.once('error', () => resolve({ ok: false, tooLarge: false }));
-    req.once('aborted', () => resolve({ ok: false, tooLarge: false }));
-  });
-}
 
 /** Calls that generate output, and so reserve an output cap. */
 const GENERATES: ReadonlySet<Operation> = new Set(['chat', 'responses', 'messages']);
@@ -97,12 +73,14 @@ export async function serveLlm(gw: DoorContext, req: IncomingMessage, res: Serve
   if (cl !== undefined && Number(cl) > llm.maxBodySize) {
     return refuse('payload_too_large', `the request body (${cl} bytes) is over llm.maxBodySize (${llm.maxBodySize} bytes); send a shorter prompt or raise the limit`, { close: true });
   }
-  const read = await readLimited(req, llm.maxBodySize);
-  if (!read.ok) {
-    if (read.tooLarge) return refuse('payload_too_large', `the request body is over llm.maxBodySize (${llm.maxBodySize} bytes); send a shorter prompt or raise the limit`, { close: true });
+  let raw: Buffer;
+  try {
+    raw = await readBody(req, llm.maxBodySize);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'payload_too_large') return refuse('payload_too_large', `the request body is over llm.maxBodySize (${llm.maxBodySize} bytes); send a shorter prompt or raise the limit`, { close: true });
     return; // the agent went away mid-body: nothing was forwarded and nobody is left to answer
   }
-  const parsed = parseLlmRequest(route.op, read.body);
+  const parsed = parseLlmRequest(route.op, raw);
   if (!parsed.ok) return refuse('bad_request', parsed.message);
   const lr = parsed.req;
   const action = `llm: ${lr.model}`;
@@ -123,7 +101,7 @@ export async function serveLlm(gw: DoorContext, req: IncomingMessage, res: Serve
     session: caller.session,
     action,
     target,
-    argsKey: hash('sha1', read.body, 'base64'),
+    argsKey: hash('sha1', raw, 'base64'),
     summary: requestSummary(route.op, lr),
     config: caller.config,
     estimate: estimateOf(route.op, lr, model.chain),
