@@ -96,10 +96,11 @@ export class Gateway implements AgentPortDeps {
   ) {
     this.current = config;
     this.log = createLogger(config.logLevel, opts.logDestination);
-    this.store = new SqliteStore(config.dataDir);
-    this.audit = new AuditLog(this.store, this.bus, {
+    this.store = new SqliteStore(config.dataDir, { autoCheckpoint: false }); // the audit writer thread checkpoints
+    this.audit = new AuditLog(config.dataDir, this.bus, {
       jsonlPath: config.audit.jsonl ? join(config.dataDir, 'audit.jsonl') : undefined,
       onError: (e) => this.log.error({ err: e }, 'audit write failed'),
+      onWarn: (message) => this.log.warn(message),
     });
     this.alerts = new Alerts(this.store, this.bus);
     this.kills = new KillSwitches(this.store);
@@ -131,6 +132,7 @@ export class Gateway implements AgentPortDeps {
     const config = compileConfig(loadConfigFile(opts.configFile), { listen: opts.listen, adminListen: opts.adminListen });
     const gw = new Gateway(opts, config);
     try {
+      await gw.audit.opened();
       await gw.listen();
     } catch (e) {
       await gw.stop();
@@ -217,6 +219,8 @@ export class Gateway implements AgentPortDeps {
     this.loadKeys();
     this.syncProcesses(next);
     this.mcpHub.sync(next.mcp);
+    // Listings are filtered by the rules and the pinning mode: connected MCP clients should list again.
+    this.mcpHub.announceAll();
     this.log.info({ why }, 'config reloaded');
     this.bus.emit('config', { reloadedAt: new Date().toISOString() });
     return { ok: true };
@@ -262,7 +266,7 @@ export class Gateway implements AgentPortDeps {
     let aborted = this.pipeline.abortWhere(covered, 'killed');
     // Held calls are not in flight yet; their abort signal denies them at once.
     for (const x of this.approvals.heldExchanges()) {
-      if (covered(x) && !x.abort.signal.aborted) {
+      if (covered(x) && !x.abort.aborted) {
         x.abort.abort('killed');
         aborted++;
       }

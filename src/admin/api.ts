@@ -132,6 +132,7 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
     const sinceIso = parseSince(q.get('since'));
     if (sinceIso instanceof Error) return fail('bad_request', 'since must be an ISO time or a duration such as 1h');
     if (limit !== null && !/^\d+$/.test(limit)) return fail('bad_request', 'limit must be a whole number');
+    await gw.audit.settled(); // read-your-writes: records of exchanges already answered are in the result
     const rows = gw.store.queryAudit({
       agent: q.get('agent') ?? undefined,
       protocol: q.get('protocol') ?? undefined,
@@ -167,7 +168,10 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
   if (await serveApprovals(gw, req, res, url, operator, requestId)) return;
   if (await serveTools(gw, req, res, url, operator, requestId)) return;
 
-  if (path === '/api/usage' && method === 'GET') return serveUsage(gw.store, url, res, (m) => fail('bad_request', m));
+  if (path === '/api/usage' && method === 'GET') {
+    await gw.audit.settled(); // usage is read from final records: include calls already answered
+    return serveUsage(gw.store, url, res, (m) => fail('bad_request', m));
+  }
 
   if (path === '/api/alerts' && method === 'GET') {
     const limit = Number(url.searchParams.get('limit') ?? 100);

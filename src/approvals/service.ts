@@ -59,7 +59,7 @@ export class Approvals {
       x.approval = { id: remembered.approvalId, by: `remembered (${remembered.createdBy})`, waitedMs: 0 };
       return { kind: 'allow' };
     }
-    if (x.abort.signal.aborted) return this.abortVerdict(x);
+    if (x.abort.aborted) return this.abortVerdict(x);
     const timeoutMs = x.config.approvals.timeoutMs;
     const approval: Approval = {
       id: `apr_${randomBase62(16)}`,
@@ -91,7 +91,7 @@ export class Approvals {
         onAbort: () => this.cancel(approval.id),
       };
       this.waiters.set(approval.id, w);
-      x.abort.signal.addEventListener('abort', w.onAbort, { once: true });
+      x.abort.once('abort', w.onAbort);
       this.metrics.approvalsPending.set(this.waiters.size);
       this.bus.emit('approval', { event: 'created', approval });
       this.notifier.notify(x.config.approvals.notify, approval, this.adminUrl());
@@ -167,23 +167,29 @@ export class Approvals {
   private cancel(id: string): void {
     const w = this.waiters.get(id);
     if (!w) return;
-    const reason = w.exchange.abort.signal.reason as string;
+    const reason = w.exchange.abort.reason as string;
     const status = reason === 'killed' ? 'denied' : 'cancelled';
     const why = reason === 'killed' ? 'a kill switch covers this call' : reason === 'client_closed' ? 'the agent disconnected' : 'the gateway is shutting down';
-    this.store.settleApproval(id, status, reason === 'killed' ? 'kill-switch' : undefined, why, new Date().toISOString());
+    try {
+      this.store.settleApproval(id, status, reason === 'killed' ? 'kill-switch' : undefined, why, new Date().toISOString());
+    } catch (e) {
+      // Runs inside a kill or shutdown loop: a store that cannot take the write must not stop it,
+      // nor leave the held call hanging. The call is refused either way; a restart marks the row expired.
+      this.log.error({ err: e, approval: id }, 'could not record the cancelled approval');
+    }
     w.exchange.approval = { id, waitedMs: Math.round(performance.now() - w.startedHr), reason: why };
     this.bus.emit('approval', { event: status, approval: { ...w.approval, status, reason: why } });
     this.settle(w, this.abortVerdict(w.exchange));
   }
 
   private abortVerdict(x: Exchange): Verdict {
-    if (x.abort.signal.reason === 'killed') return { kind: 'deny', code: 'killed', message: 'a kill switch covers this call; it was not made' };
+    if (x.abort.reason === 'killed') return { kind: 'deny', code: 'killed', message: 'a kill switch covers this call; it was not made' };
     return { kind: 'deny', code: 'approval_timeout', message: 'the held call ended before anyone decided; it was not made' };
   }
 
   private settle(w: Waiter, v: Verdict): void {
     clearTimeout(w.timer);
-    w.exchange.abort.signal.removeEventListener('abort', w.onAbort);
+    w.exchange.abort.removeListener('abort', w.onAbort);
     this.waiters.delete(w.approval.id);
     this.metrics.approvalsPending.set(this.waiters.size);
     w.resolve(v);

@@ -1,197 +1,319 @@
 /**
- * The write-ahead, hash-chained audit log. Records appended within one event-loop turn are written
- * in one SQLite transaction; `append` returns a promise that settles when that transaction has
- * committed, so a caller that must not forward before its decision is durable awaits it, and others
- * don't. Each committed record is mirrored as a JSON line to `<data>/audit.jsonl` and published on
- * the event bus.
+ * The write-ahead, hash-chained audit log, as the gateway's event loop sees it.
+ *
+ * Records appended within one event-loop turn form a batch, stored in one SQLite transaction and
+ * mirrored to `<data>/audit.jsonl`. `append` returns a promise that settles when the batch is
+ * committed, so a caller that must not forward before its decision is durable awaits it, and
+ * others don't. Committed final records are published on the event bus.
+ *
+ * Who commits depends on load, because the two costs differ by an order of magnitude:
+ * - a small batch (a quiet gateway: one call's decision, perhaps with the previous call's outcome)
+ *   is committed right here, synchronously: ~40 µs, where handing it to a thread and back adds
+ *   ~90 µs of wake-ups to the call's latency (measured at one connection);
+ * - a bigger batch (a busy gateway) goes to the audit writer thread (`writer.ts`), so that commits,
+ *   WAL checkpoints and mirror writes do not take the event loop's time; records appended while
+ *   that batch is out gather into the next one (group commit).
+ * At most one batch is ever being written, by one side or the other, and the chain head travels
+ * with it; so the chain has one order and audit.jsonl the same order.
+ *
+ * The synchronous commit never waits for a lock: if another process holds the store's write lock
+ * it fails at once and the batch goes to the writer thread, which waits (up to its busy timeout)
+ * without holding up the gateway.
  */
-import { appendFileSync, closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import type { EventBus } from '../events/bus.js';
-import type { AuditRow, Store } from '../store/types.js';
-import { canonical, chainHash, GENESIS_HASH, type AuditRecord } from './record.js';
+import { SqliteStore } from '../store/sqlite.js';
+import { catchUpMirror, ChainWriter, type ChainHead } from './chain.js';
+import { canonicalRecord, GENESIS_HASH, type AuditRecord } from './record.js';
+import type { WriterIn, WriterInit, WriterOut } from './writer.js';
 
 interface Batch {
-  rows: AuditRow[];
+  /** Canonical records, one per line (canonical JSON has no raw newline). */
+  lines: string;
+  count: number;
   records: AuditRecord[];
   promise: Promise<void>;
   resolve: () => void;
   reject: (e: unknown) => void;
+  /** The delayed send of a batch holding only outcome records. */
+  timer: NodeJS.Timeout | undefined;
+  /** Holds a decision record: sent at the end of the turn. */
+  urgent: boolean;
 }
 
 export interface AuditLogOptions {
   jsonlPath?: string | undefined;
   onError?: (e: unknown) => void;
+  onWarn?: (message: string) => void;
 }
 
+const WRITER_URL = new URL('./writer.js', import.meta.url);
+/** How long to wait before replacing a writer thread that died (doubling up to 30 s while it keeps dying). */
+const RESPAWN_DELAY_MS = 200;
+const RESPAWN_MAX_MS = 30_000;
+/** How long outcome records of a batch the store refused wait before they are tried again. */
+const RETRY_DELAY_MS = 1000;
+/** At most this many refused outcome records are kept for another try; past it the oldest are dropped (and counted in the log). */
+const RETAIN_MAX = 10_000;
+/** How long outcome records wait for a decision record to share a commit with. */
+const FINAL_DELAY_MS = 5;
+/** Batches up to this many records are committed on the event loop. */
+const INLINE_MAX = 2;
+
 export class AuditLog {
-  private seq: number;
-  private hash: string;
+  private readonly store: SqliteStore;
+  private readonly inline: ChainWriter;
+  private head: ChainHead;
+  private worker: Worker | undefined;
+  private ready!: Promise<void>;
+  /** True while a writer thread has opened the store and takes batches; until then, and between its death and its replacement, every batch is written here. */
+  private alive = false;
+  /** The batch being filled. */
   private batch: Batch | undefined;
-  /** The JSONL mirror's file descriptor (append mode), when the mirror is on and could be opened. */
-  private jsonl: number | undefined;
-  private lastWriteAt = 0;
+  /** The batch the writer thread is committing. */
+  private out: Batch | undefined;
+  private lastCommitAt = 0;
+  private mirrorScheduled = false;
   private closed = false;
+  private closing: Promise<void> | undefined;
+  private respawnDelayMs = RESPAWN_DELAY_MS;
 
   constructor(
-    private readonly store: Store,
+    private readonly dataDir: string,
     private readonly bus: EventBus,
     private readonly opts: AuditLogOptions = {},
   ) {
-    const head = store.auditHead();
-    this.seq = head?.seq ?? 0;
-    this.hash = head?.hash ?? GENESIS_HASH;
+    const warn = (m: string) => opts.onWarn?.(m);
+    this.store = new SqliteStore(dataDir, { busyTimeoutMs: 0, autoCheckpoint: false });
+    const h = this.store.auditHead();
+    this.head = h ?? { seq: 0, hash: GENESIS_HASH };
     if (opts.jsonlPath) {
       try {
-        catchUpMirror(store, opts.jsonlPath);
+        catchUpMirror(this.store, opts.jsonlPath);
       } catch (e) {
-        opts.onError?.(e);
+        warn(`audit.jsonl catch-up failed: ${String(e)}`);
       }
     }
-    if (opts.jsonlPath) {
-      try {
-        this.jsonl = openSync(opts.jsonlPath, 'a', 0o600);
-      } catch (e) {
-        opts.onError?.(e);
-      }
-    }
+    this.inline = new ChainWriter(this.store, opts.jsonlPath, warn);
+    this.spawn();
   }
 
-  /** Seconds since a record was last committed while records wait; 0 when nothing waits. */
+  /** Resolves once the writer thread has opened the store. */
+  opened(): Promise<void> {
+    return this.ready;
+  }
+
+  /** Seconds since a batch was last committed while records wait; 0 when nothing waits. */
   get lagSeconds(): number {
-    return this.batch ? (Date.now() - this.lastWriteAt) / 1000 : 0;
+    return this.batch || this.out ? (Date.now() - this.lastCommitAt) / 1000 : 0;
   }
 
   /** Appends a record to the chain; the promise settles when it is durable. */
   append(record: AuditRecord): Promise<void> {
     if (this.closed) return Promise.reject(new Error('audit log is closed'));
-    const text = canonical(record);
-    const prevHash = this.hash;
-    const hash = chainHash(prevHash, text);
-    this.seq += 1;
-    this.hash = hash;
-    const row: AuditRow = {
-      seq: this.seq,
-      id: record.id,
-      ts: record.ts,
-      phase: record.phase,
-      agent: record.agent,
-      protocol: record.protocol,
-      decision: record.decision,
-      record: text,
-      prevHash,
-      hash,
-    };
-    let b = this.batch;
-    if (!b) {
-      let resolve!: () => void;
-      let reject!: (e: unknown) => void;
-      const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
-      promise.catch(() => {}); // callers that do not await must not see an unhandled rejection
-      b = this.batch = { rows: [], records: [], promise, resolve, reject };
-      if (this.lastWriteAt === 0) this.lastWriteAt = Date.now();
-      setImmediate(() => this.flush());
-    }
-    b.rows.push(row);
+    const b = this.batch ?? this.newBatch();
+    b.lines += canonicalRecord(record) + '\n';
+    b.count += 1;
     b.records.push(record);
+    if (record.phase === 'decision') {
+      // A call waits for this record: write the batch at the end of this turn.
+      if (!b.urgent) {
+        b.urgent = true;
+        if (b.timer) clearTimeout(b.timer);
+        setImmediate(() => this.flush());
+      }
+    } else if (!b.urgent && !b.timer) {
+      // Nobody waits for an outcome record: it rides with the next decision record, or goes after
+      // FINAL_DELAY_MS. One commit per exchange instead of two.
+      b.timer = setTimeout(() => this.flush(), FINAL_DELAY_MS);
+    }
     return b.promise;
   }
 
-  /** Writes what waits, now. */
+  private newBatch(): Batch {
+    let resolve!: () => void;
+    let reject!: (e: unknown) => void;
+    const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+    promise.catch(() => {}); // callers that do not await must not see an unhandled rejection
+    if (!this.out) this.lastCommitAt = Date.now();
+    return (this.batch = { lines: '', count: 0, records: [], promise, resolve, reject, timer: undefined, urgent: false });
+  }
+
+  /** Writes what waits, now (or as soon as the batch being written is done). */
   flush(): void {
     const b = this.batch;
-    if (!b) return;
+    if (!b || this.out || this.closed) return;
     this.batch = undefined;
-    try {
-      this.store.appendAudit(b.rows);
-    } catch (e) {
-      // The chain in memory ran ahead of the store: re-read the head so later records link to what was stored.
-      const head = this.store.auditHead();
-      this.seq = head?.seq ?? 0;
-      this.hash = head?.hash ?? GENESIS_HASH;
-      this.opts.onError?.(e);
-      b.reject(e);
-      return;
-    }
-    this.lastWriteAt = Date.now();
-    b.resolve();
-    if (this.jsonl !== undefined) {
-      let lines = '';
-      for (const r of b.rows) lines += mirrorLine(r);
-      // A synchronous append, right after the commit it mirrors. A WriteStream cost a thread-pool
-      // round trip per batch (measured: ~50 µs of CPU per exchange at c=1, two batches each), and
-      // this write lands in the page cache as the SQLite commit just before it did.
+    if (b.timer) clearTimeout(b.timer);
+    if (b.count <= INLINE_MAX || !this.alive) {
       try {
-        writeAll(this.jsonl, lines);
+        this.head = this.inline.append(b.lines, this.head, b.records, true);
+        this.mirrorSoon();
+        return this.committed(b);
       } catch (e) {
-        this.opts.onError?.(e);
+        // Most often another process holds the write lock: the writer thread can wait for it.
+        if (!this.alive) return this.failed(b, e);
       }
     }
+    this.inline.writeMirror(); // audit.jsonl keeps chain order: what was committed here goes first
+    this.out = b;
+    this.worker!.postMessage({ type: 'batch', lines: b.lines, head: this.head } satisfies WriterIn);
+  }
+
+  /** The mirror write of an inline commit, after the call it let through has been forwarded. */
+  private mirrorSoon(): void {
+    if (this.mirrorScheduled) return;
+    this.mirrorScheduled = true;
+    setImmediate(() => {
+      this.mirrorScheduled = false;
+      this.inline.writeMirror();
+    });
+  }
+
+  /** Resolves when every record appended so far is committed (or has failed): read-your-writes for queries. */
+  async settled(): Promise<void> {
+    const last = this.batch ?? this.out;
+    this.flush();
+    if (last) await last.promise.catch(() => {});
+  }
+
+  /** Commits what waits, then stops the writer thread. The same promise for every caller. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    // Records can still arrive while earlier ones are written (an outcome after its call ended, a
+    // refusal after a failed commit): settle until nothing waits, a few rounds at most when the
+    // store keeps refusing.
+    for (let round = 0; (this.batch || this.out) && round < 5; round++) await this.settled();
+    if (this.batch) this.opts.onError?.(new Error(`${this.batch.count} audit record(s) could not be stored before shutdown`));
+    this.closed = true;
+    const w = this.worker;
+    if (w && this.alive) {
+      const exited = new Promise<void>((r) => w.once('exit', () => r()));
+      w.postMessage({ type: 'close' } satisfies WriterIn);
+      await exited;
+    } else if (w) {
+      await w.terminate(); // still starting (or already gone): it holds nothing to commit
+    }
+    this.inline.close();
+    this.store.close();
+  }
+
+  private spawn(): void {
+    const init: WriterInit = { dataDir: this.dataDir, jsonlPath: this.opts.jsonlPath };
+    let worker: Worker;
+    try {
+      worker = new Worker(WRITER_URL, { workerData: init });
+    } catch (e) {
+      this.opts.onError?.(e);
+      this.ready = Promise.resolve();
+      return this.respawnLater();
+    }
+    this.worker = worker;
+    // Batches go to the thread only once it has opened the store; until then they commit here.
+    this.ready = new Promise<void>((resolve) => {
+      worker.on('message', (m: WriterOut) => {
+        if (m.type === 'committed') this.outDone(m.head, undefined);
+        else if (m.type === 'failed') this.outDone(undefined, new Error(m.message));
+        else if (m.type === 'warn') this.opts.onWarn?.(m.message);
+        else if (m.type === 'ready') {
+          this.alive = true;
+          this.respawnDelayMs = RESPAWN_DELAY_MS;
+          resolve();
+        }
+      });
+      worker.once('exit', () => resolve()); // a writer that died during start is replaced below; do not hang
+    });
+    worker.on('error', (e) => this.opts.onError?.(e));
+    worker.once('exit', (code) => {
+      this.alive = false;
+      if (this.closed) return;
+      // The writer died: the batch it held may or may not be stored, so its callers are told no
+      // (their calls are refused: write-ahead), and the chain resumes from what the store holds.
+      const err = new Error(`the audit writer thread stopped (exit code ${code})`);
+      this.opts.onError?.(err);
+      try {
+        this.head = this.store.auditHead() ?? { seq: 0, hash: GENESIS_HASH };
+        // It may have died between its commit and its mirror write: fill audit.jsonl in from the store.
+        if (this.opts.jsonlPath) catchUpMirror(this.store, this.opts.jsonlPath);
+      } catch (e) {
+        this.opts.onError?.(e); // the next commit fails as well, and is refused; nothing to add here
+      }
+      if (this.out) {
+        const b = this.out;
+        this.out = undefined;
+        this.failed(b, err);
+      }
+      if (this.batch?.urgent) this.flush();
+      this.respawnLater();
+    });
+  }
+
+  private respawnLater(): void {
+    const delay = this.respawnDelayMs;
+    this.respawnDelayMs = Math.min(delay * 2, RESPAWN_MAX_MS);
+    setTimeout(() => {
+      if (!this.closed && !this.alive) this.spawn();
+    }, delay).unref();
+  }
+
+  private outDone(head: ChainHead | undefined, err: Error | undefined): void {
+    const b = this.out;
+    if (!b) return;
+    this.out = undefined;
+    if (head) {
+      this.head = head;
+      this.committed(b);
+      this.flush(); // records that gathered meanwhile
+    } else {
+      this.failed(b, err);
+      // Calls waiting for a decision record are tried at once; outcome records wait for their retry.
+      if (this.batch?.urgent) this.flush();
+    }
+  }
+
+  private committed(b: Batch): void {
+    this.lastCommitAt = Date.now();
+    b.resolve();
     if (this.bus.size > 0) for (const rec of b.records) if (rec.phase === 'final') this.bus.emit('exchange', rec);
   }
 
-  /** Flushes and closes the JSONL mirror. */
-  async close(): Promise<void> {
-    this.flush();
-    this.closed = true;
-    if (this.jsonl !== undefined) closeSync(this.jsonl);
-    this.jsonl = undefined;
-  }
-}
-
-/** Writes all of `text`, however many write calls that takes. */
-function writeAll(fd: number, text: string): void {
-  const buf = Buffer.from(text);
-  for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
-}
-
-/** One record as a line of audit.jsonl: the record plus its place in the chain. */
-function mirrorLine(r: AuditRow): string {
-  return `${r.record.slice(0, -1)},"seq":${r.seq},"prevHash":"${r.prevHash}","hash":"${r.hash}"}\n`;
-}
-
-/**
- * The mirror is written after the store commits, so a crash (kill -9) between the two can leave it
- * behind the store, or end it in a torn line. SIEM shippers read only the mirror, so at open
- * a torn last line is cut off and the records the mirror lacks are copied from the store. Only when
- * the file already holds records: an empty or missing file (first start, or rotated away) starts
- * fresh rather than replaying all history.
- */
-function catchUpMirror(store: Store, path: string): void {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r+');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw e;
-  }
-  let lastSeq: number | undefined;
-  try {
-    const size = fstatSync(fd).size;
-    if (size === 0) return;
-    const n = Math.min(size, 1024 * 1024);
-    const buf = Buffer.alloc(n);
-    readSync(fd, buf, 0, n, size - n);
-    const end = buf.lastIndexOf(0x0a) + 1; // bytes up to and including the last newline
-    if (end === 0 && size > n) return; // one line longer than the window: leave it alone
-    // A torn last line was never a complete record (shippers wait for its newline): drop it.
-    if (end < n) ftruncateSync(fd, size - (n - end));
-    const lines = buf.subarray(0, end).toString('utf8').split('\n');
-    for (let i = lines.length - 1; i >= 0 && lastSeq === undefined; i--) {
-      try {
-        const seq = (JSON.parse(lines[i]!) as { seq?: unknown }).seq;
-        if (typeof seq === 'number') lastSeq = seq;
-      } catch {
-        // not a complete record; look further back
-      }
+  /**
+   * A batch the store refused: calls waiting for a decision record in it are refused (write-ahead);
+   * its outcome records (of calls that did happen, or were refused) are kept and tried again, ahead
+   * of what was appended since, so that the store's trouble loses no record of what was done.
+   */
+  private failed(b: Batch, e: unknown): void {
+    this.opts.onError?.(e);
+    b.reject(e);
+    const lines = b.lines.split('\n');
+    let keptLines = '';
+    const kept: AuditRecord[] = [];
+    b.records.forEach((r, i) => {
+      if (r.phase !== 'final') return;
+      keptLines += lines[i] + '\n';
+      kept.push(r);
+    });
+    if (kept.length === 0) return;
+    const next = this.batch ?? this.newBatch();
+    next.lines = keptLines + next.lines;
+    next.records.unshift(...kept);
+    next.count += kept.length;
+    if (next.count > RETAIN_MAX && !next.urgent) {
+      const drop = next.count - RETAIN_MAX;
+      let cut = 0;
+      for (let i = 0; i < drop; i++) cut = next.lines.indexOf('\n', cut) + 1;
+      next.lines = next.lines.slice(cut);
+      next.records.splice(0, drop);
+      next.count -= drop;
+      this.opts.onError?.(new Error(`${drop} audit outcome record(s) dropped: the store has refused writes for too long`));
     }
-  } finally {
-    closeSync(fd);
-  }
-  if (lastSeq === undefined) return;
-  for (;;) {
-    const rows = store.queryAudit({ afterSeq: lastSeq, limit: 10_000 });
-    if (rows.length === 0) return;
-    appendFileSync(path, rows.map(mirrorLine).join(''));
-    lastSeq = rows.at(-1)!.seq;
+    if (!next.urgent) {
+      if (next.timer) clearTimeout(next.timer);
+      next.timer = setTimeout(() => this.flush(), RETRY_DELAY_MS);
+    }
   }
 }

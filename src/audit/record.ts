@@ -67,6 +67,28 @@ export function canonical(value: unknown): string {
   return out + '}';
 }
 
+/** Every field of an audit record, in sorted order. */
+const RECORD_KEYS = ['action', 'agent', 'approval', 'bytesIn', 'bytesOut', 'code', 'costUsd', 'decision', 'details', 'durationMs', 'id', 'message', 'phase', 'protocol', 'redactions', 'rule', 'session', 'status', 'target', 'team', 'ts', 'usage', 'user'] as const;
+// The compiler keeps the list whole: a field added to AuditRecord and missing here is a type error.
+const allKeysListed: Exclude<keyof AuditRecord, (typeof RECORD_KEYS)[number]> extends never ? true : never = true;
+void allKeysListed;
+const QUOTED_RECORD_KEYS = RECORD_KEYS.map((k) => `${JSON.stringify(k)}:`);
+
+/**
+ * `canonical(record)` for an audit record, about twice as fast: its fields are known, so they are
+ * visited in a fixed sorted order instead of listed and sorted per record (twice per exchange).
+ */
+export function canonicalRecord(record: AuditRecord): string {
+  let out = '{';
+  for (let i = 0; i < RECORD_KEYS.length; i++) {
+    const v = record[RECORD_KEYS[i]!];
+    if (v === undefined) continue;
+    if (out.length > 1) out += ',';
+    out += QUOTED_RECORD_KEYS[i]! + canonical(v);
+  }
+  return out + '}';
+}
+
 /** hash = sha256(prevHash + canonical record). One-shot `hash()`: no Hash object per record. */
 export function chainHash(prevHash: string, canonicalRecord: string): string {
   return hash('sha256', prevHash + canonicalRecord, 'hex');

@@ -10,6 +10,7 @@
  *   approval  — last, so a human is asked only about a call that passed everything else, and a
  *               held call has used its rate allowance exactly once.
  */
+import { ExchangeAbort } from './abort.js';
 import { randomUUID } from 'node:crypto';
 import type { AuditLog } from '../audit/log.js';
 import type { AuditRecord } from '../audit/record.js';
@@ -48,6 +49,8 @@ export interface Rejection {
   target?: Record<string, unknown> | undefined;
   code: ErrorCode;
   message: string;
+  /** The rule that refused it, when a rule did. */
+  rule?: string | undefined;
   status: number;
   startedHr: number;
 }
@@ -82,7 +85,7 @@ export class Pipeline {
       config: init.config,
       startedAt: Date.now(),
       startedHr: performance.now(),
-      abort: new AbortController(),
+      abort: new ExchangeAbort(),
       holdRule: undefined,
       rule: undefined,
       decision: 'allowed',
@@ -135,7 +138,10 @@ export class Pipeline {
       this.metrics.inFlight.dec();
       this.release(x, { status: undefined, code: 'internal_error', bytesIn: 0, bytesOut: 0 });
       this.log.error({ err: e, exchange: x.id }, 'audit store failed; refusing the exchange (write-ahead)');
-      return { kind: 'deny', code: 'internal_error', message: 'the audit store could not record this call, so it was not made' };
+      const message = 'the audit store could not record this call, so it was not made';
+      // The refusal itself goes on record once the store takes writes again: nothing goes unaudited.
+      this.record(x, 'final', { decision: 'denied', rule: x.rule, code: 'internal_error', message, durationMs: round(performance.now() - x.startedHr) }).catch(() => {});
+      return { kind: 'deny', code: 'internal_error', message };
     }
     return verdict;
   }
@@ -176,13 +182,14 @@ export class Pipeline {
       protocol: r.protocol,
       action: r.action,
       target: r.target,
-      decision: 'denied',
+      decision: auditDecisionFor(r.code),
+      rule: r.rule,
       code: r.code,
       message: r.message,
       status: r.status,
       durationMs: round(performance.now() - r.startedHr),
     };
-    this.metrics.exchanges.labels(r.protocol, rec.agent ?? '', 'denied').inc();
+    this.metrics.exchanges.labels(r.protocol, rec.agent ?? '', rec.decision).inc();
     this.audit.append(rec).catch(() => {});
   }
 
@@ -190,7 +197,7 @@ export class Pipeline {
   abortWhere(which: (x: Exchange) => boolean, code: ErrorCode | 'shutdown'): number {
     let n = 0;
     for (const x of this.inFlight.values()) {
-      if (which(x) && !x.abort.signal.aborted) {
+      if (which(x) && !x.abort.aborted) {
         x.abort.abort(code);
         n++;
       }

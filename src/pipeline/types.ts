@@ -2,6 +2,7 @@
  * The protocol-neutral exchange that every front door builds, the verdict the pipeline returns, and
  * the outcome the front door reports back. Policies see only these, never sockets or bytes.
  */
+import type { ExchangeAbort } from './abort.js';
 import type { AuditDecision, AuditRecord } from '../audit/record.js';
 import type { AgentRuntime, RuntimeConfig } from '../config/compile.js';
 import type { ErrorCode } from '../errors.js';
@@ -31,7 +32,7 @@ export interface Exchange {
   /** High-resolution start, for durations. */
   startedHr: number;
   /** Fired when a kill switch or shutdown ends the exchange early; `reason` is the code. */
-  abort: AbortController;
+  abort: ExchangeAbort;
   /** Set by the rules stage when an `approve` rule matched. */
   holdRule: string | undefined;
   /** The rule that decided. */

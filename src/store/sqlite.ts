@@ -154,12 +154,19 @@ export class SqliteStore implements Store {
   private readonly insertAuditStmt: Database.Statement;
   private readonly appendTx: (rows: readonly AuditRow[]) => void;
 
-  constructor(dataDir: string, opts: { readonly?: boolean } = {}) {
+  /**
+   * `busyTimeoutMs`: how long a write waits for another connection's lock before failing (default
+   * 5 s). `autoCheckpoint: false`: commits on this connection never copy the WAL back into the
+   * database (SQLite's default does it in whichever commit crosses 1,000 pages, a pause of
+   * milliseconds for that caller); some other connection must then call `checkpoint()`.
+   */
+  constructor(dataDir: string, opts: { readonly?: boolean; busyTimeoutMs?: number; autoCheckpoint?: boolean } = {}) {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    this.db = new Database(join(dataDir, 'airlock.db'), { readonly: opts.readonly ?? false, timeout: 5000 });
+    this.db = new Database(join(dataDir, 'airlock.db'), { readonly: opts.readonly ?? false, timeout: opts.busyTimeoutMs ?? 5000 });
     if (!opts.readonly) {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
+      if (opts.autoCheckpoint === false) this.db.pragma('wal_autocheckpoint = 0');
       this.db.exec(SCHEMA);
     }
     this.insertAuditStmt = opts.readonly
@@ -274,6 +281,15 @@ export class SqliteStore implements Store {
 
   appendAudit(rows: readonly AuditRow[]): void {
     this.appendTx(rows);
+  }
+
+  /**
+   * Copies what the WAL holds back into the database file without waiting for (or blocking) any
+   * reader or writer; returns the WAL's size and how much of it is now copied, in pages.
+   */
+  checkpoint(): { walPages: number; copied: number } {
+    const r = this.db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
+    return { walPages: r[0]?.log ?? 0, copied: r[0]?.checkpointed ?? 0 };
   }
 
   auditHead(): { seq: number; hash: string } | undefined {

@@ -37,3 +37,12 @@ export function relay(src: Readable, dst: ServerResponse, done: (err: NodeJS.Err
   });
   src.pipe(dst);
 }
+
+/**
+ * Drops an upstream body that will not be read. undici's body emits an error when destroyed before
+ * its end, and an 'error' event nobody listens for takes the whole process down.
+ */
+export function discard(body: Readable): void {
+  body.on('error', () => {});
+  body.destroy();
+}

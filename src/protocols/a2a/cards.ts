@@ -8,6 +8,7 @@ import type { Dispatcher } from 'undici';
 import type { A2ARemoteAgent } from '../../config/a2a.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { upstreamFailure } from '../../upstream/dispatcher.js';
+import { discard } from '../../upstream/relay.js';
 import { parseCard, rewriteCard, type ParsedCard } from './card.js';
 
 /** Cards larger than this are refused: a card is a small JSON document. */
@@ -102,7 +103,7 @@ export class CardCache {
       }
       const declared = Number(res.headers['content-length'] ?? 0);
       if (declared > MAX_CARD_BYTES) {
-        res.body.destroy();
+        discard(res.body);
         return { ok: false, code: 'upstream_error', message: `the remote agent's card is larger than ${MAX_CARD_BYTES} bytes` };
       }
       const chunks: Buffer[] = [];
@@ -110,7 +111,7 @@ export class CardCache {
       for await (const c of res.body as AsyncIterable<Buffer>) {
         n += c.length;
         if (n > MAX_CARD_BYTES) {
-          res.body.destroy();
+          discard(res.body);
           return { ok: false, code: 'upstream_error', message: `the remote agent's card is larger than ${MAX_CARD_BYTES} bytes` };
         }
         chunks.push(c);

@@ -218,7 +218,7 @@ async function judgeAndForward(gw: DoorContext, req: IncomingMessage, res: Serve
   const x = gw.pipeline.begin({ id: caller.requestId, protocol: 'a2a', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey: argsKey(call.params), summary, config: caller.config });
   // An agent that hangs up cancels its call, whether it is held for approval or already upstream.
   res.on('close', () => {
-    if (!res.writableFinished && !x.abort.signal.aborted) x.abort.abort('client_closed');
+    if (!res.writableFinished && !x.abort.aborted) x.abort.abort('client_closed');
   });
   const f: Omit<Forwarding, 'url'> = {
     agent,

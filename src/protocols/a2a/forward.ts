@@ -12,6 +12,7 @@ import type { DoorContext } from '../../server/context.js';
 import { sendError } from '../../server/respond.js';
 import { upstreamFailure } from '../../upstream/dispatcher.js';
 import { agentResponseHeaders, upstreamRequestHeaders } from '../../upstream/headers.js';
+import { discard } from '../../upstream/relay.js';
 import { parseCard, rewriteCard } from './card.js';
 import { rpcError, sendRpcError, type RpcId } from './jsonrpc.js';
 import { ResponseTap } from './tap.js';
@@ -42,7 +43,7 @@ export function refuseIn(res: ServerResponse, x: { id: string }, f: Pick<Forward
 
 /** Calls the remote agent and relays its answer; reports the outcome to the pipeline. */
 export async function forward(gw: DoorContext, x: Exchange, req: IncomingMessage, res: ServerResponse, f: Forwarding): Promise<void> {
-  const signal = x.abort.signal;
+  const signal = x.abort; // undici takes the emitter itself: no AbortSignal per call
   const headers = upstreamRequestHeaders(req.headers, f.agent.headers);
   // The tap reads what passes; a compressed answer could not be read (nor a card rewritten).
   delete headers['accept-encoding'];
@@ -86,7 +87,7 @@ export async function forward(gw: DoorContext, x: Exchange, req: IncomingMessage
   gw.metrics.upstreamDuration.labels('a2a', f.agent.name).observe((performance.now() - t0) / 1000);
 
   if (res.destroyed) {
-    up.body.destroy();
+    discard(up.body);
     return end(up.statusCode, undefined, 'the agent disconnected', 0);
   }
   if (f.card && up.statusCode >= 200 && up.statusCode < 300) return relayCard(gw, x, res, f, up, end);
@@ -134,14 +135,14 @@ async function relayCard(gw: DoorContext, x: Exchange, res: ServerResponse, f: F
     for await (const c of up.body) {
       n += c.length;
       if (n > MAX_CARD_BYTES) {
-        up.body.destroy();
+        up.body.destroy(); // inside for-await: the iterator listens for the error
         refuseIn(res, x, f, 'upstream_error', `${f.agent.name}: the extended card is larger than ${MAX_CARD_BYTES} bytes`);
         return end(502, 'upstream_error', 'extended card too large', 0);
       }
       chunks.push(c);
     }
   } catch (e) {
-    if (x.abort.signal.aborted) return aborted(gw, x, res, f, end, 0, undefined, undefined);
+    if (x.abort.aborted) return aborted(gw, x, res, f, end, 0, undefined, undefined);
     const fail = upstreamFailure(e);
     refuseIn(res, x, f, fail.code, `${f.agent.name}: ${fail.message}`);
     return end(ERROR_CODES[fail.code].status, fail.code, fail.message, 0);
@@ -190,7 +191,7 @@ async function relayCard(gw: DoorContext, x: Exchange, res: ServerResponse, f: F
  * started gets a last event saying why, when it can be added between whole events.
  */
 function aborted(gw: DoorContext, x: Exchange, res: ServerResponse, f: Forwarding, end: End, bytesOut: number, status: number | undefined, tap: ResponseTap | undefined): void {
-  const reason: unknown = x.abort.signal.reason;
+  const reason: unknown = x.abort.reason;
   const code: ErrorCode | undefined = reason === 'killed' ? 'killed' : reason === 'shutdown' ? 'upstream_error' : undefined;
   if (code === undefined) {
     gw.log.debug({ exchange: x.id }, 'agent disconnected; A2A call cancelled');

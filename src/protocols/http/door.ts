@@ -9,11 +9,12 @@ import { pipeline as pipe } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HttpService } from '../../config/compile.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
+import type { ExchangeAbort } from '../../pipeline/abort.js';
 import type { Exchange } from '../../pipeline/types.js';
 import type { Caller, DoorContext } from '../../server/context.js';
 import { continueIfExpected, sendError } from '../../server/respond.js';
 import { upstreamFailure } from '../../upstream/dispatcher.js';
-import { relay } from '../../upstream/relay.js';
+import { discard, relay } from '../../upstream/relay.js';
 import { agentResponseHeaders, upstreamRequestHeaders } from '../../upstream/headers.js';
 import { backoffMs, isIdempotent, isRetryableError, isRetryableStatus, RETRY_AFTER_CAP_MS, retryAfterMs } from '../../upstream/retry.js';
 import { BoundedBody, BUFFERED_BODY_LIMIT, bodyExcerpt, readBody } from './body.js';
@@ -60,7 +61,7 @@ export async function serveHttp(gw: DoorContext, req: IncomingMessage, res: Serv
   const x = gw.pipeline.begin({ id: requestId, protocol: 'http', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey, summary, config: caller.config });
   // An agent that hangs up cancels its call, whether it is held for approval or already upstream.
   res.on('close', () => {
-    if (!res.writableFinished && !x.abort.signal.aborted) x.abort.abort('client_closed');
+    if (!res.writableFinished && !x.abort.aborted) x.abort.abort('client_closed');
   });
   const verdict = await gw.pipeline.decide(x);
   if (verdict.kind === 'deny') {
@@ -72,7 +73,7 @@ export async function serveHttp(gw: DoorContext, req: IncomingMessage, res: Serv
 }
 
 async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: IncomingMessage, res: ServerResponse, path: string, method: string, body: Buffer | undefined, streamBody: boolean): Promise<void> {
-  const signal = x.abort.signal;
+  const signal = x.abort; // undici takes the emitter itself: no AbortSignal per call
   const headers = upstreamRequestHeaders(req.headers, svc.headers);
   if (streamBody) continueIfExpected(req, res);
   const bounded = streamBody ? new BoundedBody(svc.maxBodySize) : undefined;
@@ -129,7 +130,7 @@ async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: Inco
     }
 
     if (res.destroyed) {
-      up.body.destroy();
+      discard(up.body);
       return end(up.statusCode, undefined, 'the agent disconnected', 0);
     }
     res.writeHead(up.statusCode, agentResponseHeaders(up.headers, x.id));
@@ -150,9 +151,9 @@ async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: Inco
 }
 
 /** Waits `ms` unless the exchange is aborted; true when the wait completed. */
-async function wait(ms: number, signal: AbortSignal): Promise<boolean> {
+async function wait(ms: number, abort: ExchangeAbort): Promise<boolean> {
   try {
-    await sleep(ms, undefined, { signal });
+    await sleep(ms, undefined, { signal: abort.signal });
     return true;
   } catch {
     return false;
@@ -161,7 +162,7 @@ async function wait(ms: number, signal: AbortSignal): Promise<boolean> {
 
 /** An exchange ended by a kill switch, shutdown, or the agent hanging up. */
 function aborted(gw: DoorContext, x: Exchange, res: ServerResponse, end: (s: number | undefined, c: ErrorCode | undefined, m: string | undefined, b: number) => void, bytesOut: number, status?: number): void {
-  const reason: unknown = x.abort.signal.reason;
+  const reason: unknown = x.abort.reason;
   if (reason === 'killed') {
     if (!res.headersSent) sendError(res, x.id, 'killed', 'a kill switch stopped this call while it was in flight');
     else res.destroy();

@@ -108,7 +108,7 @@ export async function serveLlm(gw: DoorContext, req: IncomingMessage, res: Serve
   });
   // An agent that hangs up cancels its call, whether it is held for approval or already upstream.
   res.on('close', () => {
-    if (!res.writableFinished && !x.abort.signal.aborted) x.abort.abort('client_closed');
+    if (!res.writableFinished && !x.abort.aborted) x.abort.abort('client_closed');
   });
   const verdict = await gw.pipeline.decide(x);
   if (verdict.kind === 'deny') {

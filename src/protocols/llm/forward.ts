@@ -114,7 +114,7 @@ async function serveChain(gw: DoorContext, x: Exchange, res: ServerResponse, cal
     try {
       buf = await readAll(r.reply.body);
     } catch (e) {
-      if (x.abort.signal.aborted) return out.aborted(res, model);
+      if (x.abort.aborted) return out.aborted(res, model);
       const f = upstreamFailure(e);
       sendLlmError(res, surface, x.id, f.code, `${model.name}: ${f.message}`);
       return out.end(model, { status: ERROR_CODES[f.code].status, code: f.code, message: f.message });
@@ -129,7 +129,7 @@ async function serveChain(gw: DoorContext, x: Exchange, res: ServerResponse, cal
 
 async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: LlmCall, model: LlmModel, out: LlmOutcome): Promise<AttemptResult> {
   const { route, req } = call;
-  if (x.abort.signal.aborted) return { kind: 'aborted' };
+  if (x.abort.aborted) return { kind: 'aborted' };
   let firstTokenTimer: NodeJS.Timeout | undefined;
   let timedOut = false;
   const ftt = req.stream ? model.firstTokenTimeoutMs : undefined;
@@ -138,7 +138,7 @@ async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: 
   let release = () => {};
   if (ftt !== undefined) {
     const ac = new AbortController();
-    const onAbort = () => ac.abort(x.abort.signal.reason);
+    const onAbort = () => ac.abort(x.abort.reason);
     x.abort.signal.addEventListener('abort', onAbort, { once: true });
     release = () => x.abort.signal.removeEventListener('abort', onAbort);
     signal = ac.signal;
@@ -151,7 +151,7 @@ async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: 
   const failed = (e: unknown): AttemptResult => {
     stopTimer();
     release();
-    if (x.abort.signal.aborted) return { kind: 'aborted' };
+    if (x.abort.aborted) return { kind: 'aborted' };
     if (timedOut) return { kind: 'failed', code: 'upstream_timeout', message: `no first token within ${ftt}ms (firstTokenTimeout)` };
     const f = upstreamFailure(e);
     return { kind: 'failed', code: f.code, message: f.message };

@@ -77,7 +77,7 @@ export class LlmOutcome {
 
   /** Ends an exchange cut before anything was sent: a kill switch, shutdown, or the agent hanging up. */
   aborted(res: ServerResponse, model: LlmModel): void {
-    const reason: unknown = this.x.abort.signal.reason;
+    const reason: unknown = this.x.abort.reason;
     if (reason === 'killed') {
       sendLlmError(res, this.surface, this.x.id, 'killed', 'a kill switch stopped this call while it was in flight');
       return this.end(model, { status: ERROR_CODES.killed.status, code: 'killed', message: 'stopped by a kill switch while in flight' });

@@ -66,7 +66,7 @@ export function pumpStream(res: ServerResponse, x: Exchange, reply: UpstreamRepl
       release();
       body.off('data', onData);
       res.off('drain', resume);
-      const reason: unknown = x.abort.signal.aborted ? x.abort.signal.reason : undefined;
+      const reason: unknown = x.abort.aborted ? x.abort.reason : undefined;
       // Some OpenAI-compatible servers end a finished chat stream without `[DONE]`.
       const ended = tap.complete || (op === 'chat' && tap.finished && tap.leftover === 0);
       const complete = error === undefined && ended && tap.upstreamError === undefined;

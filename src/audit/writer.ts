@@ -1,0 +1,59 @@
+/**
+ * The audit writer thread: commits the batches the gateway hands it while it is busy, so that
+ * SQLite commits, WAL checkpoints and mirror writes do not take the event loop's time when many
+ * calls are in flight (see `log.ts`). It keeps no chain state: each batch says which head to link
+ * to, and the answer gives the new head, so the event loop and this thread can take turns.
+ *
+ * In:  { type: 'batch', lines, head } — canonical records, one per line; { type: 'close' }.
+ * Out: { type: 'ready' }; { type: 'committed', head }; { type: 'failed', message };
+ *      { type: 'warn', message } (a mirror problem: the store has the records).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { SqliteStore } from '../store/sqlite.js';
+import { ChainWriter, type ChainHead } from './chain.js';
+
+export interface WriterInit {
+  dataDir: string;
+  jsonlPath: string | undefined;
+}
+
+export type WriterIn = { type: 'batch'; lines: string; head: ChainHead } | { type: 'close' };
+export type WriterOut = { type: 'ready' } | { type: 'committed'; head: ChainHead } | { type: 'failed'; message: string } | { type: 'warn'; message: string };
+
+/** How often the WAL is copied back into the database file. */
+const CHECKPOINT_EVERY_MS = 200;
+
+function serve(): void {
+  const port = parentPort!;
+  const init = workerData as WriterInit;
+  const post = (m: WriterOut) => port.postMessage(m);
+  const store = new SqliteStore(init.dataDir, { autoCheckpoint: false });
+  const writer = new ChainWriter(store, init.jsonlPath, (message) => post({ type: 'warn', message }));
+  // This thread is the store's only checkpointer: the gateway's own connections never pause a
+  // commit to copy the WAL back, which used to put ~2 ms into every few hundredth call.
+  const checkpoints = setInterval(() => {
+    try {
+      store.checkpoint();
+    } catch (e) {
+      post({ type: 'warn', message: `WAL checkpoint failed: ${String(e)}` });
+    }
+  }, CHECKPOINT_EVERY_MS);
+  post({ type: 'ready' });
+  port.on('message', (m: WriterIn) => {
+    if (m.type === 'close') {
+      clearInterval(checkpoints);
+      store.checkpoint();
+      writer.close();
+      store.close();
+      port.close();
+      return;
+    }
+    try {
+      post({ type: 'committed', head: writer.append(m.lines, m.head) });
+    } catch (e) {
+      post({ type: 'failed', message: String(e) });
+    }
+  });
+}
+
+if (parentPort && (workerData as WriterInit | undefined)?.dataDir !== undefined) serve();

@@ -1,0 +1,112 @@
+/**
+ * The audit writer runs beside the event loop: a store that cannot take writes holds back only the
+ * calls waiting for their write-ahead record (which are then refused, fail closed, and recorded
+ * once the store recovers), never the rest of the gateway; outcome records the store refused are
+ * kept and stored later; and what the admin API reads includes every exchange already answered.
+ */
+import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { runCli } from './support/cli.js';
+import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
+import { echo, startUpstream, type Upstream } from './support/upstream.js';
+
+const yaml = (upstream: string) => `
+agents:
+  alice:
+    keys: ["${KEYS.alice}"]
+rules:
+  - name: reads
+    agents: [alice]
+    allow: ["http: GET svc/**"]
+http:
+  services:
+    svc: { url: "${upstream}" }
+`;
+
+describe('audit writer', { timeout: 60_000 }, () => {
+  let up: Upstream;
+  let g: TestGateway;
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-writer-'));
+  before(async () => {
+    up = await startUpstream();
+    g = await startGateway(yaml(up.url), { dir });
+  });
+  after(async () => {
+    await g?.stop();
+    await up?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers the admin API with the records of every exchange already answered', async () => {
+    for (let i = 0; i < 20; i++) {
+      const r = await call(`${g.agentUrl}/http/svc/item/${i}`, { key: KEYS.alice });
+      assert.equal(r.status, 200);
+      const id = r.headers['x-airlock-request-id'];
+      const a = await call(`${g.adminUrl}/api/audit?limit=1`);
+      const [last] = a.json.records as { id: string; phase: string; status: number }[];
+      assert.deepEqual([last?.id, last?.phase, last?.status], [id, 'final', 200], `call ${i}: the final record is there at once`);
+    }
+  });
+
+  it('refuses calls while the store is locked by another process, keeps serving meanwhile, and records the refusal once it is free', async () => {
+    // A call already forwarded when the lock comes: its outcome record must survive the lock too.
+    up.handle((req, res, body) => (req.url === '/slow' ? setTimeout(() => echo(req, res, body), 400) : echo(req, res, body)));
+    const slow = call(`${g.agentUrl}/http/svc/slow`, { key: KEYS.alice });
+    while (up.received.at(-1)?.url !== '/slow') await new Promise((r) => setTimeout(r, 10));
+    const before = up.received.length;
+    // Another process (here: this test's own connection) takes the store's write lock and keeps it.
+    const db = new Database(join(g.dir, 'data', 'airlock.db'));
+    db.exec('BEGIN IMMEDIATE');
+    let released = false;
+    try {
+      assert.equal((await slow).status, 200, 'a call in flight when the store locks ends normally');
+      const t0 = Date.now();
+      const held = call(`${g.agentUrl}/http/svc/locked`, { key: KEYS.alice });
+      // The event loop is free: health checks and refusals that need no write-ahead answer at once.
+      for (let i = 0; i < 5; i++) {
+        const h0 = Date.now();
+        const h = await call(`${g.agentUrl}/healthz`);
+        assert.equal(h.status, 200);
+        assert.ok(Date.now() - h0 < 500, `health check answered in ${Date.now() - h0} ms while the store was locked`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const r = await held;
+      assert.equal(r.status, 500);
+      assert.equal(r.json.error.code, 'internal_error');
+      assert.match(r.json.error.message, /audit store could not record/);
+      assert.ok(Date.now() - t0 >= 4000, 'refused only after the store gave up waiting for the lock');
+      assert.equal(up.received.length, before, 'nothing reached the upstream without its decision record');
+      db.exec('COMMIT');
+      released = true;
+
+      const ok = await call(`${g.agentUrl}/http/svc/after`, { key: KEYS.alice });
+      assert.equal(ok.status, 200);
+      assert.equal(up.received.at(-1)?.url, '/after');
+      const a = await call(`${g.adminUrl}/api/audit?limit=10`);
+      const records = a.json.records as { id: string; phase: string; code?: string; decision: string; status?: number; action?: string }[];
+      const refusal = records.find((x) => x.id === r.headers['x-airlock-request-id']);
+      assert.deepEqual([refusal?.phase, refusal?.decision, refusal?.code], ['final', 'denied', 'internal_error']);
+      // The outcome of the call that was in flight was refused by the locked store, kept, and stored on a later try.
+      const outcome = await (async () => {
+        for (let i = 0; i < 40; i++) {
+          const q = await call(`${g.adminUrl}/api/audit?limit=20`);
+          const f = (q.json.records as typeof records).find((x) => x.phase === 'final' && x.action === 'http: GET svc/slow');
+          if (f) return f;
+          await new Promise((res) => setTimeout(res, 100));
+        }
+        return undefined;
+      })();
+      assert.deepEqual([outcome?.decision, outcome?.status], ['allowed', 200]);
+    } finally {
+      if (!released) db.exec('ROLLBACK');
+      db.close();
+    }
+    await g.stop();
+    const v = await runCli(['audit', 'verify', '-c', g.configFile, '--json']);
+    assert.equal(v.code, 0, v.stdout + v.stderr);
+  });
+});
