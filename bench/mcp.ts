@@ -7,8 +7,8 @@
  *                                 ─► [airlock] bin/airlock ─► the same server  (child process)
  *
  * The difference between the rows is airlock's own cost: authentication, the rules, limits and
- * guards, the write-ahead audit record, the JSON-RPC handling and the call over airlock's shared SDK
- * client connection. Targets: <= 1 ms added at p50 (c=1), >= 500 calls/s through airlock (c=50).
+ * guards, the write-ahead audit record, the JSON-RPC handling and the upstream call (one undici POST
+ * on the connection airlock's SDK client negotiated; src/protocols/mcp/direct.ts). Targets: <= 1 ms added at p50 (c=1), >= 500 calls/s through airlock (c=50).
  *
  * `mcpScenario()` is what bench/run.ts calls; `node dist/bench/mcp.js` runs it alone, and
  * `node dist/bench/mcp.js --upstream` is the MCP server's process.

@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
-import { agentClient, startHttpUpstream, startSseUpstream, type Generation, type Upstream } from './support/mcp.js';
+import { agentClient, startHttpUpstream, startSseUpstream, type Generation, type Upstream, waitFor } from './support/mcp.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const kitServer = join(here, 'support', 'mcp-kit-server.js');
@@ -47,16 +47,6 @@ mcp:
     everything: { command: "${process.execPath}", args: ["${everything}"] }
     memory: { command: "${process.execPath}", args: ["${memory}"], env: { MEMORY_FILE_PATH: "memory.jsonl" } }
 `;
-}
-
-async function waitFor<T>(f: () => T | undefined | false | Promise<T | undefined | false>, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function auditOf(t: TestGateway, id: string): Promise<Record<string, any>> {

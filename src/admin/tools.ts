@@ -1,12 +1,16 @@
 /**
  * Admin endpoints for MCP tool pins (SPEC 5.3, rug-pull defence):
  *   GET  /api/tools                         every pinned tool, with status pinned | changed
- *   POST /api/tools/accept {server, tool}   pins a changed definition (404 when nothing waits)
+ *   POST /api/tools/accept {server, tool}   pins a changed definition (404 when nothing waits) and
+ *                                           tells connected MCP clients that the tool list changed
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Gateway } from '../gateway.js';
+import type { ListKind } from '../protocols/mcp/upstream.js';
 import { sendError, sendJson } from '../server/respond.js';
 import { readJson } from './body.js';
+
+const TOOLS: ReadonlySet<ListKind> = new Set(['tools']);
 
 /** Serves the request if it is a tools endpoint; returns false otherwise. */
 export async function serveTools(gw: Gateway, req: IncomingMessage, res: ServerResponse, url: URL, operator: string, requestId: string): Promise<boolean> {
@@ -38,6 +42,8 @@ export async function serveTools(gw: Gateway, req: IncomingMessage, res: ServerR
     }
     const pin = gw.pins.get(server, tool)!;
     gw.log.warn({ server, tool, from: before?.fingerprint, to: pin.fingerprint, by: operator }, 'changed MCP tool definition accepted');
+    // The tool is visible again: connected agents hear it now instead of at their next reconnect.
+    gw.mcpHub.announce(server, TOOLS);
     gw.bus.emit('tool_accepted', { server, tool, fingerprint: pin.fingerprint, previousFingerprint: before?.fingerprint, by: operator, at: new Date().toISOString() });
     sendJson(res, 200, { accepted: pin });
     return true;

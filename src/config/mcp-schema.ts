@@ -27,6 +27,7 @@ export const mcpSection = z.strictObject({
   servers: z.record(name, server).optional(),
   pinning: z.enum(['strict', 'warn', 'off']).optional().describe('tool-definition pinning: strict quarantines a changed tool, warn only alerts, off skips (default strict)'),
   maxBodySize: size.optional().describe('largest JSON-RPC request an agent may send (default 1mb)'),
+  keepAlive: duration.optional().describe('an SSE comment this often on idle notification streams, so client body timeouts and proxies do not close them (default 15s, at most 1h; 0 sends none)'),
   excerpt: z.number().int().min(0).max(4000).optional().describe('characters of tool arguments kept in audit records and approval summaries (default 200; 0 keeps none)'),
 });
 

@@ -8,6 +8,9 @@ import type { McpSectionConfig } from './mcp-schema.js';
 import { checkHeaderSafe, compileHeaders } from './headers.js';
 import { parseDuration, parseSize } from './units.js';
 
+/** Longer keep-alive gaps defeat their purpose, and past ~24.8 days setInterval would fire every 1 ms. */
+const KEEPALIVE_MAX_MS = 3_600_000;
+
 export type McpServerSpec =
   | { kind: 'stdio'; command: string; args: string[]; env: Record<string, string>; cwd: string }
   | { kind: 'streamable-http' | 'sse'; url: URL; headers: Record<string, string> };
@@ -26,6 +29,8 @@ export interface McpRuntime {
   pinning: 'strict' | 'warn' | 'off';
   maxBodySize: number;
   excerptChars: number;
+  /** SSE comment interval on GET and subscriptions/listen streams; 0 sends none. */
+  keepAliveMs: number;
 }
 
 
@@ -56,5 +61,5 @@ export function compileMcp(c: McpSectionConfig | undefined, loaded: LoadedConfig
     const timeoutMs = parseDuration(s.timeout ?? '2m')!;
     servers.set(name, { name, spec, timeoutMs, key: JSON.stringify(spec) });
   }
-  return { servers, pinning: c?.pinning ?? 'strict', maxBodySize: parseSize(c?.maxBodySize ?? '1mb')!, excerptChars: c?.excerpt ?? 200 };
+  return { servers, pinning: c?.pinning ?? 'strict', maxBodySize: parseSize(c?.maxBodySize ?? '1mb')!, excerptChars: c?.excerpt ?? 200, keepAliveMs: Math.min(parseDuration(c?.keepAlive ?? '15s')!, KEEPALIVE_MAX_MS) };
 }

@@ -84,3 +84,56 @@ export async function agentClient(url: string, key: string, gen: Generation, opt
   await c.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${key}` } } }));
   return c;
 }
+
+export interface ChangingUpstream extends Upstream {
+  /** Adds a tool (`<name>` answers `<name>: <text>`) and announces it with notifications/tools/list_changed. */
+  addTool(name: string): void;
+  /** Gives a tool a new description and announces it the same way. */
+  describe(name: string, description: string): void;
+}
+
+/**
+ * A Streamable HTTP MCP server (v2 SDK, `createMcpHandler`) whose tools can be added or changed
+ * while it runs: each change is published on the handler's bus, which the SDK delivers as
+ * notifications/tools/list_changed on open 2026-07-28 `subscriptions/listen` streams. It starts
+ * with one tool, `first`.
+ */
+export async function startChangingUpstream(): Promise<ChangingUpstream> {
+  const tools = new Map<string, string>([['first', 'The first tool']]);
+  const factory = () => {
+    const s = new McpServer({ name: 'changing', version: '1.0.0' }, { capabilities: { tools: { listChanged: true } } });
+    for (const [n, description] of tools) s.registerTool(n, { description, inputSchema: z.object({ text: z.string() }) }, async ({ text }) => ({ content: [{ type: 'text', text: `${n}: ${text}` }] }));
+    return s;
+  };
+  const mcp = createMcpHandler(factory);
+  const handler = toNodeHandler(mcp);
+  const srv = createServer((req, res) => void handler(req as Parameters<typeof handler>[0], res));
+  const url = `${await listen(srv)}/mcp`;
+  return {
+    url,
+    auth: [],
+    addTool(name) {
+      tools.set(name, `The ${name} tool`);
+      mcp.notify.toolsChanged();
+    },
+    describe(name, description) {
+      tools.set(name, description);
+      mcp.notify.toolsChanged();
+    },
+    close: async () => {
+      await mcp.close();
+      await new Promise<void>((r) => (srv.closeAllConnections(), srv.close(() => r())));
+    },
+  };
+}
+
+/** Polls `f` every 25 ms until it returns something truthy; throws after `ms`. */
+export async function waitFor<T>(f: () => T | undefined | false | Promise<T | undefined | false>, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

@@ -118,16 +118,15 @@ export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c
   };
   const t0 = performance.now();
   try {
-    const client = await up.ready(Math.min(10_000, up.cfg.timeoutMs));
-    const opts = {
-      signal: x.abort.signal,
-      timeout: up.cfg.timeoutMs,
-      ...(c.progressToken !== undefined ? { onprogress: (p: Record<string, unknown>) => reply.notify('notifications/progress', { ...p, progressToken: c.progressToken }), resetTimeoutOnProgress: true } : {}),
-    };
+    const onProgress = c.progressToken !== undefined ? (p: Record<string, unknown>) => reply.notify('notifications/progress', { ...p, progressToken: c.progressToken }) : undefined;
     let result: Record<string, unknown>;
-    if (c.method === 'tools/call') result = (await client.callTool({ name: c.target, ...(c.args ? { arguments: c.args } : {}) }, opts)) as Record<string, unknown>;
-    else if (c.method === 'resources/read') result = (await client.readResource({ uri: c.target }, opts)) as Record<string, unknown>;
-    else result = (await client.getPrompt({ name: c.target, ...(c.args ? { arguments: c.args as Record<string, string> } : {}) }, opts)) as Record<string, unknown>;
+    if (c.method === 'tools/call') result = await up.callTool(c.target, c.args, { signal: x.abort.signal, timeoutMs: up.cfg.timeoutMs, onProgress });
+    else {
+      const client = await up.ready(Math.min(10_000, up.cfg.timeoutMs));
+      const opts = { signal: x.abort.signal, timeout: up.cfg.timeoutMs, ...(onProgress ? { onprogress: onProgress, resetTimeoutOnProgress: true } : {}) };
+      if (c.method === 'resources/read') result = (await client.readResource({ uri: c.target }, opts)) as Record<string, unknown>;
+      else result = (await client.getPrompt({ name: c.target, ...(c.args ? { arguments: c.args as Record<string, string> } : {}) }, opts)) as Record<string, unknown>;
+    }
     gw.metrics.upstreamDuration.labels('mcp', c.server).observe((performance.now() - t0) / 1000);
     const text = JSON.stringify(result);
     const isError = c.method === 'tools/call' ? result['isError'] === true : undefined;

@@ -12,9 +12,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
 import type { Caller, DoorContext } from '../../server/context.js';
 import { readBody } from '../http/body.js';
+import { completionRequest, serveCompletion, type CompletionRef } from './completion.js';
 import { judgedCall, type JudgedCall, type JudgedMethod } from './calls.js';
 import type { McpHub } from './hub.js';
-import { LEGACY_VERSIONS, MODERN_VERSION, PROTOCOL_VERSION_META, Reply, RPC, SERVER_INFO, sseEvent, SUBSCRIPTION_ID_META, type RpcId } from './wire.js';
+import { NotificationStreams } from './streams.js';
+import type { ListKind } from './upstream.js';
+import { LEGACY_VERSIONS, MODERN_VERSION, PROTOCOL_VERSION_META, Reply, RPC, SERVER_INFO, SUBSCRIPTION_ID_META, type RpcId } from './wire.js';
 
 export interface McpDoorContext extends DoorContext {
   readonly mcpHub: McpHub;
@@ -23,7 +26,15 @@ export interface McpDoorContext extends DoorContext {
 const SEP = '__';
 const SESSION_IDLE_MS = 60 * 60_000;
 const MAX_SESSIONS = 10_000;
+const ALL_LISTS: ReadonlySet<ListKind> = new Set(['tools', 'prompts', 'resources']);
 const CAPABILITIES = { tools: { listChanged: true }, resources: { listChanged: true }, prompts: { listChanged: true } };
+const LISTINGS = new Set(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
+const WITH_COMPLETIONS = { ...CAPABILITIES, completions: {} };
+
+/** airlock's capabilities: completions only when a server behind this path offers them. */
+function capabilitiesOf(hub: McpHub, servers: string[]): Record<string, unknown> {
+  return servers.some((s) => hub.get(s)?.capabilities?.['completions'] !== undefined) ? WITH_COMPLETIONS : CAPABILITIES;
+}
 
 /** A session of the session-based generation, bound to the agent key that opened it. */
 interface Session {
@@ -35,18 +46,9 @@ interface Session {
   lastSeen: number;
 }
 
-/** A long-lived notification channel: a GET stream (sessions) or a subscriptions/listen (stateless). */
-interface Listener {
-  res: ServerResponse;
-  scope: string | undefined;
-  /** The listen request id, for 2026-07-28 subscriptions. */
-  subscriptionId: RpcId | undefined;
-  filter: { tools: boolean; prompts: boolean; resources: boolean };
-}
-
 interface DoorState {
   sessions: Map<string, Session>;
-  listeners: Set<Listener>;
+  streams: NotificationStreams;
   /** In-flight requests by caller key + session + JSON-RPC id, for notifications/cancelled. */
   inFlight: Map<string, AbortController>;
 }
@@ -56,16 +58,8 @@ const states = new WeakMap<McpHub, DoorState>();
 function stateOf(hub: McpHub): DoorState {
   let s = states.get(hub);
   if (!s) {
-    const st: DoorState = { sessions: new Map(), listeners: new Set(), inFlight: new Map() };
-    hub.onChange((server) => {
-      for (const l of st.listeners) {
-        if (l.scope !== undefined && l.scope !== server) continue;
-        for (const [kind, method] of [['tools', 'notifications/tools/list_changed'], ['prompts', 'notifications/prompts/list_changed'], ['resources', 'notifications/resources/list_changed']] as const) {
-          if (!l.filter[kind]) continue;
-          sseEvent(l.res, { jsonrpc: '2.0', method, params: l.subscriptionId !== undefined ? { _meta: { [SUBSCRIPTION_ID_META]: l.subscriptionId } } : {} });
-        }
-      }
-    });
+    const st: DoorState = { sessions: new Map(), streams: new NotificationStreams(), inFlight: new Map() };
+    hub.onChange((server, lists) => st.streams.changed(server, lists));
     setInterval(() => {
       const now = Date.now();
       for (const [id, ses] of st.sessions) if (ses.streams.size === 0 && now - ses.lastSeen > SESSION_IDLE_MS) st.sessions.delete(id);
@@ -74,6 +68,11 @@ function stateOf(hub: McpHub): DoorState {
     s = st;
   }
   return s;
+}
+
+/** How many notification streams (session GET streams and subscriptions/listen) are open on this hub's door. */
+export function openNotificationStreams(hub: McpHub): number {
+  return states.get(hub)?.streams.size ?? 0;
 }
 
 function printable(s: string): string {
@@ -122,13 +121,9 @@ export async function serveMcp(gw: McpDoorContext, req: IncomingMessage, res: Se
     if (s === 'unknown') return refuseHttp('not_found', 'unknown or expired MCP session; initialize again');
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'x-accel-buffering': 'no', 'mcp-session-id': s.id });
     res.flushHeaders();
-    const l: Listener = { res, scope, subscriptionId: undefined, filter: { tools: true, prompts: true, resources: true } };
-    st.listeners.add(l);
+    st.streams.add({ res, scope, subscriptionId: undefined, lists: ALL_LISTS }, caller.config.mcp.keepAliveMs);
     s.streams.add(res);
-    res.on('close', () => {
-      st.listeners.delete(l);
-      s.streams.delete(res);
-    });
+    res.on('close', () => s.streams.delete(res));
     return;
   }
   if (method === 'DELETE') {
@@ -232,11 +227,16 @@ export async function serveMcp(gw: McpDoorContext, req: IncomingMessage, res: Se
     return hub.get(server) ? { server, name: n.slice(i + SEP.length) } : undefined;
   };
 
+  // Listings are answered whole, in one page: airlock never hands out a cursor, so any cursor is not one of its own.
+  if (LISTINGS.has(name) && p['cursor'] !== undefined) {
+    return reply.error(rid, RPC.INVALID_PARAMS, 'airlock: bad_request: invalid cursor: airlock answers every listing in one page and never gives out cursors', { airlock_code: 'bad_request', request_id: caller.requestId });
+  }
+
   switch (name) {
     case 'initialize':
-      return reply.result(rid, { protocolVersion: session!.protocolVersion, capabilities: CAPABILITIES, serverInfo: SERVER_INFO, instructions: scope !== undefined ? `MCP server "${scope}" through airlock.` : `Every MCP server airlock offers, tools named <server>${SEP}<tool>.` });
+      return reply.result(rid, { protocolVersion: session!.protocolVersion, capabilities: capabilitiesOf(hub, servers), serverInfo: SERVER_INFO, instructions: scope !== undefined ? `MCP server "${scope}" through airlock.` : `Every MCP server airlock offers, tools named <server>${SEP}<tool>.` });
     case 'server/discover':
-      return reply.result(rid, { supportedVersions: [MODERN_VERSION, ...LEGACY_VERSIONS], capabilities: CAPABILITIES, resultType: 'complete', ttlMs: 0, cacheScope: 'private', _meta: { 'io.modelcontextprotocol/serverInfo': SERVER_INFO } });
+      return reply.result(rid, { supportedVersions: [MODERN_VERSION, ...LEGACY_VERSIONS], capabilities: capabilitiesOf(hub, servers), resultType: 'complete', ttlMs: 0, cacheScope: 'private', _meta: { 'io.modelcontextprotocol/serverInfo': SERVER_INFO } });
     case 'ping':
       return reply.result(rid, complete({}));
     case 'logging/setLevel':
@@ -258,24 +258,53 @@ export async function serveMcp(gw: McpDoorContext, req: IncomingMessage, res: Se
     }
     case 'resources/templates/list': {
       const resourceTemplates: Record<string, unknown>[] = [];
-      for (const s of servers) for (const r of hub.get(s)?.catalogue.templates ?? []) resourceTemplates.push(r);
+      // A template is judged as the resource its URI template names (as completion/complete is):
+      // `mcp-resource: docs/file:///handbook/*` lists `file:///handbook/{name}`.
+      for (const s of servers) for (const r of hub.get(s)?.catalogue.templates ?? []) if (may(`mcp-resource: ${s}/${String(r['uriTemplate'])}`)) resourceTemplates.push(r);
       return reply.result(rid, listResult({ resourceTemplates }));
     }
     case 'subscriptions/listen': {
       const n = (p['notifications'] ?? {}) as Record<string, unknown>;
-      const l: Listener = { res, scope, subscriptionId: rid, filter: { tools: n['toolsListChanged'] === true, prompts: n['promptsListChanged'] === true, resources: n['resourcesListChanged'] === true } };
+      const lists = new Set<ListKind>();
+      if (n['toolsListChanged'] === true) lists.add('tools');
+      if (n['promptsListChanged'] === true) lists.add('prompts');
+      if (n['resourcesListChanged'] === true) lists.add('resources');
       reply.stream();
       reply.notify('notifications/subscriptions/acknowledged', { notifications: n, _meta: { [SUBSCRIPTION_ID_META]: rid } });
-      st.listeners.add(l);
+      st.streams.add({ res, scope, subscriptionId: rid, lists }, caller.config.mcp.keepAliveMs);
       const key = inFlightKey(rid);
       const ac = new AbortController();
       st.inFlight.set(key, ac);
       ac.signal.addEventListener('abort', () => reply.result(rid, { resultType: 'complete', _meta: { [SUBSCRIPTION_ID_META]: rid } }));
-      res.on('close', () => {
-        st.listeners.delete(l);
-        st.inFlight.delete(key);
-      });
+      res.on('close', () => st.inFlight.delete(key));
       return;
+    }
+    case 'completion/complete': {
+      const creq = completionRequest(p, rid);
+      if (typeof creq === 'string') return reply.error(rid, RPC.INVALID_PARAMS, `airlock: bad_request: ${creq}`, { airlock_code: 'bad_request', request_id: caller.requestId });
+      const ref = p['ref'] as Record<string, unknown> | null | undefined;
+      const type = ref !== null && typeof ref === 'object' ? ref['type'] : undefined;
+      let cref: CompletionRef | undefined;
+      let what: string;
+      if (type === 'ref/prompt' && typeof ref!['name'] === 'string') {
+        const where = internal(ref!['name']);
+        what = `prompt "${printable(ref!['name'])}"`;
+        const up = where && hub.get(where.server);
+        if (where && up && (!up.connected || up.catalogue.prompts.some((x) => x['name'] === where.name))) cref = { server: where.server, type, name: where.name };
+      } else if (type === 'ref/resource' && typeof ref!['uri'] === 'string') {
+        const uri = ref!['uri'];
+        what = `resource template ${printable(uri)}`;
+        const server = scope ?? templateOwner(hub, servers, uri) ?? serverOfUri(hub, servers, uri);
+        if (server !== undefined) cref = { server, type, name: uri };
+      } else {
+        return reply.error(rid, RPC.INVALID_PARAMS, 'airlock: bad_request: completion/complete needs ref: {type: "ref/prompt", name} or {type: "ref/resource", uri}', { airlock_code: 'bad_request', request_id: caller.requestId });
+      }
+      if (!cref) return reply.error(rid, RPC.INVALID_PARAMS, `airlock: not_found: no MCP server offers the ${what}${scope === undefined && type === 'ref/prompt' ? ` (on /mcp prompts are named <server>${SEP}<prompt>)` : ''}`, { airlock_code: 'not_found', request_id: caller.requestId });
+      const ac = new AbortController();
+      res.on('close', () => {
+        if (!res.writableFinished) ac.abort();
+      });
+      return serveCompletion(gw, hub, caller, cref, creq, reply, ac.signal);
     }
     case 'tools/call':
     case 'prompts/get':
@@ -326,6 +355,11 @@ export async function serveMcp(gw: McpDoorContext, req: IncomingMessage, res: Se
 function acceptsSse(req: IncomingMessage): boolean {
   const a = req.headers.accept;
   return typeof a === 'string' && a.includes('text/event-stream');
+}
+
+/** The server that lists this exact URI template. */
+function templateOwner(hub: McpHub, servers: string[], uriTemplate: string): string | undefined {
+  return servers.find((s) => hub.get(s)?.catalogue.templates.some((t) => t['uriTemplate'] === uriTemplate));
 }
 
 /** The server whose resources (or templates' fixed prefix) contain this URI. */

@@ -10,6 +10,7 @@
  * request's signal aborts the request and a body still being read. Anything it was not built for
  * (a streamed request body, a Request object) goes to the global `fetch`.
  */
+import { discard } from '../../upstream/relay.js';
 import { STATUS_CODES } from 'node:http';
 import { Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
@@ -17,8 +18,8 @@ import { Agent, type Dispatcher } from 'undici';
 
 let shared: Agent | undefined;
 
-/** The keep-alive Agent shared by every MCP upstream connection. */
-function agent(): Agent {
+/** The keep-alive Agent shared by every MCP upstream connection (the SDK's fetch and the direct tools/call). */
+export function sharedAgent(): Agent {
   shared ??= new Agent({ connections: 256, pipelining: 1, keepAliveTimeout: 10_000, keepAliveMaxTimeout: 60_000, connect: { timeout: 10_000 } });
   return shared;
 }
@@ -39,16 +40,23 @@ function plainHeaders(h: HeadersInit | undefined): Record<string, string> {
   return out;
 }
 
-function decoded(body: Readable, encoding: string | undefined): Readable {
+/** The body, decompressed when it came gzip, deflate or br encoded. */
+export function decoded(body: Readable, encoding: string | undefined): Readable {
   const e = encoding?.trim().toLowerCase();
   if (!e || e === 'identity') return body;
   const z = e === 'gzip' || e === 'x-gzip' ? createGunzip() : e === 'deflate' ? createInflate() : e === 'br' ? createBrotliDecompress() : undefined;
   if (!z) return body;
   body.on('error', (err) => z.destroy(err));
+  // Whoever drops the decoded stream drops the undici body under it too: otherwise the connection
+  // stays busy (for a server that keeps the stream open, for good).
+  z.once('close', () => {
+    if (!body.readableEnded) discard(body);
+  });
   return body.pipe(z);
 }
 
-async function readAll(body: Readable): Promise<Buffer> {
+/** A body read whole. */
+export async function readAll(body: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of body) chunks.push(c as Buffer);
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
@@ -66,7 +74,7 @@ export function undiciFetch(dispatcher?: Dispatcher): typeof fetch {
     if (typeof body === 'string' && headers['content-type'] === undefined) headers['content-type'] = 'text/plain;charset=UTF-8';
     let r: Dispatcher.ResponseData;
     try {
-      r = await (dispatcher ?? agent()).request({ ...target(input), method: method as Dispatcher.HttpMethod, headers, body: (body ?? null) as string | Uint8Array | null, signal });
+      r = await (dispatcher ?? sharedAgent()).request({ ...target(input), method: method as Dispatcher.HttpMethod, headers, body: (body ?? null) as string | Uint8Array | null, signal });
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
       throw new TypeError('fetch failed', { cause: e });

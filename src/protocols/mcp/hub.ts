@@ -8,11 +8,13 @@ import type { Alerts } from '../../events/alerts.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Pins } from './pinning.js';
 import { scanTool } from './scan.js';
-import { Upstream, type McpTool } from './upstream.js';
+import { Upstream, type ListKind, type McpTool } from './upstream.js';
+
+const ALL_LISTS: ReadonlySet<ListKind> = new Set(['tools', 'prompts', 'resources']);
 
 export class McpHub {
   private readonly upstreams = new Map<string, Upstream>();
-  private readonly listeners = new Set<(server: string) => void>();
+  private readonly listeners = new Set<(server: string, lists: ReadonlySet<ListKind>) => void>();
   private pinning: McpRuntime['pinning'] = 'strict';
 
   constructor(
@@ -33,7 +35,7 @@ export class McpHub {
     }
     for (const [name, cfg] of c.servers) {
       if (this.upstreams.has(name)) continue;
-      const u = new Upstream(cfg, this.log, (up) => this.loaded(up));
+      const u = new Upstream(cfg, this.log, (up, changed) => this.loaded(up, changed));
       this.upstreams.set(name, u);
       u.start();
     }
@@ -59,12 +61,29 @@ export class McpHub {
     return u.catalogue.tools.filter((t) => !this.quarantined(server, t.name));
   }
 
-  onChange(fn: (server: string) => void): () => void {
+  /** `fn` hears which of a server's lists changed (as an agent sees them): upstream changes and accepted pins. */
+  onChange(fn: (server: string, lists: ReadonlySet<ListKind>) => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
   }
 
-  private loaded(u: Upstream): void {
+  /** Tells the listeners that every server's lists may look different to agents (new rules or pinning). */
+  announceAll(): void {
+    for (const server of this.names()) this.announce(server, ALL_LISTS);
+  }
+
+  /** Tells the listeners that a server's lists changed without the upstream saying so (a pin accepted). */
+  announce(server: string, lists: ReadonlySet<ListKind>): void {
+    for (const fn of this.listeners) {
+      try {
+        fn(server, lists);
+      } catch (e) {
+        this.log.error({ err: e }, 'MCP catalogue listener failed');
+      }
+    }
+  }
+
+  private loaded(u: Upstream, changed: ReadonlySet<ListKind>): void {
     const server = u.name;
     if (this.pinning !== 'off') {
       for (const t of u.catalogue.tools) {
@@ -81,13 +100,8 @@ export class McpHub {
     }
     this.scan(u);
     this.log.info({ mcp: server, tools: u.catalogue.tools.length, resources: u.catalogue.resources.length, prompts: u.catalogue.prompts.length }, 'MCP catalogue loaded');
-    for (const fn of this.listeners) {
-      try {
-        fn(server);
-      } catch (e) {
-        this.log.error({ err: e }, 'MCP catalogue listener failed');
-      }
-    }
+    // A reconnect that finds the same catalogue is not news to connected agents.
+    if (changed.size > 0) this.announce(server, changed);
   }
 
   /** Poisoning scan of every tool definition at catalogue load: each finding is an alert naming the tool and the sign. */

@@ -10,6 +10,7 @@ import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotoc
 import { createInterface } from 'node:readline';
 import type { McpServerConfig } from '../../config/mcp.js';
 import type { Logger } from '../../telemetry/logger.js';
+import { directToolCall, NOT_HANDLED, type DirectCallOptions, type HttpLeg } from './direct.js';
 import { undiciFetch } from './fetch.js';
 
 export interface Catalogue {
@@ -18,6 +19,9 @@ export interface Catalogue {
   templates: Record<string, unknown>[];
   prompts: Record<string, unknown>[];
 }
+/** The lists an MCP server announces changes of (templates count as resources). */
+export type ListKind = 'tools' | 'prompts' | 'resources';
+
 export interface McpTool {
   name: string;
   description?: string;
@@ -28,10 +32,17 @@ export interface McpTool {
 const MAX_BACKOFF_MS = 30_000;
 const PING_EVERY_MS = 15_000;
 const CONNECT_TIMEOUT_MS = 20_000;
+const LIST_TIMEOUT_MS = 30_000;
+/** Pages gathered per listing at most: 100 pages of a typical 50–100 items each. */
+export const MAX_LIST_PAGES = 100;
 
 export class Upstream {
   catalogue: Catalogue = { tools: [], resources: [], templates: [], prompts: [] };
   private client: Client | undefined;
+  /** The Streamable HTTP transport of `client`, whose session and version the direct tools/call uses. */
+  private http: StreamableHTTPClientTransport | undefined;
+  /** Tools whose inputSchema declares x-mcp-header parameters: only the SDK client mirrors those into headers. */
+  private headerTools = new Set<string>();
   private connecting: Promise<Client> | undefined;
   private waiters: { resolve: (c: Client) => void; reject: (e: Error) => void }[] = [];
   private stopped = false;
@@ -40,12 +51,14 @@ export class Upstream {
   private timer: NodeJS.Timeout | undefined;
   private pinger: NodeJS.Timeout | undefined;
   lastError: string | undefined;
+  /** What the server said it can do, as of its last connect (kept while it reconnects). */
+  capabilities: Record<string, unknown> | undefined;
 
   constructor(
     readonly cfg: McpServerConfig,
     private readonly log: Logger,
-    /** Called after every catalogue load (first connect, reconnect, list_changed). */
-    private readonly onCatalogue: (u: Upstream) => void,
+    /** Called after every catalogue load (first connect, reconnect, list_changed) with the lists that changed. */
+    private readonly onCatalogue: (u: Upstream, changed: ReadonlySet<ListKind>) => void,
   ) {}
 
   get name(): string {
@@ -101,6 +114,7 @@ export class Upstream {
       },
     );
     let transport;
+    let http: StreamableHTTPClientTransport | undefined;
     if (spec.kind === 'stdio') {
       const t = new StdioClientTransport({ command: spec.command, args: spec.args, env: { ...getDefaultEnvironment(), ...spec.env }, cwd: spec.cwd, stderr: 'pipe' });
       const err = t.stderr;
@@ -109,7 +123,7 @@ export class Upstream {
     } else if (spec.kind === 'sse') {
       transport = new SSEClientTransport(spec.url, { requestInit: { headers: spec.headers }, eventSourceInit: { fetch: (u, init) => fetch(u, { ...init, headers: { ...(init?.headers as Record<string, string>), ...spec.headers } }) } });
     } else {
-      transport = new StreamableHTTPClientTransport(spec.url, { requestInit: { headers: spec.headers }, fetch: undiciFetch() });
+      transport = http = new StreamableHTTPClientTransport(spec.url, { requestInit: { headers: spec.headers }, fetch: undiciFetch() });
     }
     let closed = false;
     client.onclose = () => {
@@ -124,6 +138,8 @@ export class Upstream {
       throw new Error('stopped');
     }
     this.client = client;
+    this.http = http;
+    this.capabilities = client.getServerCapabilities() as Record<string, unknown> | undefined;
     this.connectedAt = Date.now();
     this.lastError = undefined;
     this.log.info({ mcp: this.name, transport: spec.kind }, 'MCP server connected');
@@ -138,9 +154,38 @@ export class Upstream {
     return client;
   }
 
+  /**
+   * Calls a tool: straight over HTTP to a Streamable HTTP server (see direct.ts), through the SDK
+   * client otherwise, and for what the direct leg leaves to the SDK.
+   */
+  async callTool(name: string, args: Record<string, unknown> | undefined, opts: DirectCallOptions): Promise<Record<string, unknown>> {
+    const client = await this.ready(Math.min(10_000, opts.timeoutMs));
+    const leg = this.legFor(client, name);
+    if (leg) {
+      const r = await directToolCall(leg, name, args, opts);
+      if (r !== NOT_HANDLED) return r;
+    }
+    const onprogress = opts.onProgress;
+    return (await client.callTool(
+      { name, ...(args ? { arguments: args } : {}) },
+      { signal: opts.signal, timeout: opts.timeoutMs, ...(onprogress ? { onprogress: (p: Record<string, unknown>) => onprogress(p), resetTimeoutOnProgress: true } : {}) },
+    )) as Record<string, unknown>;
+  }
+
+  /** The negotiated HTTP connection for a direct call of `tool`, when there is one it can take. */
+  private legFor(client: Client, tool: string): HttpLeg | undefined {
+    const http = this.http;
+    const spec = this.cfg.spec;
+    if (!http || client !== this.client || spec.kind !== 'streamable-http' || this.headerTools.has(tool)) return undefined;
+    const protocolVersion = client.getNegotiatedProtocolVersion() ?? http.protocolVersion;
+    if (protocolVersion === undefined) return undefined;
+    return { url: spec.url, headers: spec.headers, protocolVersion, modern: client.getProtocolEra() === 'modern', sessionId: http.sessionId };
+  }
+
   private lost(client: Client, why: string): void {
     if (this.client !== client) return;
     this.client = undefined;
+    this.http = undefined;
     clearInterval(this.pinger);
     if (this.stopped) return;
     this.lastError = why;
@@ -158,28 +203,57 @@ export class Upstream {
     this.timer.unref();
   }
 
-  /** Re-reads the catalogue from the server. */
+  /** Re-reads the catalogue from the server, every page of each list; tells the hub which lists changed. */
   async refresh(client: Client | undefined = this.client): Promise<void> {
     if (!client) return;
     const caps = client.getServerCapabilities() ?? {};
-    const safe = async <T>(has: unknown, f: () => Promise<T[]>): Promise<T[]> => {
-      if (!has) return [];
-      try {
-        return await f();
-      } catch (e) {
-        this.log.warn({ mcp: this.name, err: e instanceof Error ? e.message : String(e) }, 'MCP catalogue listing failed');
-        return [];
-      }
-    };
+    const previous = this.catalogue;
     const [tools, resources, templates, prompts] = await Promise.all([
-      safe(caps.tools, async () => (await client.listTools()).tools as McpTool[]),
-      safe(caps.resources, async () => (await client.listResources()).resources as Record<string, unknown>[]),
-      safe(caps.resources, async () => (await client.listResourceTemplates()).resourceTemplates as Record<string, unknown>[]),
-      safe(caps.prompts, async () => (await client.listPrompts()).prompts as Record<string, unknown>[]),
+      caps.tools ? this.listAll<McpTool>(client, 'tools/list', 'tools', previous.tools) : [],
+      caps.resources ? this.listAll(client, 'resources/list', 'resources', previous.resources) : [],
+      caps.resources ? this.listAll(client, 'resources/templates/list', 'resourceTemplates', previous.templates) : [],
+      caps.prompts ? this.listAll(client, 'prompts/list', 'prompts', previous.prompts) : [],
     ]);
     if (client !== this.client) return;
     this.catalogue = { tools, resources, templates, prompts };
-    this.onCatalogue(this);
+    this.headerTools = new Set(tools.filter((t) => JSON.stringify(t.inputSchema ?? {}).includes('"x-mcp-header"')).map((t) => t.name));
+    const same = (a: unknown[], b: unknown[]) => a.length === b.length && JSON.stringify(a) === JSON.stringify(b);
+    const changed = new Set<ListKind>();
+    if (!same(previous.tools, tools)) changed.add('tools');
+    if (!same(previous.resources, resources) || !same(previous.templates, templates)) changed.add('resources');
+    if (!same(previous.prompts, prompts)) changed.add('prompts');
+    this.onCatalogue(this, changed);
+  }
+
+  /**
+   * Every page of one listing, following `nextCursor` up to MAX_LIST_PAGES pages (a server whose
+   * cursors never end must not hold the catalogue hostage: what was gathered is kept, with a
+   * warning). A listing that fails keeps the previous list rather than emptying it.
+   */
+  private async listAll<T>(client: Client, method: 'tools/list' | 'resources/list' | 'resources/templates/list' | 'prompts/list', key: string, previous: T[]): Promise<T[]> {
+    const items: T[] = [];
+    const seen = new Set<string>();
+    let cursor: string | undefined;
+    try {
+      for (let page = 0; ; page++) {
+        if (page === MAX_LIST_PAGES) {
+          this.log.warn({ mcp: this.name, method, pages: page, items: items.length }, `MCP listing has more than ${MAX_LIST_PAGES} pages; the rest is left out`);
+          break;
+        }
+        // Per page, not the SDK's auto-walk: that one throws away everything when it hits its cap.
+        const r = (await client.request({ method, params: cursor === undefined ? {} : { cursor } }, { timeout: LIST_TIMEOUT_MS })) as Record<string, unknown>;
+        const got = r[key];
+        if (Array.isArray(got)) items.push(...(got as T[]));
+        const next = r['nextCursor'];
+        if (typeof next !== 'string' || seen.has(next)) break;
+        seen.add(next);
+        cursor = next;
+      }
+      return items;
+    } catch (e) {
+      this.log.warn({ mcp: this.name, method, err: e instanceof Error ? e.message : String(e) }, 'MCP catalogue listing failed; keeping the previous list');
+      return previous;
+    }
   }
 
   async stop(): Promise<void> {
