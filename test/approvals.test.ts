@@ -336,20 +336,31 @@ describe('approvals: many at once', () => {
       assert.ok(performance.now() - t0 < 500);
       const list = (await call(`${t.adminUrl}/api/approvals?status=pending&limit=1000`)).json.approvals as { id: string; action: string }[];
       assert.equal(list.length, N);
-      const target = list.find((a) => a.action === 'http: POST api/bulk/500')!;
-      const decidedAt = performance.now();
-      await call(`${t.adminUrl}/api/approvals/${target.id}`, { method: 'POST', body: JSON.stringify({ decision: 'approve' }) });
-      const r500 = await held[500]!;
-      assert.equal(r500.status, 200);
-      assert.ok(r500.at - decidedAt < 50, `resumed ${Math.round(r500.at - decidedAt)} ms after the decision`);
+      // Five decisions, one after another, each timed from the admin request to the agent's answer.
+      // The median is what the test holds to 50 ms: the test runner shares two cores with another
+      // test file, and one scheduling stall or garbage collection is not the gateway's resume path.
+      const picked = [100, 300, 500, 700, 900];
+      const waits: number[] = [];
+      for (const i of picked) {
+        const target = list.find((a) => a.action === `http: POST api/bulk/${i}`)!;
+        const decidedAt = performance.now();
+        await call(`${t.adminUrl}/api/approvals/${target.id}`, { method: 'POST', body: JSON.stringify({ decision: 'approve' }) });
+        const r = await held[i]!;
+        assert.equal(r.status, 200);
+        waits.push(r.at - decidedAt);
+      }
+      const median = [...waits].sort((a, b) => a - b)[2]!;
+      assert.ok(median < 50, `resumed a median ${Math.round(median)} ms after the decision (${waits.map((w) => Math.round(w)).join(', ')} ms)`);
       // Deny the rest; every agent gets its answer.
-      for (const a of list) if (a.id !== target.id) t.gw.approvals.decide(a.id, 'deny', 'test', 'bulk', undefined);
+      for (const a of list) if (!picked.some((i) => a.action === `http: POST api/bulk/${i}`)) t.gw.approvals.decide(a.id, 'deny', 'test', 'bulk', undefined);
       const all = await Promise.all(held);
-      assert.equal(all.filter((x) => x.status === 403).length, N - 1);
+      assert.equal(all.filter((x) => x.status === 403).length, N - picked.length);
       assert.equal(t.gw.approvals.pending, 0);
     } finally {
-      await agent.close();
+      // The gateway first: stopping it answers whatever is still held, so a failed assertion
+      // does not leave the agent's requests waiting out the two-minute approval timeout.
       await t.stop();
+      await agent.destroy();
       await up.close();
     }
   });
