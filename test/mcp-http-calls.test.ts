@@ -20,9 +20,11 @@ const text = (r: any): string => (r.content as { text: string }[]).map((c) => c.
 
 describe('mcp: tools/call to Streamable HTTP upstreams', () => {
   const servers = new Map<ToolServerKind, ToolServer>();
+  let resumable: ToolServer;
   let t: TestGateway;
   before(async () => {
     for (const k of KINDS) servers.set(k, await startToolServer(k));
+    resumable = await startToolServer('session-sse', { resumable: true });
     const stateless = servers.get('stateless')!.url;
     t = await startGateway(`
 agents:
@@ -35,12 +37,14 @@ mcp:
 ${KINDS.map((k) => `    ${name(k)}: { url: "${servers.get(k)!.url}" }`).join('\n')}
     slowpoke: { url: "${stateless}", timeout: 500ms }
     moved: { url: "${stateless.replace(/\/mcp$/, '/moved')}" }
+    polling: { url: "${resumable.url}" }
 `);
-    await waitFor(() => [...KINDS.map(name), 'slowpoke', 'moved'].every((s) => (t.gw.mcpHub.get(s)?.catalogue.tools.length ?? 0) > 0));
+    await waitFor(() => [...KINDS.map(name), 'slowpoke', 'moved', 'polling'].every((s) => (t.gw.mcpHub.get(s)?.catalogue.tools.length ?? 0) > 0));
   });
   after(async () => {
     await t?.stop();
     for (const s of servers.values()) await s.close();
+    await resumable?.close();
   });
 
   for (const kind of KINDS) {
@@ -161,6 +165,18 @@ ${KINDS.map((k) => `    ${name(k)}: { url: "${servers.get(k)!.url}" }`).join('\n
     const seen = s.callHeaders.filter((h) => h.tool === 'regional');
     assert.equal(seen.at(-1)!.headers['mcp-param-region'], 'eu-west');
     await c.close();
+  });
+
+  it('an answer stream the server closes before answering is resumed with Last-Event-ID, and the answer arrives', async () => {
+    for (const gen of ['legacy', 'modern'] as Generation[]) {
+      const before = resumable.resumedFrom.length;
+      const c = await agentClient(`${t.agentUrl}/mcp/polling`, KEYS.alice, gen);
+      const r = await c.callTool({ name: 'polled', arguments: {} });
+      assert.equal(r.isError, undefined, text(r));
+      assert.equal(text(r), 'answered after the stream was closed');
+      assert.ok(resumable.resumedFrom.length > before, `${gen}: the stream was picked up again with a GET`);
+      await c.close();
+    }
   });
 
   it('a server that redirects still answers calls', async () => {

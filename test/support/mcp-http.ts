@@ -3,14 +3,15 @@
  * 2026-07-28 entry (`createMcpHandler`, which also serves 2025 clients statelessly), and a
  * session-keeping 2025 server answering in SSE or in plain JSON. Every one has the same tools and
  * records the cancellations and the tools/call request headers it saw. `/moved` answers with a
- * 307 to `/mcp`.
+ * 307 to `/mcp`. A `resumable` session server keeps its events and tells clients to come back
+ * after 50 ms, and its `polled` tool closes the answer stream before answering (2025-11-25 polling).
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { NodeStreamableHTTPServerTransport, toNodeHandler } from '@modelcontextprotocol/node';
-import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
+import { createMcpHandler, type EventStore, type JSONRPCMessage, McpServer } from '@modelcontextprotocol/server';
 import * as z from 'zod/v4';
 
 export type ToolServerKind = 'stateless' | 'session-sse' | 'session-json';
@@ -21,7 +22,30 @@ export interface ToolServer {
   cancelled: string[];
   /** Every POST whose body was a tools/call: the tool, the JSON-RPC id and the headers. */
   callHeaders: { tool: string; id: unknown; headers: IncomingMessage['headers'] }[];
+  /** The `Last-Event-ID` of every GET that resumed a stream. */
+  resumedFrom: string[];
   close(): Promise<void>;
+}
+
+/** Every message of every stream, so a closed stream can be picked up again. */
+function memoryEventStore(): EventStore {
+  const events: { id: string; streamId: string; message: JSONRPCMessage }[] = [];
+  return {
+    async storeEvent(streamId, message) {
+      const id = String(events.length + 1);
+      events.push({ id, streamId, message });
+      return id;
+    },
+    async getStreamIdForEventId(eventId) {
+      return events.find((e) => e.id === eventId)?.streamId;
+    },
+    async replayEventsAfter(lastEventId, { send }) {
+      const at = events.findIndex((e) => e.id === lastEventId);
+      const streamId = events[at]!.streamId;
+      for (const e of events.slice(at + 1)) if (e.streamId === streamId) await send(e.id, e.message);
+      return streamId;
+    },
+  };
 }
 
 function tools(s: McpServer, cancelled: string[]): McpServer {
@@ -55,6 +79,11 @@ function tools(s: McpServer, cancelled: string[]): McpServer {
   s.registerTool('badzip', { description: 'Answers with a broken gzip body', inputSchema: z.object({}) }, async () => ({ content: [] }));
   // Answered at the HTTP layer as an SSE stream with a heartbeat event and a non-JSON event before the answer.
   s.registerTool('chatty', { description: 'Answers on an SSE stream with heartbeats', inputSchema: z.object({}) }, async () => ({ content: [] }));
+  s.registerTool('polled', { description: 'Closes its answer stream, then answers', inputSchema: z.object({}) }, async (_args, ctx) => {
+    ctx.http?.closeSSE?.();
+    await new Promise((r) => setTimeout(r, 150));
+    return { content: [{ type: 'text', text: 'answered after the stream was closed' }] };
+  });
   s.registerTool('regional', { description: 'Needs its region mirrored in a header', inputSchema: z.object({ region: z.string().meta({ 'x-mcp-header': 'Region' }) }) }, async ({ region }) => ({ content: [{ type: 'text', text: `region ${region}` }] }));
   return s;
 }
@@ -76,9 +105,10 @@ function readJson(req: IncomingMessage): Promise<unknown> {
   });
 }
 
-export async function startToolServer(kind: ToolServerKind): Promise<ToolServer> {
+export async function startToolServer(kind: ToolServerKind, opts: { resumable?: boolean } = {}): Promise<ToolServer> {
   const cancelled: string[] = [];
   const callHeaders: ToolServer['callHeaders'] = [];
+  const resumedFrom: string[] = [];
   const factory = () => tools(new McpServer({ name: `tools-${kind}`, version: '1.0.0' }), cancelled);
   const stateless = kind === 'stateless' ? createMcpHandler(factory) : undefined;
   const statelessNode = stateless ? toNodeHandler(stateless) : undefined;
@@ -90,6 +120,8 @@ export async function startToolServer(kind: ToolServerKind): Promise<ToolServer>
     if (path !== '/mcp') return void res.writeHead(404).end();
     const body = req.method === 'POST' ? await readJson(req) : undefined;
     const m = body as { id?: unknown; method?: string; params?: { name?: string } } | undefined;
+    const lastEventId = req.headers['last-event-id'];
+    if (req.method === 'GET' && typeof lastEventId === 'string') resumedFrom.push(lastEventId);
     if (m?.method === 'tools/call') callHeaders.push({ tool: String(m.params?.name), id: m.id, headers: req.headers });
     if (m?.method === 'tools/call' && m.params?.name === 'zipped') {
       const zipped = gzipSync(JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'unzipped fine' }] } }));
@@ -118,7 +150,7 @@ export async function startToolServer(kind: ToolServerKind): Promise<ToolServer>
     let t = sid ? sessions.get(sid) : undefined;
     if (!t) {
       if (sid) return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Session not found"}}');
-      const transport = new NodeStreamableHTTPServerTransport({ sessionIdGenerator: () => randomUUID(), enableJsonResponse: kind === 'session-json', onsessioninitialized: (id) => void sessions.set(id, transport), onsessionclosed: (id) => void sessions.delete(id) });
+      const transport = new NodeStreamableHTTPServerTransport({ sessionIdGenerator: () => randomUUID(), enableJsonResponse: kind === 'session-json', ...(opts.resumable ? { eventStore: memoryEventStore(), retryInterval: 50 } : {}), onsessioninitialized: (id) => void sessions.set(id, transport), onsessionclosed: (id) => void sessions.delete(id) });
       await factory().connect(transport);
       t = transport;
     }
@@ -134,6 +166,7 @@ export async function startToolServer(kind: ToolServerKind): Promise<ToolServer>
     url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}/mcp`,
     cancelled,
     callHeaders,
+    resumedFrom,
     async close() {
       await stateless?.close();
       srv.closeAllConnections();

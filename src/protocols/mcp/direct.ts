@@ -6,6 +6,10 @@
  * leg costs a JSON.parse. It speaks on the connection the SDK negotiated: the same protocol
  * version, session id and injected headers.
  *
+ * A 2025-11-25 server may close the answer stream before answering (after an event with an id, so
+ * the client can poll): the call is then resumed with a GET carrying `Last-Event-ID`, after the
+ * server's `retry` interval, as the SDK client does.
+ *
  * What it does not do it leaves to the SDK: an answer other than 200 with JSON or SSE comes back
  * as `NOT_HANDLED` (a 3xx or 4xx means the server did not run the call, so the caller may make it
  * again through the SDK client, which follows redirects and knows about sessions and header
@@ -39,6 +43,11 @@ export const NOT_HANDLED = Symbol('not handled');
 const CLIENT_INFO = { name: 'airlock', version: '0.1.0' };
 /** How long the rest of an answered SSE stream may take to end before its connection is dropped. */
 const DRAIN_MS = 5_000;
+/** Resumptions in a row that bring no new event before the call fails (the SDK client's default). */
+const MAX_IDLE_RESUMES = 2;
+/** The wait before resuming when the server named none: the SDK client's backoff. */
+const RESUME_DELAY_MS = 1_000;
+const MAX_RESUME_DELAY_MS = 30_000;
 let nextId = 0;
 
 /** A JSON-RPC error answer from the upstream, worded as the SDK words it. */
@@ -98,14 +107,26 @@ export async function directToolCall(leg: HttpLeg, name: string, args: Record<st
       discard(body);
       throw new Error(`the MCP server answered with content-type "${type}", neither JSON nor an SSE stream`);
     } else {
-      message = await untilAnswer(body, id, (m) => {
+      const other = (m: Record<string, unknown>) => {
         if (m['method'] === 'notifications/progress' && opts.onProgress) {
           const { progressToken: _t, _meta: _m, ...p } = (m['params'] ?? {}) as Record<string, unknown>;
           arm();
           opts.onProgress(p);
         } else if (typeof m['method'] === 'string' && 'id' in m) answerServerRequest(leg, m['id'], m['method']);
-      });
-      if (!message) throw new Error('the MCP server ended its answer stream without answering');
+      };
+      let read = await untilAnswer(body, id, other, undefined);
+      // Closed before the answer, after an event with an id: the server expects the client to come back for it.
+      for (let idle = 0; !read.message && read.lastEventId !== undefined; ) {
+        if (idle >= MAX_IDLE_RESUMES) throw new Error(`the MCP server closed its answer stream ${idle + 1} times in a row without sending anything new`);
+        const delay = read.retryMs ?? Math.min(RESUME_DELAY_MS * 1.5 ** idle, MAX_RESUME_DELAY_MS);
+        await sleep(delay, ac.signal);
+        const before = read.lastEventId;
+        const resumed = await resume(leg, before, ac.signal);
+        read = await untilAnswer(resumed, id, other, read);
+        idle = read.lastEventId === before ? idle + 1 : 0;
+      }
+      message = read.message;
+      if (!message) throw read.error ?? new Error('the MCP server ended its answer stream without answering');
     }
     answered = true;
     return resultOf(message);
@@ -142,13 +163,26 @@ function resultOf(m: Record<string, unknown>): Record<string, unknown> {
   return rest;
 }
 
+/** What one SSE stream brought: the answer, or where to resume it from. */
+interface StreamRead {
+  message: Record<string, unknown> | undefined;
+  /** The id of the last event with one, for `Last-Event-ID`. */
+  lastEventId: string | undefined;
+  /** The server's `retry` interval, the wait before resuming. */
+  retryMs: number | undefined;
+  /** Why the stream ended early, when it broke rather than ended. */
+  error?: Error;
+}
+
 /**
  * Reads SSE events until the answer to `id` arrives; other messages go to `other`. The rest of the
  * stream is drained, not cut, so the connection stays in the pool (a server that does not end the
- * stream within DRAIN_MS loses it).
+ * stream within DRAIN_MS loses it). A stream that ends or breaks before the answer resolves with
+ * the last event id and retry interval seen so far (`prior` carries them from an earlier stream).
  */
-function untilAnswer(body: Readable, id: string, other: (m: Record<string, unknown>) => void): Promise<Record<string, unknown> | undefined> {
+function untilAnswer(body: Readable, id: string, other: (m: Record<string, unknown>) => void, prior: StreamRead | undefined): Promise<StreamRead> {
   return new Promise((resolve, reject) => {
+    const read: StreamRead = { message: undefined, lastEventId: prior?.lastEventId, retryMs: prior?.retryMs };
     let buf = '';
     // Where to look for the next event's end: only new text is searched, so a long event arriving
     // in many chunks costs linear time (searching the whole buffer per chunk was quadratic).
@@ -160,15 +194,18 @@ function untilAnswer(body: Readable, id: string, other: (m: Record<string, unkno
       buf += chunk;
       try {
         for (let end = eventEnd(buf, from); end !== undefined && !done; end = eventEnd(buf, 0)) {
-          const event = buf.slice(0, end.at);
+          const event = parseEvent(buf.slice(0, end.at));
           buf = buf.slice(end.at + end.length);
+          if (event.id !== undefined) read.lastEventId = event.id;
+          if (event.retry !== undefined) read.retryMs = event.retry;
           const m = messageOf(event);
           if (!m) continue;
           if (m['id'] === id && ('result' in m || 'error' in m)) {
             done = true;
+            read.message = m;
             const t = setTimeout(() => discard(body), DRAIN_MS).unref();
             body.once('close', () => clearTimeout(t));
-            resolve(m);
+            resolve(read);
           } else other(m);
         }
       } catch (e) {
@@ -179,11 +216,40 @@ function untilAnswer(body: Readable, id: string, other: (m: Record<string, unkno
       // A separator may straddle two chunks: look again from just before this chunk's text.
       from = Math.max(0, buf.length - 3);
     });
-    body.once('end', () => resolve(undefined));
+    body.once('end', () => resolve(read));
     body.once('error', (e) => {
-      if (!done) reject(e);
+      if (done) return;
+      done = true;
+      // A broken stream is resumable like an ended one; without an event id it is the call's error.
+      if (read.lastEventId === undefined) reject(e);
+      else resolve({ ...read, error: e });
     });
   });
+}
+
+interface SseEvent {
+  type: string | undefined;
+  data: string;
+  id: string | undefined;
+  retry: number | undefined;
+}
+
+/** The fields of one SSE event (its `data:` lines joined). */
+function parseEvent(text: string): SseEvent {
+  const e: SseEvent = { type: undefined, data: '', id: undefined, retry: undefined };
+  const data: string[] = [];
+  for (const line of text.split(/\r\n|\r|\n/)) {
+    const colon = line.indexOf(':');
+    if (colon === 0) continue; // a comment
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? '' : line.slice(line.startsWith(' ', colon + 1) ? colon + 2 : colon + 1);
+    if (field === 'data') data.push(value);
+    else if (field === 'event') e.type = value.trim();
+    else if (field === 'id' && !value.includes('\0')) e.id = value;
+    else if (field === 'retry' && /^\d+$/.test(value)) e.retry = Number(value);
+  }
+  e.data = data.join('\n');
+  return e;
 }
 
 /**
@@ -191,26 +257,38 @@ function untilAnswer(body: Readable, id: string, other: (m: Record<string, unkno
  * (`event: heartbeat`), priming events without data, and data that is not a JSON object. The SDK
  * client skips those too rather than failing the call.
  */
-function messageOf(event: string): Record<string, unknown> | undefined {
-  const lines = event.split(/\r\n|\r|\n/);
-  const type = lines.find((l) => l.startsWith('event:'))?.slice(6).trim();
-  if (type !== undefined && type !== '' && type !== 'message') return undefined;
-  const data = dataOf(lines);
-  if (data === '') return undefined;
+function messageOf(event: SseEvent): Record<string, unknown> | undefined {
+  if (event.type !== undefined && event.type !== '' && event.type !== 'message') return undefined;
+  if (event.data === '') return undefined;
   try {
-    const m = JSON.parse(data) as unknown;
+    const m = JSON.parse(event.data) as unknown;
     return m !== null && typeof m === 'object' && !Array.isArray(m) ? (m as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }
 }
 
-/** The data of one SSE event (its `data:` lines joined). */
-function dataOf(lines: string[]): string {
-  return lines
-    .filter((l) => l.startsWith('data:'))
-    .map((l) => l.slice(l.startsWith('data: ') ? 6 : 5))
-    .join('\n');
+/** Picks an answer stream up again where it broke off (2025-11-25 resumability). */
+async function resume(leg: HttpLeg, lastEventId: string, signal: AbortSignal): Promise<Readable> {
+  const headers: Record<string, string> = { ...requestHeaders(leg), accept: 'text/event-stream', 'last-event-id': lastEventId };
+  delete headers['content-type'];
+  const r = await sharedAgent().request({ origin: leg.url.origin, path: `${leg.url.pathname}${leg.url.search}`, method: 'GET', headers, signal });
+  const type = String(r.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
+  if (r.statusCode !== 200 || type !== 'text/event-stream') {
+    discard(r.body);
+    throw new Error(`the MCP server refused to resume the answer stream (HTTP ${r.statusCode}${type ? `, ${type}` : ''})`);
+  }
+  const encoding = r.headers['content-encoding'];
+  return decoded(r.body, typeof encoding === 'string' ? encoding : undefined);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => (clearTimeout(t), reject(signal.reason));
+    const t = setTimeout(() => (signal.removeEventListener('abort', onAbort), resolve()), ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /** Where the first complete SSE event ends (a blank line), and the separator's length. */
