@@ -152,16 +152,20 @@ rules:
 mcp:
   servers:
     live: { url: "${up.url}" }
+    spare: { url: "${spare.url}" }
 `;
+  let spare: ChangingUpstream;
   before(async () => {
     up = await startChangingUpstream();
     up.addTool('second');
+    spare = await startChangingUpstream();
     t = await startGateway(config('mcp: live/first'));
-    await waitFor(() => (t.gw.mcpHub.get('live')?.catalogue.tools.length ?? 0) === 2);
+    await waitFor(() => (t.gw.mcpHub.get('live')?.catalogue.tools.length ?? 0) === 2 && (t.gw.mcpHub.get('spare')?.catalogue.tools.length ?? 0) > 0);
   });
   after(async () => {
     await t?.stop();
     await up?.close();
+    await spare?.close();
   });
 
   it('a rule that now allows a tool: both generations hear tools/list_changed and see it', async () => {
@@ -173,6 +177,9 @@ mcp:
     writeFileSync(t.configFile, `data: ${join(t.dir, 'data')}\n${config('mcp: live/*')}`);
     assert.deepEqual(t.gw.reload('test'), { ok: true });
     await waitFor(() => changed.legacy > 0 && changed.modern > 0);
+    // One notification per list, though /mcp covers two servers: a reload is one change, not one per server.
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(changed, { legacy: 1, modern: 1 });
     assert.deepEqual((await modern.listTools()).tools.map((x) => x.name).sort(), ['first', 'second']);
     assert.deepEqual((await legacy.listTools()).tools.map((x) => x.name).sort(), ['live__first', 'live__second']);
     await legacy.close();

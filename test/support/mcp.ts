@@ -72,13 +72,13 @@ export async function startSseUpstream(): Promise<Upstream> {
 
 export type Generation = 'legacy' | 'modern';
 
-/** An agent: the official v2 client SDK connected to airlock with an agent key. */
+/** An agent: the official v2 client SDK connected to airlock with an agent key. `onToolsChanged` hears every tools/list_changed (no debounce). */
 export async function agentClient(url: string, key: string, gen: Generation, opts: { onToolsChanged?: () => void } = {}): Promise<Client> {
   const c = new Client(
     { name: 'test-agent', version: '1.0.0' },
     {
       versionNegotiation: { mode: gen === 'modern' ? { pin: '2026-07-28' } : 'legacy' },
-      ...(opts.onToolsChanged ? { listChanged: { tools: { autoRefresh: false, onChanged: () => opts.onToolsChanged!() } } } : {}),
+      ...(opts.onToolsChanged ? { listChanged: { tools: { autoRefresh: false, debounceMs: 0, onChanged: () => opts.onToolsChanged!() } } } : {}),
     },
   );
   await c.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${key}` } } }));

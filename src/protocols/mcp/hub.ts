@@ -14,7 +14,7 @@ const ALL_LISTS: ReadonlySet<ListKind> = new Set(['tools', 'prompts', 'resources
 
 export class McpHub {
   private readonly upstreams = new Map<string, Upstream>();
-  private readonly listeners = new Set<(server: string, lists: ReadonlySet<ListKind>) => void>();
+  private readonly listeners = new Set<(server: string | undefined, lists: ReadonlySet<ListKind>) => void>();
   private pinning: McpRuntime['pinning'] = 'strict';
 
   constructor(
@@ -61,19 +61,23 @@ export class McpHub {
     return u.catalogue.tools.filter((t) => !this.quarantined(server, t.name));
   }
 
-  /** `fn` hears which of a server's lists changed (as an agent sees them): upstream changes and accepted pins. */
-  onChange(fn: (server: string, lists: ReadonlySet<ListKind>) => void): () => void {
+  /**
+   * `fn` hears which of a server's lists changed (as an agent sees them): upstream changes and
+   * accepted pins. `server` undefined means every server's (new rules or pinning).
+   */
+  onChange(fn: (server: string | undefined, lists: ReadonlySet<ListKind>) => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
   }
 
   /** Tells the listeners that every server's lists may look different to agents (new rules or pinning). */
   announceAll(): void {
-    for (const server of this.names()) this.announce(server, ALL_LISTS);
+    // Once for all servers: a stream covering all of them hears each list once, not once per server.
+    if (this.upstreams.size > 0) this.announce(undefined, ALL_LISTS);
   }
 
   /** Tells the listeners that a server's lists changed without the upstream saying so (a pin accepted). */
-  announce(server: string, lists: ReadonlySet<ListKind>): void {
+  announce(server: string | undefined, lists: ReadonlySet<ListKind>): void {
     for (const fn of this.listeners) {
       try {
         fn(server, lists);

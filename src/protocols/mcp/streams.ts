@@ -48,10 +48,13 @@ export class NotificationStreams {
     });
   }
 
-  /** Tells every stream that covers `server` and asked for one of `lists` that those lists changed. */
-  changed(server: string, lists: ReadonlySet<ListKind>): void {
+  /**
+   * Tells every stream that covers `server` (undefined: any server) and asked for one of `lists`
+   * that those lists changed.
+   */
+  changed(server: string | undefined, lists: ReadonlySet<ListKind>): void {
     for (const s of this.open) {
-      if (s.scope !== undefined && s.scope !== server) continue;
+      if (s.scope !== undefined && server !== undefined && s.scope !== server) continue;
       for (const kind of lists) {
         if (!s.lists.has(kind)) continue;
         sseEvent(s.res, { jsonrpc: '2.0', method: METHODS[kind], params: s.subscriptionId !== undefined ? { _meta: { [SUBSCRIPTION_ID_META]: s.subscriptionId } } : {} });
