@@ -6,10 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { Worker } from 'node:worker_threads';
 import { runCli } from './support/cli.js';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
 import { echo, startUpstream, type Upstream } from './support/upstream.js';
@@ -50,6 +51,34 @@ describe('audit writer', { timeout: 60_000 }, () => {
       const [last] = a.json.records as { id: string; phase: string; status: number }[];
       assert.deepEqual([last?.id, last?.phase, last?.status], [id, 'final', 200], `call ${i}: the final record is there at once`);
     }
+  });
+
+  it('a writer thread that dies is replaced: calls go on, its audit.jsonl descriptor is released, and the chain and mirror stay whole', async () => {
+    const jsonl = join(g.dir, 'data', 'audit.jsonl');
+    const mirrorFds = () => readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === jsonl;
+      } catch {
+        return false; // the descriptor readdir itself used, closed by now
+      }
+    }).length;
+    const load = () => Promise.all(Array.from({ length: 20 }, (_, i) => call(`${g.agentUrl}/http/svc/load/${i}`, { key: KEYS.alice })));
+    for (const r of await load()) assert.equal(r.status, 200);
+    const fdsBefore = mirrorFds();
+    // Fault injection: the thread ends as it would on a fatal error of its own.
+    const audit = g.gw.audit as unknown as { worker: Worker; alive: boolean };
+    const dead = audit.worker;
+    await dead.terminate();
+    for (const r of await load()) assert.equal(r.status, 200, 'calls go on while no writer thread runs');
+    for (let i = 0; i < 50 && !(audit.alive && audit.worker !== dead); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(audit.alive && audit.worker !== dead, 'a new writer thread took over');
+    for (const r of await load()) assert.equal(r.status, 200);
+    assert.equal(mirrorFds(), fdsBefore, 'the dead thread\'s descriptor was released (Node closes what a thread opened) and the new one opened its own');
+    const stored = (await call(`${g.adminUrl}/api/audit?limit=1`)).json.records[0].seq as number;
+    const lines = readFileSync(jsonl, 'utf8').trimEnd().split('\n');
+    assert.equal(lines.length, stored, 'audit.jsonl has every stored record');
+    const v = await runCli(['audit', 'verify', '-c', g.configFile, '--json']);
+    assert.equal(v.code, 0, v.stdout + v.stderr);
   });
 
   it('refuses calls while the store is locked by another process, keeps serving meanwhile, and records the refusal once it is free', async () => {
