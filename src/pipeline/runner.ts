@@ -217,7 +217,10 @@ export class Pipeline {
     x.passed.length = 0;
   }
 
-  private record(x: Exchange, phase: AuditRecord['phase'], fields: Partial<AuditRecord> & Pick<AuditRecord, 'decision'>): Promise<void> {
+  /** The exchange's facts plus what this phase adds. */
+  private record(x: Exchange, phase: AuditRecord['phase'], fields: Pick<AuditRecord, 'decision' | 'rule' | 'status' | 'code' | 'message' | 'durationMs' | 'usage' | 'costUsd' | 'bytesIn' | 'bytesOut' | 'details'>): Promise<void> {
+    // Every field named, in one order, rather than spread: every record then has the same shape,
+    // which keeps building and serializing it on V8's fast paths (the spread was ~2% of the event loop).
     const rec: AuditRecord = {
       id: x.id,
       ts: new Date(x.startedAt).toISOString(),
@@ -230,7 +233,17 @@ export class Pipeline {
       action: x.action,
       target: x.target,
       approval: x.approval,
-      ...fields,
+      decision: fields.decision,
+      rule: fields.rule,
+      status: fields.status,
+      code: fields.code,
+      message: fields.message,
+      durationMs: fields.durationMs,
+      usage: fields.usage,
+      costUsd: fields.costUsd,
+      bytesIn: fields.bytesIn,
+      bytesOut: fields.bytesOut,
+      details: fields.details,
     };
     if (phase === 'final') this.metrics.exchanges.labels(x.protocol, x.agent.name, rec.decision).inc();
     return this.audit.append(rec);
