@@ -23,7 +23,7 @@ export class ExchangeAbort extends EventEmitter {
     return this.controller.signal;
   }
 
-  abort(reason: unknown): void {
+  abort(reason?: unknown): void {
     if (this.aborted) return;
     this.aborted = true;
     this.reason = reason;

@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { canonical } from '../../audit/record.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
+import type { ExchangeAbort } from '../../pipeline/abort.js';
 import type { Exchange } from '../../pipeline/types.js';
 import type { Caller, DoorContext } from '../../server/context.js';
 import type { McpHub } from './hub.js';
@@ -71,7 +72,7 @@ function refusal(reply: Reply, c: JudgedCall, code: ErrorCode, message: string, 
 }
 
 /** Judges one call, forwards it if allowed, answers the agent and reports the outcome. */
-export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c: JudgedCall, reply: Reply, cancel: AbortSignal): Promise<void> {
+export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c: JudgedCall, reply: Reply, cancel: ExchangeAbort): Promise<void> {
   const excerpt = argsExcerpt(c.args, caller.config.mcp.excerptChars);
   const action = actionOf(c);
   const target = targetOf(c, excerpt);
@@ -92,10 +93,8 @@ export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c
 
   const summary = `${c.method === 'tools/call' ? 'tool' : c.method === 'resources/read' ? 'resource' : 'prompt'} ${c.server}/${c.target}${excerpt !== '' ? ` ${excerpt}` : ''}`;
   const x = gw.pipeline.begin({ id: caller.requestId, protocol: 'mcp', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey: createHash('sha1').update(canonical(c.args ?? {})).digest('base64'), summary, config: caller.config });
-  const onCancel = () => {
-    if (!x.abort.signal.aborted) x.abort.abort('client_closed');
-  };
-  cancel.addEventListener('abort', onCancel, { once: true });
+  const onCancel = () => x.abort.abort('client_closed');
+  cancel.once('abort', onCancel);
   // While a human decides, a client that asked for progress hears that the call is waiting.
   let waiting: NodeJS.Timeout | undefined;
   if (c.progressToken !== undefined && reply.isStreaming) {
@@ -109,18 +108,18 @@ export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c
     clearInterval(waiting);
   }
   if (verdict.kind === 'deny') {
-    cancel.removeEventListener('abort', onCancel);
+    cancel.removeListener('abort', onCancel);
     return refusal(reply, c, verdict.code, verdict.message, x.id);
   }
   const end = (code: ErrorCode | undefined, message: string | undefined, resultBytes: number, isError: boolean | undefined) => {
-    cancel.removeEventListener('abort', onCancel);
+    cancel.removeListener('abort', onCancel);
     gw.pipeline.finish(x, { status: code ? ERROR_CODES[code].status : 200, code, message, bytesIn: c.bytesIn, bytesOut: resultBytes, details: { server: c.server, resultBytes, ...(isError !== undefined ? { isError } : {}) } });
   };
   const t0 = performance.now();
   try {
     const onProgress = c.progressToken !== undefined ? (p: Record<string, unknown>) => reply.notify('notifications/progress', { ...p, progressToken: c.progressToken }) : undefined;
     let result: Record<string, unknown>;
-    if (c.method === 'tools/call') result = await up.callTool(c.target, c.args, { signal: x.abort.signal, timeoutMs: up.cfg.timeoutMs, onProgress });
+    if (c.method === 'tools/call') result = await up.callTool(c.target, c.args, { abort: x.abort, timeoutMs: up.cfg.timeoutMs, onProgress });
     else {
       const client = await up.ready(Math.min(10_000, up.cfg.timeoutMs));
       const opts = { signal: x.abort.signal, timeout: up.cfg.timeoutMs, ...(onProgress ? { onprogress: onProgress, resetTimeoutOnProgress: true } : {}) };
@@ -133,8 +132,8 @@ export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c
     end(undefined, undefined, Buffer.byteLength(text), isError);
     reply.result(c.rpcId, result, text);
   } catch (e) {
-    const reason = x.abort.signal.reason as string | undefined;
-    const code: ErrorCode = reason === 'killed' ? 'killed' : x.abort.signal.aborted ? 'upstream_error' : /timed? ?out/i.test(String((e as Error)?.message)) ? 'upstream_timeout' : 'upstream_error';
+    const reason = x.abort.reason as string | undefined;
+    const code: ErrorCode = reason === 'killed' ? 'killed' : x.abort.aborted ? 'upstream_error' : /timed? ?out/i.test(String((e as Error)?.message)) ? 'upstream_timeout' : 'upstream_error';
     const message =
       code === 'killed'
         ? 'a kill switch stopped this call'

@@ -15,6 +15,7 @@
  * again through the SDK client, which follows redirects and knows about sessions and header
  * mismatches). Tools that declare `x-mcp-header` parameters never come here (see Upstream).
  */
+import { ExchangeAbort } from '../../pipeline/abort.js';
 import { discard } from '../../upstream/relay.js';
 import type { Readable } from 'node:stream';
 import { decoded, readAll, sharedAgent } from './fetch.js';
@@ -32,7 +33,8 @@ export interface HttpLeg {
 }
 
 export interface DirectCallOptions {
-  signal: AbortSignal;
+  /** The exchange's abort handle: an emitter, no AbortSignal made per call (see pipeline/abort.ts). */
+  abort: ExchangeAbort;
   timeoutMs: number;
   /** Progress from the upstream (its params, token left out); each one restarts the timeout. */
   onProgress?: ((p: Record<string, unknown>) => void) | undefined;
@@ -75,10 +77,11 @@ export async function directToolCall(leg: HttpLeg, name: string, args: Record<st
     headers['mcp-name'] = headerValue(name);
   }
 
-  const ac = new AbortController();
-  const onAbort = () => ac.abort(opts.signal.reason);
-  if (opts.signal.aborted) throw opts.signal.reason;
-  opts.signal.addEventListener('abort', onAbort, { once: true });
+  // This leg's own handle (undici takes the emitter as a request's signal): the exchange's abort and the timeout both end it.
+  const ac = new ExchangeAbort();
+  const onAbort = () => ac.abort(opts.abort.reason);
+  if (opts.abort.aborted) throw opts.abort.reason;
+  opts.abort.once('abort', onAbort);
   let timedOut = false;
   let timer: NodeJS.Timeout | undefined;
   const arm = () => {
@@ -91,7 +94,7 @@ export async function directToolCall(leg: HttpLeg, name: string, args: Record<st
   arm();
   let answered = false;
   try {
-    const r = await sharedAgent().request({ origin: leg.url.origin, path: `${leg.url.pathname}${leg.url.search}`, method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params }), signal: ac.signal });
+    const r = await sharedAgent().request({ origin: leg.url.origin, path: `${leg.url.pathname}${leg.url.search}`, method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params }), signal: ac });
     const type = String(r.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
     if (r.statusCode !== 200) {
       r.body.resume();
@@ -119,9 +122,9 @@ export async function directToolCall(leg: HttpLeg, name: string, args: Record<st
       for (let idle = 0; !read.message && read.lastEventId !== undefined; ) {
         if (idle >= MAX_IDLE_RESUMES) throw new Error(`the MCP server closed its answer stream ${idle + 1} times in a row without sending anything new`);
         const delay = read.retryMs ?? Math.min(RESUME_DELAY_MS * 1.5 ** idle, MAX_RESUME_DELAY_MS);
-        await sleep(delay, ac.signal);
+        await sleep(delay, ac);
         const before = read.lastEventId;
-        const resumed = await resume(leg, before, ac.signal);
+        const resumed = await resume(leg, before, ac);
         read = await untilAnswer(resumed, id, other, read);
         idle = read.lastEventId === before ? idle + 1 : 0;
       }
@@ -132,13 +135,13 @@ export async function directToolCall(leg: HttpLeg, name: string, args: Record<st
     return resultOf(message);
   } catch (e) {
     if (timedOut) throw new Error(`MCP request timed out after ${opts.timeoutMs} ms`);
-    if (opts.signal.aborted) throw opts.signal.reason;
+    if (opts.abort.aborted) throw opts.abort.reason;
     throw e;
   } finally {
     clearTimeout(timer);
-    opts.signal.removeEventListener('abort', onAbort);
+    opts.abort.removeListener('abort', onAbort);
     // Tell the server to stop working on a call nobody waits for any more.
-    if (!answered && ac.signal.aborted) notifyCancelled(leg, id, timedOut ? 'timeout' : 'cancelled');
+    if (!answered && ac.aborted) notifyCancelled(leg, id, timedOut ? 'timeout' : 'cancelled');
   }
 }
 
@@ -269,7 +272,7 @@ function messageOf(event: SseEvent): Record<string, unknown> | undefined {
 }
 
 /** Picks an answer stream up again where it broke off (2025-11-25 resumability). */
-async function resume(leg: HttpLeg, lastEventId: string, signal: AbortSignal): Promise<Readable> {
+async function resume(leg: HttpLeg, lastEventId: string, signal: ExchangeAbort): Promise<Readable> {
   const headers: Record<string, string> = { ...requestHeaders(leg), accept: 'text/event-stream', 'last-event-id': lastEventId };
   delete headers['content-type'];
   const r = await sharedAgent().request({ origin: leg.url.origin, path: `${leg.url.pathname}${leg.url.search}`, method: 'GET', headers, signal });
@@ -282,12 +285,12 @@ async function resume(leg: HttpLeg, lastEventId: string, signal: AbortSignal): P
   return decoded(r.body, typeof encoding === 'string' ? encoding : undefined);
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+function sleep(ms: number, abort: ExchangeAbort): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => (clearTimeout(t), reject(signal.reason));
-    const t = setTimeout(() => (signal.removeEventListener('abort', onAbort), resolve()), ms);
-    signal.addEventListener('abort', onAbort, { once: true });
+    if (abort.aborted) return reject(abort.reason);
+    const onAbort = () => (clearTimeout(t), reject(abort.reason));
+    const t = setTimeout(() => (abort.removeListener('abort', onAbort), resolve()), ms);
+    abort.once('abort', onAbort);
   });
 }
 

@@ -9,6 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ExchangeAbort } from '../../pipeline/abort.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
 import type { Caller, DoorContext } from '../../server/context.js';
 import { readBody } from '../http/body.js';
@@ -50,7 +51,7 @@ interface DoorState {
   sessions: Map<string, Session>;
   streams: NotificationStreams;
   /** In-flight requests by caller key + session + JSON-RPC id, for notifications/cancelled. */
-  inFlight: Map<string, AbortController>;
+  inFlight: Map<string, { abort(reason?: unknown): void }>;
 }
 
 const states = new WeakMap<McpHub, DoorState>();
@@ -335,13 +336,13 @@ export async function serveMcp(gw: McpDoorContext, req: IncomingMessage, res: Se
       reply.cacheable = name !== 'tools/call';
       if (call.progressToken !== undefined && acceptsSse(req)) reply.stream();
       const key = inFlightKey(rid);
-      const ac = new AbortController();
-      st.inFlight.set(key, ac);
+      const cancel = new ExchangeAbort();
+      st.inFlight.set(key, cancel);
       res.on('close', () => {
-        if (!res.writableFinished) ac.abort();
+        if (!res.writableFinished) cancel.abort('client_closed');
       });
       try {
-        await judgedCall(gw, hub, caller, call, reply, ac.signal);
+        await judgedCall(gw, hub, caller, call, reply, cancel);
       } finally {
         st.inFlight.delete(key);
       }

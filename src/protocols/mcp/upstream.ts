@@ -168,7 +168,7 @@ export class Upstream {
     const onprogress = opts.onProgress;
     return (await client.callTool(
       { name, ...(args ? { arguments: args } : {}) },
-      { signal: opts.signal, timeout: opts.timeoutMs, ...(onprogress ? { onprogress: (p: Record<string, unknown>) => onprogress(p), resetTimeoutOnProgress: true } : {}) },
+      { signal: opts.abort.signal, timeout: opts.timeoutMs, ...(onprogress ? { onprogress: (p: Record<string, unknown>) => onprogress(p), resetTimeoutOnProgress: true } : {}) },
     )) as Record<string, unknown>;
   }
 
