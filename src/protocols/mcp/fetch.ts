@@ -55,11 +55,14 @@ export function decoded(body: Readable, encoding: string | undefined): Readable 
   return body.pipe(z);
 }
 
-/** A body read whole. */
-export async function readAll(body: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(c as Buffer);
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+/** A body read whole. With events, not `for await`: the async iterator cost ~2% of a call's CPU. */
+export function readAll(body: Readable): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    body.on('data', (c: Buffer) => chunks.push(c));
+    body.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    body.once('error', reject);
+  });
 }
 
 /** A fetch-compatible function over undici `request` (the shared Agent unless one is given). */
