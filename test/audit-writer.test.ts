@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -51,6 +51,17 @@ describe('audit writer', { timeout: 60_000 }, () => {
       const [last] = a.json.records as { id: string; phase: string; status: number }[];
       assert.deepEqual([last?.id, last?.phase, last?.status], [id, 'final', 200], `call ${i}: the final record is there at once`);
     }
+  });
+
+  it('keeps the WAL bounded while calls are committed one at a time (a checkpoint alone never starts it over)', async () => {
+    const wal = join(g.dir, 'data', 'airlock.db-wal');
+    // One call at a time: every decision record is its own commit on the event loop, about a
+    // thousand a second, which is what kept a plain checkpoint from ever finding the WAL copied.
+    for (let i = 0; i < 2500; i++) assert.equal((await call(`${g.agentUrl}/http/svc/seq/${i}`, { key: KEYS.alice })).status, 200);
+    const mb = statSync(wal).size / 1048576;
+    assert.ok(mb < 24, `the WAL is ${mb.toFixed(1)} MB after 2,500 calls`);
+    const v = await runCli(['audit', 'verify', '-c', g.configFile, '--json']);
+    assert.equal(v.code, 0, v.stdout + v.stderr);
   });
 
   it('a writer thread that dies is replaced: calls go on, its audit.jsonl descriptor is released, and the chain and mirror stay whole', async () => {

@@ -22,6 +22,8 @@ export type WriterOut = { type: 'ready' } | { type: 'committed'; head: ChainHead
 
 /** How often the WAL is copied back into the database file. */
 const CHECKPOINT_EVERY_MS = 200;
+/** A WAL past this many pages (16 MB) is started over with a RESTART checkpoint (see SqliteStore.checkpoint). */
+const RESTART_AT_PAGES = 4096;
 
 function serve(): void {
   const port = parentPort!;
@@ -33,7 +35,7 @@ function serve(): void {
   // commit to copy the WAL back, which used to put ~2 ms into every few hundredth call.
   const checkpoints = setInterval(() => {
     try {
-      store.checkpoint();
+      if (store.checkpoint().walPages > RESTART_AT_PAGES) store.checkpoint('RESTART');
     } catch (e) {
       post({ type: 'warn', message: `WAL checkpoint failed: ${String(e)}` });
     }

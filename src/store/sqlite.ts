@@ -10,6 +10,9 @@ import type { Approval, ApprovalStatus, Remembered } from '../approvals/types.js
 import type { KeyRecord } from '../identity/keys.js';
 import type { Alert, AuditFilter, AuditRow, KillScope, KillSwitch, Store, ToolPin, UsageBy, UsageGroup } from './types.js';
 
+/** The WAL file's size after it starts over (SQLite's `journal_size_limit`). */
+const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS keys (
   id TEXT PRIMARY KEY, agent TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL,
@@ -151,6 +154,7 @@ function toAudit(r: AuditDbRow): AuditRow {
 /** Opens (creating if needed) `<dataDir>/airlock.db`. */
 export class SqliteStore implements Store {
   readonly db: Database.Database;
+  private readonly busyTimeoutMs: number;
   private readonly insertAuditStmt: Database.Statement;
   private readonly appendTx: (rows: readonly AuditRow[]) => void;
 
@@ -163,9 +167,12 @@ export class SqliteStore implements Store {
   constructor(dataDir: string, opts: { readonly?: boolean; busyTimeoutMs?: number; autoCheckpoint?: boolean } = {}) {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     this.db = new Database(join(dataDir, 'airlock.db'), { readonly: opts.readonly ?? false, timeout: opts.busyTimeoutMs ?? 5000 });
+    this.busyTimeoutMs = opts.busyTimeoutMs ?? 5000;
     if (!opts.readonly) {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
+      // When the WAL starts over after a full checkpoint, a file grown past this is cut back to it.
+      this.db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
       if (opts.autoCheckpoint === false) this.db.pragma('wal_autocheckpoint = 0');
       this.db.exec(SCHEMA);
     }
@@ -284,12 +291,26 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Copies what the WAL holds back into the database file without waiting for (or blocking) any
-   * reader or writer; returns the WAL's size and how much of it is now copied, in pages.
+   * Copies what the WAL holds back into the database file; returns the WAL's size and how much of
+   * it is now copied, in pages, and whether the checkpoint had to give up on a lock.
+   *
+   * `PASSIVE` waits for (and blocks) nobody. It cannot start the WAL over, though: that happens
+   * only when a writer finds every frame copied, and commits arriving faster than a checkpoint
+   * catches up (a gateway committing each call on its own, a thousand a second) never leave that
+   * moment, so the WAL grew by ~20 MB a second at c=1 and never shrank. `RESTART` blocks other
+   * writers while it copies the rest and waits for readers to leave the WAL, so that the next
+   * commit starts it over; it waits for locks at most `waitMs` (a long reader, such as `audit
+   * verify` of a big store, only delays it to a later try), and the writers it blocks are the
+   * gateway's own, whose inline commits hand over to the writer thread when they meet the lock.
    */
-  checkpoint(): { walPages: number; copied: number } {
-    const r = this.db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
-    return { walPages: r[0]?.log ?? 0, copied: r[0]?.checkpointed ?? 0 };
+  checkpoint(mode: 'PASSIVE' | 'RESTART' = 'PASSIVE', waitMs = 50): { walPages: number; copied: number; busy: boolean } {
+    if (mode === 'RESTART') this.db.pragma(`busy_timeout = ${waitMs}`);
+    try {
+      const r = this.db.pragma(`wal_checkpoint(${mode})`) as { busy: number; log: number; checkpointed: number }[];
+      return { walPages: r[0]?.log ?? 0, copied: r[0]?.checkpointed ?? 0, busy: (r[0]?.busy ?? 0) !== 0 };
+    } finally {
+      if (mode === 'RESTART') this.db.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
+    }
   }
 
   auditHead(): { seq: number; hash: string } | undefined {
