@@ -137,6 +137,15 @@ ${KINDS.map((k) => `    ${name(k)}: { url: "${servers.get(k)!.url}" }`).join('\n
     await c.close();
   });
 
+  it('an answer over 64 MB is refused as upstream_error, not held in memory whole, and the session goes on', async () => {
+    const c = await agentClient(`${t.agentUrl}/mcp/sessionjson`, KEYS.alice, 'legacy');
+    const r = await c.callTool({ name: 'huge', arguments: {} });
+    assert.equal(r.isError, true);
+    assert.match(text(r), /^airlock: upstream_error: .*over 67108864 bytes/);
+    assert.equal(text(await c.callTool({ name: 'echo', arguments: { text: 'still here' } })), 'echo: still here');
+    await c.close();
+  });
+
   it('an SSE answer passes events of other types, comments and non-JSON data by', async () => {
     const c = await agentClient(`${t.agentUrl}/mcp/sessionjson`, KEYS.alice, 'legacy');
     assert.equal(text(await c.callTool({ name: 'chatty', arguments: {} })), 'heard through the noise');

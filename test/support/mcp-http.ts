@@ -79,6 +79,8 @@ function tools(s: McpServer, cancelled: string[]): McpServer {
   s.registerTool('badzip', { description: 'Answers with a broken gzip body', inputSchema: z.object({}) }, async () => ({ content: [] }));
   // Answered at the HTTP layer as an SSE stream with a heartbeat event and a non-JSON event before the answer.
   s.registerTool('chatty', { description: 'Answers on an SSE stream with heartbeats', inputSchema: z.object({}) }, async () => ({ content: [] }));
+  // Answered at the HTTP layer with a JSON body just over airlock's limit for an answer.
+  s.registerTool('huge', { description: 'Answers with a body over 64 MB', inputSchema: z.object({}) }, async () => ({ content: [] }));
   s.registerTool('polled', { description: 'Closes its answer stream, then answers', inputSchema: z.object({}) }, async (_args, ctx) => {
     ctx.http?.closeSSE?.();
     await new Promise((r) => setTimeout(r, 150));
@@ -141,6 +143,10 @@ export async function startToolServer(kind: ToolServerKind, opts: { resumable?: 
       res.write(`data: ${answer.slice(0, 20)}`);
       res.write(`${answer.slice(20)}\n`);
       return void res.end('\n');
+    }
+    if (m?.method === 'tools/call' && m.params?.name === 'huge') {
+      const text = 'x'.repeat(64 * 1024 * 1024);
+      return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text }] } }));
     }
     if (m?.method === 'tools/call' && m.params?.name === 'fail') {
       return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: m.id, error: { code: -32099, message: 'the fail tool always fails', data: { why: 'by design' } } }));

@@ -45,6 +45,8 @@ export const NOT_HANDLED = Symbol('not handled');
 const CLIENT_INFO = { name: 'airlock', version: '0.1.0' };
 /** How long the rest of an answered SSE stream may take to end before its connection is dropped. */
 const DRAIN_MS = 5_000;
+/** The largest answer (a JSON body, or one SSE event) read from an upstream: it is held whole in memory. */
+export const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 /** Resumptions in a row that bring no new event before the call fails (the SDK client's default). */
 const MAX_IDLE_RESUMES = 2;
 /** The wait before resuming when the server named none: the SDK client's backoff. */
@@ -105,7 +107,7 @@ export async function directToolCall(leg: HttpLeg, name: string, args: Record<st
     const encoding = r.headers['content-encoding'];
     const body = decoded(r.body, typeof encoding === 'string' ? encoding : undefined);
     let message: Record<string, unknown> | undefined;
-    if (type === 'application/json') message = JSON.parse((await readAll(body)).toString('utf8')) as Record<string, unknown>;
+    if (type === 'application/json') message = JSON.parse((await readAll(body, MAX_ANSWER_BYTES)).toString('utf8')) as Record<string, unknown>;
     else if (type !== 'text/event-stream') {
       discard(body);
       throw new Error(`the MCP server answered with content-type "${type}", neither JSON nor an SSE stream`);
@@ -196,6 +198,7 @@ function untilAnswer(body: Readable, id: string, other: (m: Record<string, unkno
       if (done) return;
       buf += chunk;
       try {
+        if (buf.length > MAX_ANSWER_BYTES) throw new Error(`an event of the answer stream is over ${MAX_ANSWER_BYTES} bytes; airlock does not relay it`);
         for (let end = eventEnd(buf, from); end !== undefined && !done; end = eventEnd(buf, 0)) {
           const event = parseEvent(buf.slice(0, end.at));
           buf = buf.slice(end.at + end.length);
