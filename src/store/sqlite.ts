@@ -166,8 +166,8 @@ export class SqliteStore implements Store {
    */
   constructor(dataDir: string, opts: { readonly?: boolean; busyTimeoutMs?: number; autoCheckpoint?: boolean } = {}) {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    this.db = new Database(join(dataDir, 'airlock.db'), { readonly: opts.readonly ?? false, timeout: opts.busyTimeoutMs ?? 5000 });
     this.busyTimeoutMs = opts.busyTimeoutMs ?? 5000;
+    this.db = new Database(join(dataDir, 'airlock.db'), { readonly: opts.readonly ?? false, timeout: this.busyTimeoutMs });
     if (!opts.readonly) {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
