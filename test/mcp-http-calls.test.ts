@@ -188,6 +188,15 @@ ${KINDS.map((k) => `    ${name(k)}: { url: "${servers.get(k)!.url}" }`).join('\n
     }
   });
 
+  it('an answer stream whose connection breaks after an event with an id is resumed with Last-Event-ID', async () => {
+    const s = servers.get('session-sse')!;
+    const c = await agentClient(`${t.agentUrl}/mcp/sessionsse`, KEYS.alice, 'legacy');
+    const r = await c.callTool({ name: 'dropped', arguments: {} });
+    assert.equal(text(r), 'answered after the connection broke');
+    assert.ok(s.resumedFrom.some((id) => id.startsWith('dropped-')), 'the stream was picked up again with a GET');
+    await c.close();
+  });
+
   it('a server that redirects still answers calls', async () => {
     const c = await agentClient(`${t.agentUrl}/mcp/moved`, KEYS.alice, 'modern');
     assert.equal(text(await c.callTool({ name: 'echo', arguments: { text: 'moved' } })), 'echo: moved');

@@ -81,6 +81,8 @@ function tools(s: McpServer, cancelled: string[]): McpServer {
   s.registerTool('chatty', { description: 'Answers on an SSE stream with heartbeats', inputSchema: z.object({}) }, async () => ({ content: [] }));
   // Answered at the HTTP layer with a JSON body just over airlock's limit for an answer.
   s.registerTool('huge', { description: 'Answers with a body over 64 MB', inputSchema: z.object({}) }, async () => ({ content: [] }));
+  // Answered at the HTTP layer: the answer stream's connection breaks after an event with an id; a GET with that Last-Event-ID gets the answer.
+  s.registerTool('dropped', { description: 'Breaks its answer stream, answers on resumption', inputSchema: z.object({}) }, async () => ({ content: [] }));
   s.registerTool('polled', { description: 'Closes its answer stream, then answers', inputSchema: z.object({}) }, async (_args, ctx) => {
     ctx.http?.closeSSE?.();
     await new Promise((r) => setTimeout(r, 150));
@@ -111,6 +113,8 @@ export async function startToolServer(kind: ToolServerKind, opts: { resumable?: 
   const cancelled: string[] = [];
   const callHeaders: ToolServer['callHeaders'] = [];
   const resumedFrom: string[] = [];
+  /** JSON-RPC ids of 'dropped' calls, by the event id their broken stream ended on. */
+  const dropped = new Map<string, unknown>();
   const factory = () => tools(new McpServer({ name: `tools-${kind}`, version: '1.0.0' }), cancelled);
   const stateless = kind === 'stateless' ? createMcpHandler(factory) : undefined;
   const statelessNode = stateless ? toNodeHandler(stateless) : undefined;
@@ -124,6 +128,18 @@ export async function startToolServer(kind: ToolServerKind, opts: { resumable?: 
     const m = body as { id?: unknown; method?: string; params?: { name?: string } } | undefined;
     const lastEventId = req.headers['last-event-id'];
     if (req.method === 'GET' && typeof lastEventId === 'string') resumedFrom.push(lastEventId);
+    if (req.method === 'GET' && typeof lastEventId === 'string' && dropped.has(lastEventId)) {
+      const answer = JSON.stringify({ jsonrpc: '2.0', id: dropped.get(lastEventId), result: { content: [{ type: 'text', text: 'answered after the connection broke' }] } });
+      return void res.writeHead(200, { 'content-type': 'text/event-stream' }).end(`id: ${lastEventId}-answer\ndata: ${answer}\n\n`);
+    }
+    if (m?.method === 'tools/call' && m.params?.name === 'dropped') {
+      const eventId = `dropped-${dropped.size + 1}`;
+      dropped.set(eventId, m.id);
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`id: ${eventId}\nretry: 20\ndata:\n\n`);
+      setTimeout(() => res.socket?.destroy(), 20);
+      return;
+    }
     if (m?.method === 'tools/call') callHeaders.push({ tool: String(m.params?.name), id: m.id, headers: req.headers });
     if (m?.method === 'tools/call' && m.params?.name === 'zipped') {
       const zipped = gzipSync(JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'unzipped fine' }] } }));
