@@ -164,7 +164,7 @@ a2a:
 
     const rows: A2ARow[] = [];
     for (const t of targets) {
-      await quiet(started);
+      await quiet();
       log(`  a2a ${t.name}: warm-up ${warmupS}s at c=50`);
       const w = await post(t.url, t.headers, SEND, 50, warmupS);
       if (w.failures > 0) throw new Error(`a2a ${t.name}: ${w.failures} failed requests in the warm-up`);
@@ -190,7 +190,7 @@ a2a: added p50 latency at c=1, airlock over direct: ${(added * 1000).toFixed(0)}
 a2a: throughput at c=50, airlock / direct: ${(at('airlock', 50).rps / at('direct', 50).rps).toFixed(2)}x; airlock peak RSS ${peak.toFixed(0)} MB`);
     return { rows, addedP50Ms: added, met, airlockPeakRssMb: peak };
   } finally {
-    for (const c of started.reverse()) await stop(c);
+    for (const c of started.reverse()) await stop(c, 15_000);
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -137,7 +137,7 @@ mcp:
 
     const rows: McpRow[] = [];
     for (const t of targets) {
-      await quiet(started);
+      await quiet();
       log(`  mcp ${t.name}: warm-up ${warmupS}s at c=50`);
       const w = await post(t.url, t.headers, SEND, 50, warmupS);
       if (w.failures > 0) throw new Error(`mcp ${t.name}: ${w.failures} failed requests in the warm-up`);
@@ -163,7 +163,7 @@ mcp: added p50 latency at c=1, airlock over direct: ${(added * 1000).toFixed(0)}
 mcp: throughput at c=50, airlock / direct: ${(at('airlock', 50).rps / at('direct', 50).rps).toFixed(2)}x; airlock peak RSS ${peak.toFixed(0)} MB`);
     return { rows, addedP50Ms: added, met, airlockPeakRssMb: peak };
   } finally {
-    for (const c of started.reverse()) await stop(c);
+    for (const c of started.reverse()) await stop(c, 15_000);
     rmSync(dir, { recursive: true, force: true });
   }
 }

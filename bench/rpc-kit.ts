@@ -2,11 +2,10 @@
  * What the JSON-RPC scenarios (A2A, MCP) share: a closed-loop POST load generator, the child
  * processes they start, and what /proc says about them.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Pool, request } from 'undici';
+import { benchCpuMs, machineBusyMs, memMb, startNode as startChild, type Child } from './procs.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -51,82 +50,29 @@ export async function post(url: string, headers: Record<string, string>, body: s
 }
 
 // ---------------------------------------------------------------------------------------------
-// Child processes and what /proc says about them.
+// Child processes: the bench's one kit (procs.ts), so that these children are stopped by the
+// watchdog and on signals too.
 
-export interface Child {
-  proc: ChildProcess;
-  pid: number;
-}
+export { cpuMs, stop, type Child } from './procs.js';
 
-/** Starts `node <args>`; resolves with the first group of `ready` in its stdout. */
+/** Starts `node <args>` from the repository root; resolves with the first group of `ready` in its stdout. */
 export function startNode(name: string, args: string[], ready: RegExp, nodeFlags: string[] = []): Promise<{ child: Child; match: string }> {
-  const proc = spawn(process.execPath, [...nodeFlags, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: 'production' } });
-  const child: Child = { proc, pid: proc.pid ?? -1 };
-  let err = '';
-  proc.stderr!.setEncoding('utf8');
-  proc.stderr!.on('data', (d: string) => (err = (err + d).slice(-4000)));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`${name} did not start in 15 s\n${err}`)), 15_000);
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited (${code}) before it was ready\n${err}`));
-    });
-    proc.stdout!.setEncoding('utf8');
-    proc.stdout!.on('data', (d: string) => {
-      out += d;
-      const m = ready.exec(out);
-      if (!m) return;
-      clearTimeout(timer);
-      proc.removeAllListeners('exit');
-      proc.stdout!.removeAllListeners('data');
-      proc.stdout!.resume();
-      resolve({ child, match: m[1]! });
-    });
-  });
-}
-
-/** SIGTERM, then SIGKILL after `graceMs`. */
-export function stop(c: Child, graceMs = 15_000): Promise<void> {
-  const p = c.proc;
-  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
-    p.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    p.kill('SIGTERM');
-  });
-}
-
-/** User + system CPU ms of a process (/proc/<pid>/stat; 100 ticks per second on Linux). */
-export function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;
+  return startChild(name, args, ready, { cwd: ROOT, nodeFlags });
 }
 
 /** Peak resident set size (VmHWM) in MB. */
 export function peakRssMb(pid: number): number {
-  return Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
+  return memMb(pid).peak;
 }
 
-/** CPU ms the whole machine spent busy. */
-export function machineBusyMs(): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-  return (f.slice(0, 8).reduce((a, b) => a + b, 0) - f[3]! - f[4]!) * 10;
-}
-
-/** Waits (at most `maxS`) for a second in which other processes use under 15% of a core. */
-export async function quiet(own: Child[], maxS = 30): Promise<void> {
-  const mine = () => own.reduce((a, c) => a + cpuMs(c.pid), 0) + (process.cpuUsage().user + process.cpuUsage().system) / 1000;
+/** Waits (at most `maxS`) for a second in which processes other than the bench use under 15% of a core. */
+export async function quiet(maxS = 30): Promise<void> {
   const deadline = Date.now() + maxS * 1000;
   while (Date.now() < deadline) {
     const m0 = machineBusyMs();
-    const b0 = mine();
+    const b0 = benchCpuMs();
     await new Promise((r) => setTimeout(r, 1000));
-    if (machineBusyMs() - m0 - (mine() - b0) < 150) return;
+    if (machineBusyMs() - m0 - (benchCpuMs() - b0) < 150) return;
   }
 }
 
