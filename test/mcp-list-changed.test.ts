@@ -20,23 +20,29 @@ import { agentClient, startChangingUpstream, type ChangingUpstream, type Generat
 
 const text = (r: any): string => (r.content as { text: string }[]).map((c) => c.text).join('');
 
-describe('mcp: list_changed reaches connected agents', () => {
-  let up: ChangingUpstream;
-  let t: TestGateway;
-  before(async () => {
-    up = await startChangingUpstream();
-    t = await startGateway(`
+/** A gateway with one upstream, `live`, whose tools alice may all call; `mcpOption` is one more line under `mcp:`. */
+async function liveGateway(up: ChangingUpstream, mcpOption: string): Promise<TestGateway> {
+  const t = await startGateway(`
 agents:
   alice: { keys: ["${KEYS.alice}"] }
 rules:
   - name: all
     allow: ["mcp: live/*"]
 mcp:
-  keepAlive: 150ms
+  ${mcpOption}
   servers:
     live: { url: "${up.url}" }
 `);
-    await waitFor(() => (t.gw.mcpHub.get('live')?.catalogue.tools.length ?? 0) > 0);
+  await waitFor(() => (t.gw.mcpHub.get('live')?.catalogue.tools.length ?? 0) > 0);
+  return t;
+}
+
+describe('mcp: list_changed reaches connected agents', () => {
+  let up: ChangingUpstream;
+  let t: TestGateway;
+  before(async () => {
+    up = await startChangingUpstream();
+    t = await liveGateway(up, 'keepAlive: 150ms');
   });
   after(async () => {
     await t?.stop();
@@ -93,18 +99,7 @@ describe('mcp: airlock tools accept tells connected agents', () => {
   let t: TestGateway;
   before(async () => {
     up = await startChangingUpstream();
-    t = await startGateway(`
-agents:
-  alice: { keys: ["${KEYS.alice}"] }
-rules:
-  - name: all
-    allow: ["mcp: live/*"]
-mcp:
-  pinning: strict
-  servers:
-    live: { url: "${up.url}" }
-`);
-    await waitFor(() => (t.gw.mcpHub.get('live')?.catalogue.tools.length ?? 0) > 0);
+    t = await liveGateway(up, 'pinning: strict');
   });
   after(async () => {
     await t?.stop();
