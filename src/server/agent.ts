@@ -30,7 +30,10 @@ export function agentHandler(gw: AgentPortDeps): (req: IncomingMessage, res: Ser
     const startedHr = performance.now();
     const url = req.url ?? '/';
     const requestId = randomUUID();
-    res.setHeader('x-airlock-request-id', requestId);
+    // Every response carries the request id. The /http door names it in each of its responses
+    // itself: a header set here in advance would send its writeHead() down Node's slow path, which
+    // re-validates every upstream header one setHeader() at a time.
+    if (!url.startsWith('/http/')) res.setHeader('x-airlock-request-id', requestId);
     const bare = url.split('?', 1)[0];
     if (bare === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (bare === '/readyz') return gw.ready() ? sendJson(res, 200, { status: 'ready' }) : sendJson(res, 503, { status: 'starting' });

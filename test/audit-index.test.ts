@@ -1,0 +1,170 @@
+/**
+ * The audit table has no secondary index (each would cost every call's commit another page); the
+ * lookups by agent and by time go through index tables that the audit writer thread fills in bulk
+ * a moment after the records are stored. A query must give the same answer however far that
+ * indexing has got: none of it, part of it, all of it.
+ */
+import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { SqliteStore } from '../src/store/sqlite.js';
+import type { AuditFilter, AuditRow } from '../src/store/types.js';
+import { call, KEYS, startGateway } from './support/gateway.js';
+import { startUpstream } from './support/upstream.js';
+
+const dirs: string[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'airlock-audit-index-'));
+  dirs.push(d);
+  return d;
+};
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** 4,000 records over three agents (and agentless refusals), both protocols, one a second. */
+function records(): AuditRow[] {
+  const agents = ['alice', 'bob', 'carol', null];
+  return Array.from({ length: 4000 }, (_, i) => {
+    const agent = agents[i % 4]!;
+    const ts = new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString();
+    const protocol = i % 3 === 0 ? 'llm' : 'http';
+    const record = JSON.stringify({ agent, costUsd: protocol === 'llm' ? 0.01 : undefined, ts, usage: protocol === 'llm' ? { estimated: false, inputTokens: 10, outputTokens: 20 } : undefined });
+    return { seq: i + 1, id: `x${i}`, ts, phase: i % 2 ? 'final' : 'decision', agent, protocol, decision: i % 5 === 0 ? 'denied' : 'allowed', record, prevHash: 'p', hash: 'h' };
+  });
+}
+
+/** What a query must return, computed from the records themselves. */
+function expected(all: AuditRow[], f: AuditFilter): number[] {
+  const asc = f.afterSeq !== undefined;
+  return all
+    .filter((r) => (f.agent === undefined || r.agent === f.agent) && (f.protocol === undefined || r.protocol === f.protocol) && (f.decision === undefined || r.decision === f.decision) && (f.since === undefined || r.ts >= f.since) && (f.afterSeq === undefined || r.seq > f.afterSeq))
+    .sort((a, b) => (asc ? a.seq - b.seq : b.seq - a.seq))
+    .slice(0, f.limit ?? 100)
+    .map((r) => r.seq);
+}
+
+const FILTERS: AuditFilter[] = [
+  { agent: 'alice', limit: 10 },
+  { agent: 'alice', limit: 2000 },
+  { agent: 'bob', afterSeq: 2990, limit: 40 },
+  { agent: 'bob', afterSeq: 10, limit: 5000 },
+  { agent: 'carol', protocol: 'llm', decision: 'denied', limit: 50 },
+  { agent: 'alice', since: '2026-01-01T00:49:00.000Z', limit: 100 },
+  { agent: 'nobody' },
+  { since: '2026-01-01T00:10:00.000Z', limit: 25 },
+  { decision: 'denied', limit: 30 },
+];
+
+describe('audit index tables', () => {
+  it('answer every query the same before, while and after the writer indexes the records', () => {
+    const store = new SqliteStore(tempDir());
+    try {
+      const all = records();
+      store.appendAudit(all.slice(0, 1500));
+      const check = (when: string) => {
+        const stored = all.filter((r) => r.seq <= store.auditHead()!.seq);
+        for (const f of FILTERS) assert.deepEqual(store.queryAudit(f).map((r) => r.seq), expected(stored, f), `${when}: ${JSON.stringify(f)}`);
+      };
+      check('nothing indexed');
+      assert.equal(store.indexAudit(1000), 1000, 'indexes at most the number asked for');
+      check('part indexed');
+      assert.equal(store.indexAudit(), 500);
+      store.appendAudit(all.slice(1500));
+      check('indexed, with a tail not indexed yet');
+      const usage = [store.usageSummary('agent', '2026-01-01T00:20:00.000Z'), store.usageSummary('agent', undefined, { agent: 'bob' }), store.usageSummary('team', '2026-01-01T00:20:00.000Z')];
+      assert.equal(store.indexAudit(), 2500);
+      assert.equal(store.indexAudit(), 0, 'nothing left to index');
+      check('all indexed');
+      assert.deepEqual([store.usageSummary('agent', '2026-01-01T00:20:00.000Z'), store.usageSummary('agent', undefined, { agent: 'bob' }), store.usageSummary('team', '2026-01-01T00:20:00.000Z')], usage, 'usage sums do not depend on indexing');
+      const bob = usage[1]!.find((g) => g.key === 'bob')!;
+      assert.equal(bob.requests, all.filter((r) => r.agent === 'bob' && r.protocol === 'llm' && r.phase === 'final').length);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('looks one agent up through its index, not by reading the whole audit table', () => {
+    const store = new SqliteStore(tempDir());
+    try {
+      const plan = (sql: string, ...args: unknown[]) => (store.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[]).map((r) => r.detail).join(' | ');
+      const byAgent = plan('SELECT a.* FROM audit_by_agent i JOIN audit a ON a.seq = i.seq WHERE i.agent = ? AND i.seq > ? AND i.seq <= ? ORDER BY i.seq DESC LIMIT ?', 'a', 0, 1, 1);
+      assert.match(byAgent, /SEARCH i USING PRIMARY KEY \(agent=\?/);
+      assert.doesNotMatch(byAgent, /SCAN|TEMP B-TREE/);
+      const usage = plan("SELECT 1 FROM audit WHERE (seq > (SELECT upto FROM audit_indexed WHERE id = 1) OR seq IN (SELECT seq FROM audit_by_ts WHERE ts >= ?)) AND ts >= ?", 'x', 'x');
+      assert.match(usage, /MULTI-INDEX OR/);
+      assert.doesNotMatch(usage, /SCAN audit/);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('takes over a store written with the old indexes on the audit table, and indexes what it holds', () => {
+    const dir = tempDir();
+    const all = records();
+    // A store as earlier versions left it: secondary indexes on audit, no index tables.
+    const old = new Database(join(dir, 'airlock.db'));
+    old.pragma('journal_mode = WAL');
+    old.exec(`CREATE TABLE audit (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, ts TEXT NOT NULL, phase TEXT NOT NULL, agent TEXT,
+      protocol TEXT NOT NULL, decision TEXT NOT NULL, record TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+      CREATE INDEX audit_ts ON audit(ts); CREATE INDEX audit_agent ON audit(agent, seq);`);
+    const ins = old.prepare('INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?,?)');
+    old.transaction(() => all.forEach((r) => ins.run(r.seq, r.id, r.ts, r.phase, r.agent, r.protocol, r.decision, r.record, r.prevHash, r.hash)))();
+    old.close();
+
+    const store = new SqliteStore(dir);
+    try {
+      const indexes = (store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit'").all() as { name: string }[]).map((r) => r.name);
+      assert.deepEqual(indexes, [], 'the per-commit indexes are gone');
+      for (const f of FILTERS) assert.deepEqual(store.queryAudit(f).map((r) => r.seq), expected(all, f), `before indexing: ${JSON.stringify(f)}`);
+      assert.equal(store.indexAudit(), 4000);
+      for (const f of FILTERS) assert.deepEqual(store.queryAudit(f).map((r) => r.seq), expected(all, f), `after indexing: ${JSON.stringify(f)}`);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('a running gateway indexes what it stores within a moment, and on shutdown indexes the rest', { timeout: 30_000 }, async () => {
+    const up = await startUpstream();
+    const g = await startGateway(
+      `
+agents:
+  alice:
+    keys: ["${KEYS.alice}"]
+rules:
+  - name: reads
+    agents: [alice]
+    allow: ["http: GET svc/**"]
+http:
+  services:
+    svc: { url: "${up.url}" }
+`,
+      { dir: tempDir() },
+    );
+    const db = new Database(join(g.dir, 'data', 'airlock.db'), { readonly: true });
+    try {
+      const state = () => db.prepare('SELECT (SELECT upto FROM audit_indexed) AS upto, (SELECT max(seq) FROM audit) AS head, (SELECT count(*) FROM audit_by_agent WHERE agent = ?) AS alice').get('alice') as { upto: number; head: number; alice: number };
+      for (let i = 0; i < 30; i++) assert.equal((await call(`${g.agentUrl}/http/svc/item/${i}`, { key: KEYS.alice })).status, 200);
+      let s = state();
+      for (let i = 0; i < 40 && s.upto < s.head; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        s = state();
+      }
+      assert.equal(s.upto, s.head, 'the index tables caught up with the store');
+      assert.equal(s.alice, 60, 'a decision and a final record per call');
+      const r = await call(`${g.adminUrl}/api/audit?agent=alice&limit=100`);
+      assert.equal((r.json.records as unknown[]).length, 60);
+      for (let i = 0; i < 5; i++) assert.equal((await call(`${g.agentUrl}/http/svc/last/${i}`, { key: KEYS.alice })).status, 200);
+      await g.stop();
+      s = state();
+      assert.equal(s.upto, s.head, 'indexed up to the last record at shutdown');
+    } finally {
+      db.close();
+      await g.stop();
+      await up.close();
+    }
+  });
+});
