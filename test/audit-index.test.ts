@@ -2,7 +2,8 @@
  * The audit table has no secondary index (each would cost every call's commit another page); the
  * lookups by agent and by time go through index tables that the audit writer thread fills in bulk
  * a moment after the records are stored. A query must give the same answer however far that
- * indexing has got: none of it, part of it, all of it.
+ * indexing has got: none of it, part of it, all of it. (That a running gateway's writer thread
+ * fills them is tested in audit-writer.test.ts.)
  */
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
@@ -12,8 +13,6 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { SqliteStore } from '../src/store/sqlite.js';
 import type { AuditFilter, AuditRow } from '../src/store/types.js';
-import { call, KEYS, startGateway } from './support/gateway.js';
-import { startUpstream } from './support/upstream.js';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -124,47 +123,6 @@ describe('audit index tables', () => {
       for (const f of FILTERS) assert.deepEqual(store.queryAudit(f).map((r) => r.seq), expected(all, f), `after indexing: ${JSON.stringify(f)}`);
     } finally {
       store.close();
-    }
-  });
-
-  it('a running gateway indexes what it stores within a moment, and on shutdown indexes the rest', { timeout: 30_000 }, async () => {
-    const up = await startUpstream();
-    const g = await startGateway(
-      `
-agents:
-  alice:
-    keys: ["${KEYS.alice}"]
-rules:
-  - name: reads
-    agents: [alice]
-    allow: ["http: GET svc/**"]
-http:
-  services:
-    svc: { url: "${up.url}" }
-`,
-      { dir: tempDir() },
-    );
-    const db = new Database(join(g.dir, 'data', 'airlock.db'), { readonly: true });
-    try {
-      const state = () => db.prepare('SELECT (SELECT upto FROM audit_indexed) AS upto, (SELECT max(seq) FROM audit) AS head, (SELECT count(*) FROM audit_by_agent WHERE agent = ?) AS alice').get('alice') as { upto: number; head: number; alice: number };
-      for (let i = 0; i < 30; i++) assert.equal((await call(`${g.agentUrl}/http/svc/item/${i}`, { key: KEYS.alice })).status, 200);
-      let s = state();
-      for (let i = 0; i < 40 && s.upto < s.head; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-        s = state();
-      }
-      assert.equal(s.upto, s.head, 'the index tables caught up with the store');
-      assert.equal(s.alice, 60, 'a decision and a final record per call');
-      const r = await call(`${g.adminUrl}/api/audit?agent=alice&limit=100`);
-      assert.equal((r.json.records as unknown[]).length, 60);
-      for (let i = 0; i < 5; i++) assert.equal((await call(`${g.agentUrl}/http/svc/last/${i}`, { key: KEYS.alice })).status, 200);
-      await g.stop();
-      s = state();
-      assert.equal(s.upto, s.head, 'indexed up to the last record at shutdown');
-    } finally {
-      db.close();
-      await g.stop();
-      await up.close();
     }
   });
 });

@@ -92,6 +92,18 @@ describe('audit writer', { timeout: 60_000 }, () => {
     assert.equal(v.code, 0, v.stdout + v.stderr);
   });
 
+  it('fills the audit index tables within a moment of storing the records', async () => {
+    const before = indexState(g);
+    for (let i = 0; i < 30; i++) assert.equal((await call(`${g.agentUrl}/http/svc/indexed/${i}`, { key: KEYS.alice })).status, 200);
+    let s = indexState(g);
+    for (let i = 0; i < 40 && s.upto < s.head; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      s = indexState(g);
+    }
+    assert.equal(s.upto, s.head, 'the index tables caught up with the store');
+    assert.equal(s.alice - before.alice, 60, 'a decision and a final record per call, indexed under the agent');
+  });
+
   it('refuses calls while the store is locked by another process, keeps serving meanwhile, and records the refusal once it is free', async () => {
     // A call already forwarded when the lock comes: its outcome record must survive the lock too.
     up.handle((req, res, body) => (req.url === '/slow' ? setTimeout(() => echo(req, res, body), 400) : echo(req, res, body)));
@@ -149,4 +161,29 @@ describe('audit writer', { timeout: 60_000 }, () => {
     const v = await runCli(['audit', 'verify', '-c', g.configFile, '--json']);
     assert.equal(v.code, 0, v.stdout + v.stderr);
   });
+
+  it('indexes, as it stops, every record not indexed yet', async () => {
+    // A gateway of its own, stopped right after its calls: before the writer's next indexing tick.
+    const own = await startGateway(yaml(up.url), { dir: mkdtempSync(join(tmpdir(), 'airlock-writer-stop-')) });
+    try {
+      for (let i = 0; i < 5; i++) assert.equal((await call(`${own.agentUrl}/http/svc/last/${i}`, { key: KEYS.alice })).status, 200);
+      await own.stop();
+      const s = indexState(own);
+      assert.equal(s.upto, s.head);
+      assert.equal(s.alice, 10);
+    } finally {
+      await own.stop();
+      rmSync(own.dir, { recursive: true, force: true });
+    }
+  });
 });
+
+/** How far the audit index tables reach, the last stored record, and alice's index entries. */
+function indexState(g: TestGateway): { upto: number; head: number; alice: number } {
+  const db = new Database(join(g.dir, 'data', 'airlock.db'), { readonly: true });
+  try {
+    return db.prepare('SELECT (SELECT upto FROM audit_indexed) AS upto, (SELECT max(seq) FROM audit) AS head, (SELECT count(*) FROM audit_by_agent WHERE agent = ?) AS alice').get('alice') as { upto: number; head: number; alice: number };
+  } finally {
+    db.close();
+  }
+}
