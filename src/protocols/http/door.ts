@@ -37,7 +37,7 @@ export async function serveHttp(gw: DoorContext, req: IncomingMessage, res: Serv
 
   const method = (req.method ?? 'GET').toUpperCase();
   const action = `http: ${method} ${svc.name}/${route.path}`;
-  const target = { service: svc.name, method, path: `/${route.path}` };
+  const target = { method, path: `/${route.path}`, service: svc.name }; // keys in sorted order: the audit record's canonical form needs no sort
 
   const cl = req.headers['content-length'];
   const length = cl === undefined ? undefined : Number(cl);

@@ -86,7 +86,7 @@ export async function serveLlm(gw: DoorContext, req: IncomingMessage, res: Serve
   const action = `llm: ${lr.model}`;
   const model = llm.models.get(lr.model);
   if (!model) return refuse('not_found', `no model "${lr.model}" is configured (llm.models); GET /llm/v1/models lists the ones this agent may use`, { action, target: { model: lr.model, surface } });
-  const target = { model: model.name, surface, provider: model.provider.name, operation: route.op };
+  const target = { model: model.name, operation: route.op, provider: model.provider.name, surface }; // keys in sorted order (see the /http door)
   if (!surfacesOf(model.provider.type).includes(surface)) {
     const other = surface === 'openai' ? 'the Anthropic shape (/llm/v1/messages)' : 'the OpenAI shape (/llm/v1/chat/completions)';
     return refuse('bad_request', `model "${model.name}" is served by provider "${model.provider.name}" (${model.provider.type}), which speaks ${other}; a surface routes only to providers of its own shape`, { action, target });
