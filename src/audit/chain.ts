@@ -33,21 +33,18 @@ export class ChainWriter {
   }
 
   /**
-   * Chains the records of `lines` after `head`, stores them in one transaction and mirrors them;
-   * returns the new head. Throws (nothing stored, nothing mirrored) when the store refuses.
-   * `records`, when the caller has them, are the parsed `lines` (saves parsing them again).
+   * Chains `texts` (canonical records) after `head`, stores them in one transaction and mirrors
+   * them; returns the new head. Throws (nothing stored, nothing mirrored) when the store refuses.
+   * `records`, when the caller has them, are the parsed `texts` (saves parsing them again).
    * `mirrorLater`: keep the mirror lines for `writeMirror()` rather than write them now, so the
    * write is off a waiting call's path (the store already has the records: a crash before the
    * write is caught up from the store at the next start).
    */
-  append(lines: string, head: ChainHead, records?: readonly AuditRecord[], mirrorLater = false): ChainHead {
+  append(texts: readonly string[], head: ChainHead, records?: readonly AuditRecord[], mirrorLater = false): ChainHead {
     const rows: AuditRow[] = [];
     let { seq, hash } = head;
-    let i = 0;
-    for (let start = 0; start < lines.length; i++) {
-      const end = lines.indexOf('\n', start);
-      const record = lines.slice(start, end);
-      start = end + 1;
+    for (let i = 0; i < texts.length; i++) {
+      const record = texts[i]!;
       // The indexed columns come from the record itself.
       const r = records?.[i] ?? (JSON.parse(record) as Pick<AuditRecord, 'id' | 'ts' | 'phase' | 'agent' | 'protocol' | 'decision'>);
       const prevHash = hash;

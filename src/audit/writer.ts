@@ -4,7 +4,7 @@
  * calls are in flight (see `log.ts`). It keeps no chain state: each batch says which head to link
  * to, and the answer gives the new head, so the event loop and this thread can take turns.
  *
- * In:  { type: 'batch', lines, head } — canonical records, one per line; { type: 'close' }.
+ * In:  { type: 'batch', lines, head } — canonical records joined by newlines; { type: 'close' }.
  * Out: { type: 'ready' }; { type: 'committed', head }; { type: 'failed', message };
  *      { type: 'warn', message } (a mirror problem: the store has the records).
  */
@@ -66,7 +66,7 @@ function serve(): void {
       return;
     }
     try {
-      post({ type: 'committed', head: writer.append(m.lines, m.head) });
+      post({ type: 'committed', head: writer.append(m.lines.split('\n'), m.head) });
     } catch (e) {
       post({ type: 'failed', message: String(e) });
     }
