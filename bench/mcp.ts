@@ -8,7 +8,7 @@
  *
  * The difference between the rows is airlock's own cost: authentication, the rules, limits and
  * guards, the write-ahead audit record, the JSON-RPC handling and the upstream call (one undici POST
- * on the connection airlock's SDK client negotiated; src/protocols/mcp/direct.ts). Targets: <= 1 ms added at p50 (c=1), >= 500 calls/s through airlock (c=50).
+ * on the connection airlock's SDK client negotiated; src/protocols/mcp/direct.ts). Targets: <= 1 ms added at p50 (c=1, judged on back-to-back rounds), >= 500 calls/s through airlock (c=50).
  *
  * `mcpScenario()` is what bench/run.ts calls; `node dist/bench/mcp.js` runs it alone, and
  * `node dist/bench/mcp.js --upstream` is the MCP server's process.
@@ -40,6 +40,11 @@ export interface McpScenarioOptions {
   durationS?: number;
   /** c=1 latency run, seconds. */
   latencyS?: number;
+  /**
+   * Back-to-back c=1 rounds (direct, then airlock, 3 s each) the latency target is judged on, by
+   * their median; 0 judges the table. Default: BENCH_PAIRED_ROUNDS, else 3.
+   */
+  pairedRounds?: number;
   log?: (s: string) => void;
 }
 
@@ -56,8 +61,10 @@ export interface McpRow {
 
 export interface McpResult {
   rows: McpRow[];
-  /** airlock p50 minus direct p50 at c=1, in ms. */
+  /** airlock p50 minus direct p50 at c=1, in ms: the median of the paired rounds (the table's when there are none). */
   addedP50Ms: number;
+  /** The paired rounds' added p50s, in ms. */
+  roundsAddedMs: number[];
   met: boolean;
   airlockPeakRssMb: number;
 }
@@ -88,6 +95,7 @@ export async function mcpScenario(opts: McpScenarioOptions = {}): Promise<McpRes
   const warmupS = opts.warmupS ?? 2;
   const durationS = opts.durationS ?? 5;
   const latencyS = opts.latencyS ?? 5;
+  const pairedRounds = opts.pairedRounds ?? Number(process.env['BENCH_PAIRED_ROUNDS'] ?? 3);
   const log = opts.log ?? ((s: string) => process.stderr.write(`${s}\n`));
   const dir = mkdtempSync(join(tmpdir(), 'airlock-bench-mcp-'));
   const started: Child[] = [];
@@ -149,9 +157,20 @@ mcp:
         rows.push({ target: t.name, connections: c, requests: r.requests, rps: r.rps, p50: r.p50, p99: r.p99, cpuUsPerReq: t.proc ? ((cpuMs(t.proc.pid) - cpu0) * 1000) / r.requests : undefined });
       }
     }
+    // The table's two c=1 runs are ~10 s apart, and this VM's speed drifts by more than the
+    // target within that (the SDK server alone took 0.5 to 1.9 ms a call at c=1 across runs): the
+    // target is judged on back-to-back rounds, as the /http one is (bench/run.ts).
+    const rounds: number[] = [];
+    for (let i = 1; i <= pairedRounds; i++) {
+      log(`  mcp paired round ${i}/${pairedRounds}: direct, then airlock, c=1 for 3s each`);
+      const [d, a] = [await post(targets[0]!.url, targets[0]!.headers, SEND, 1, 3), await post(targets[1]!.url, targets[1]!.headers, SEND, 1, 3)];
+      if (d.failures + a.failures > 0) throw new Error(`mcp paired round ${i}: ${d.failures + a.failures} failed requests`);
+      rounds.push(a.p50 - d.p50);
+    }
     const peak = peakRssMb(gw.child.pid);
     const at = (t: string, c: number) => rows.find((r) => r.target === t && r.connections === c)!;
-    const added = at('airlock', 1).p50 - at('direct', 1).p50;
+    const tableAdded = at('airlock', 1).p50 - at('direct', 1).p50;
+    const added = rounds.length > 0 ? [...rounds].sort((x, y) => x - y)[Math.floor(rounds.length / 2)]! : tableAdded;
     const met = added <= 1 && at('airlock', 50).rps >= 500;
     const f = (n: number | undefined, d: number) => (n === undefined || Number.isNaN(n) ? '—' : n.toFixed(d));
     console.log(`\nMCP tools/call (Streamable HTTP, 2026-07-28): direct to the SDK server vs through airlock /mcp/bench
@@ -159,9 +178,10 @@ mcp:
 |---------|------:|-------:|-------:|-------:|-------------------:|
 ${rows.map((r) => `| ${r.target.padEnd(7)} | ${String(r.connections).padStart(5)} | ${r.rps.toFixed(0).padStart(6)} | ${f(r.p50, 3).padStart(6)} | ${f(r.p99, 3).padStart(6)} | ${f(r.cpuUsPerReq, 1).padStart(18)} |`).join('\n')}
 
-mcp: added p50 latency at c=1, airlock over direct: ${(added * 1000).toFixed(0)} µs   (targets <= 1000 µs and >= 500 calls/s: ${met ? 'met' : 'MISSED'})
+${rounds.length > 0 ? `mcp: added p50 at c=1 in the table: ${(tableAdded * 1000).toFixed(0)} µs; in ${rounds.length} back-to-back rounds: ${rounds.map((r) => (r * 1000).toFixed(0)).join(', ')} µs
+` : ''}mcp: added p50 latency at c=1, airlock over direct${rounds.length > 0 ? ' (median round)' : ''}: ${(added * 1000).toFixed(0)} µs   (targets <= 1000 µs and >= 500 calls/s: ${met ? 'met' : 'MISSED'})
 mcp: throughput at c=50, airlock / direct: ${(at('airlock', 50).rps / at('direct', 50).rps).toFixed(2)}x; airlock peak RSS ${peak.toFixed(0)} MB`);
-    return { rows, addedP50Ms: added, met, airlockPeakRssMb: peak };
+    return { rows, addedP50Ms: added, roundsAddedMs: rounds, met, airlockPeakRssMb: peak };
   } finally {
     for (const c of started.reverse()) await stop(c, 15_000);
     rmSync(dir, { recursive: true, force: true });
