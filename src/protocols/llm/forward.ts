@@ -10,6 +10,7 @@ import { ERROR_CODES } from '../../errors.js';
 import type { Exchange } from '../../pipeline/types.js';
 import type { DoorContext } from '../../server/context.js';
 import { upstreamFailure } from '../../upstream/dispatcher.js';
+import { readBounded } from '../../upstream/read.js';
 import { LlmOutcome } from './outcome.js';
 import { callHttpProvider } from './providers/http.js';
 import { callMock } from './providers/mock.js';
@@ -49,22 +50,6 @@ function requestFor(call: LlmCall, model: LlmModel): { body: Buffer; parsed: Rec
   return { body: Buffer.from(JSON.stringify(parsed)), parsed, strip: askUsage };
 }
 
-function readAll(body: UpstreamReply['body']): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let n = 0;
-    body.on('data', (c: Buffer) => {
-      n += c.length;
-      if (n > MAX_REPLY_BYTES) {
-        body.destroy(Object.assign(new Error('reply too large'), { code: 'REPLY_TOO_LARGE' }));
-        return;
-      }
-      chunks.push(c);
-    });
-    body.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
-    body.on('error', reject);
-  });
-}
 
 const retryableStatus = (s: number) => s === 429 || s === 408 || s >= 500;
 
@@ -112,7 +97,7 @@ async function serveChain(gw: DoorContext, x: Exchange, res: ServerResponse, cal
     // The provider's own error, in its own shape: the agent's SDK parses it as if it called direct.
     let buf: Buffer;
     try {
-      buf = await readAll(r.reply.body);
+      buf = await readBounded(r.reply.body, MAX_REPLY_BYTES);
     } catch (e) {
       if (x.abort.aborted) return out.aborted(res, model);
       const f = upstreamFailure(e);
@@ -183,7 +168,7 @@ async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: 
 
   let buf: Buffer;
   try {
-    buf = await readAll(reply.body);
+    buf = await readBounded(reply.body, MAX_REPLY_BYTES);
   } catch (e) {
     return failed(e);
   }

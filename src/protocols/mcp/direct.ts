@@ -18,7 +18,8 @@
 import { ExchangeAbort } from '../../pipeline/abort.js';
 import { discard } from '../../upstream/relay.js';
 import type { Readable } from 'node:stream';
-import { decoded, readAll, sharedAgent } from './fetch.js';
+import { readBounded } from '../../upstream/read.js';
+import { decoded, sharedAgent } from './fetch.js';
 import { PROTOCOL_VERSION_META } from './wire.js';
 
 /** What the SDK negotiated with one Streamable HTTP upstream. */
@@ -107,7 +108,7 @@ export async function directToolCall(leg: HttpLeg, name: string, args: Record<st
     const encoding = r.headers['content-encoding'];
     const body = decoded(r.body, typeof encoding === 'string' ? encoding : undefined);
     let message: Record<string, unknown> | undefined;
-    if (type === 'application/json') message = JSON.parse((await readAll(body, MAX_ANSWER_BYTES)).toString('utf8')) as Record<string, unknown>;
+    if (type === 'application/json') message = JSON.parse((await readBounded(body, MAX_ANSWER_BYTES)).toString('utf8')) as Record<string, unknown>;
     else if (type !== 'text/event-stream') {
       discard(body);
       throw new Error(`the MCP server answered with content-type "${type}", neither JSON nor an SSE stream`);

@@ -10,6 +10,7 @@
  * request's signal aborts the request and a body still being read. Anything it was not built for
  * (a streamed request body, a Request object) goes to the global `fetch`.
  */
+import { readBounded } from '../../upstream/read.js';
 import { discard } from '../../upstream/relay.js';
 import { STATUS_CODES } from 'node:http';
 import { Readable } from 'node:stream';
@@ -55,28 +56,6 @@ export function decoded(body: Readable, encoding: string | undefined): Readable 
   return body.pipe(z);
 }
 
-/**
- * A body read whole; one over `limit` bytes is dropped and refused. With events, not `for await`:
- * the async iterator cost ~2% of a call's CPU.
- */
-export function readAll(body: Readable, limit = Infinity): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let n = 0;
-    body.on('data', (c: Buffer) => {
-      n += c.length;
-      if (n > limit) {
-        discard(body);
-        reject(new Error(`the answer is over ${limit} bytes; airlock does not relay it`));
-        return;
-      }
-      chunks.push(c);
-    });
-    body.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
-    body.once('error', reject);
-  });
-}
-
 /** A fetch-compatible function over undici `request` (the shared Agent unless one is given). */
 export function undiciFetch(dispatcher?: Dispatcher): typeof fetch {
   return (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
@@ -117,7 +96,7 @@ export function undiciFetch(dispatcher?: Dispatcher): typeof fetch {
     }
     let buf: Buffer;
     try {
-      buf = await readAll(stream);
+      buf = await readBounded(stream, Infinity);
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
       throw new TypeError('fetch failed', { cause: e });
