@@ -25,6 +25,7 @@ import { budgetPolicy } from './policies/budget/policy.js';
 import { guardsPolicy } from './policies/guards/policy.js';
 import { killPolicy } from './policies/kill/policy.js';
 import { KillSwitches } from './policies/kill/switches.js';
+import { DeferredWrites } from './store/deferred.js';
 import { LimitCounters, limitsPolicy } from './policies/limits/policy.js';
 import { rulesPolicy } from './policies/rules/policy.js';
 import { SupervisedProcess } from './process/supervisor.js';
@@ -75,6 +76,10 @@ export class Gateway implements AgentPortDeps {
   readonly audit: AuditLog;
   readonly alerts: Alerts;
   readonly kills: KillSwitches;
+  /** Kill switch and key revocation writes, made without stalling on a lock held elsewhere. */
+  private readonly deferredWrites: DeferredWrites;
+  /** Keys revoked in memory whose revocation is not in the store yet. */
+  private readonly revocationsUnsaved = new Set<string>();
   readonly pins: Pins;
   /** Shared connections to the configured MCP servers. */
   readonly mcpHub: McpHub;
@@ -103,7 +108,8 @@ export class Gateway implements AgentPortDeps {
       onWarn: (message) => this.log.warn(message),
     });
     this.alerts = new Alerts(this.store, this.bus);
-    this.kills = new KillSwitches(this.store);
+    this.deferredWrites = new DeferredWrites(this.store, (problem) => (problem ? this.log.error(problem) : this.log.info('kill switch and key changes written to the store')));
+    this.kills = new KillSwitches(this.store, this.deferredWrites);
     this.pins = new Pins(this.store);
     this.mcpHub = new McpHub(this.log, this.alerts, this.pins);
     this.approvals = new Approvals(this.store, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl);
@@ -229,7 +235,7 @@ export class Gateway implements AgentPortDeps {
   private loadKeys(): void {
     const c = this.current;
     const records: KeyRecord[] = c.configKeys.map((k) => ({ id: k.id, agent: k.agent, hash: k.hash, prefix: k.prefix, source: 'config', createdAt: undefined, expiresAt: undefined, revokedAt: undefined }));
-    for (const k of this.store.listKeys()) records.push(k);
+    for (const k of this.store.listKeys()) if (!this.revocationsUnsaved.has(k.id)) records.push(k);
     this.keys.reset(records);
   }
 
@@ -253,10 +259,19 @@ export class Gateway implements AgentPortDeps {
   }
 
   /** Keys: store keys of a declared agent. */
+  /** Revokes a stored key: refused from the very next request, whatever the store is doing (see DeferredWrites). */
   revokeKey(id: string): KeyRecord | undefined {
-    const r = this.store.revokeKey(id, new Date().toISOString());
-    if (r) this.keys.remove(id);
-    return r;
+    const at = new Date().toISOString();
+    const usable = this.keys.remove(id);
+    if (usable) {
+      this.revocationsUnsaved.add(id); // a reload meanwhile must not bring the key back from the store
+      this.deferredWrites.write(() => {
+        this.store.revokeKey(id, at);
+        this.revocationsUnsaved.delete(id);
+      });
+      return { ...usable, revokedAt: at };
+    }
+    return this.store.revokeKey(id, at); // already revoked, expired, or unknown: nothing to put in force
   }
 
   /** Turns a kill switch on and cuts that scope's in-flight exchanges. */
@@ -319,6 +334,11 @@ export class Gateway implements AgentPortDeps {
     await Promise.all([...this.processes.values()].map((p) => p.stop()));
     await this.mcpHub.close();
     await this.audit.close();
+    try {
+      this.deferredWrites.flush();
+    } catch (e) {
+      this.log.error({ err: e }, 'kill switch or key changes could not be written to the store; they are lost with this process');
+    }
     this.store.close();
     await this.dispatcher.close().catch(() => {});
     await this.llmDispatcher.close().catch(() => {});

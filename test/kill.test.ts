@@ -8,6 +8,7 @@ import type { ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { request } from 'undici';
 import { call, KEYS, startGateway, type Reply, type TestGateway } from './support/gateway.js';
 import { echo, startUpstream, type Upstream } from './support/upstream.js';
@@ -273,6 +274,83 @@ describe('kill switches survive a restart', () => {
       assert.deepEqual((await call(`${t.adminUrl}/api/kill`)).json.kills, []);
     } finally {
       await t.stop();
+    }
+  });
+});
+
+describe('stop orders while another process holds the store', () => {
+  let up: Upstream;
+  let dir: string;
+  let t: TestGateway;
+  before(async () => {
+    up = await startUpstream();
+    dir = mkdtempSync(join(tmpdir(), 'airlock-kill-lock-'));
+    t = await startGateway(`data: ${join(dir, 'data')}\n${CONFIG(up.url)}`, { dir });
+  });
+  after(async () => {
+    await t.stop();
+    await up.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a kill and an unkill are in force at once, and reach the store once the lock is released', async () => {
+    // An operator's sqlite3 shell, say, in the middle of a write transaction: the store's write lock is taken.
+    const other = new Database(join(dir, 'data', 'airlock.db'));
+    const stored = () => (other.prepare("SELECT count(*) AS n FROM kills WHERE scope = 'agent' AND value = 'alice'").get() as { n: number }).n;
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      let t0 = performance.now();
+      const k = await call(`${t.adminUrl}/api/kill`, { method: 'POST', ...json({ agent: 'alice', reason: 'store busy' }) });
+      assert.equal(k.status, 200, k.text);
+      assert.ok(performance.now() - t0 < 1000, `the kill took ${Math.round(performance.now() - t0)} ms: it waited for the lock`);
+      assertKilled(await call(`${t.agentUrl}/http/api/x`, { key: KEYS.alice }), /store busy/);
+      assert.equal((await call(`${t.adminUrl}/api/kill`)).json.kills.length, 1);
+      assert.equal(stored(), 0, 'nothing can be written while the lock is held');
+      assert.match(t.logs(), /did not take a kill switch or key change/);
+      other.exec('COMMIT');
+      await waitFor('the kill in the store', () => (stored() === 1 ? true : undefined));
+      assert.equal((await call(`${t.agentUrl}/http/api/x`, { key: KEYS.bob })).status, 200);
+
+      other.exec('BEGIN IMMEDIATE');
+      t0 = performance.now();
+      assert.equal((await call(`${t.adminUrl}/api/kill`, { method: 'DELETE', ...json({ agent: 'alice' }) })).status, 200);
+      assert.ok(performance.now() - t0 < 1000, `the unkill took ${Math.round(performance.now() - t0)} ms`);
+      assert.deepEqual((await call(`${t.adminUrl}/api/kill`)).json.kills, []);
+      assert.equal(stored(), 1);
+      other.exec('COMMIT');
+      await waitFor('the kill gone from the store', () => (stored() === 0 ? true : undefined));
+      assert.equal((await call(`${t.agentUrl}/http/api/x`, { key: KEYS.alice })).status, 200);
+    } finally {
+      if (other.inTransaction) other.exec('ROLLBACK');
+      other.close();
+    }
+  });
+
+  it('a key revocation is in force at once, survives a reload while unsaved, and reaches the store', async () => {
+    const created = await call(`${t.adminUrl}/api/agents/bob/keys`, { method: 'POST', ...json({}) });
+    assert.equal(created.status, 201, created.text);
+    const { id, key } = created.json as { id: string; key: string };
+    assert.equal((await call(`${t.agentUrl}/http/api/x`, { key })).status, 200);
+    const other = new Database(join(dir, 'data', 'airlock.db'));
+    const revokedAt = () => (other.prepare('SELECT revoked_at FROM keys WHERE id = ?').get(id) as { revoked_at: string | null }).revoked_at;
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      const t0 = performance.now();
+      const r = await call(`${t.adminUrl}/api/keys/${id}`, { method: 'DELETE' });
+      assert.equal(r.status, 200, r.text);
+      assert.ok(performance.now() - t0 < 1000, `the revocation took ${Math.round(performance.now() - t0)} ms: it waited for the lock`);
+      assert.equal(r.json.status, 'revoked');
+      assert.equal((await call(`${t.agentUrl}/http/api/x`, { key })).status, 401);
+      assert.equal(revokedAt(), null, 'nothing can be written while the lock is held');
+      // A reload reads the keys from the store, where this one is not revoked yet.
+      assert.deepEqual(t.gw.reload('test'), { ok: true });
+      assert.equal((await call(`${t.agentUrl}/http/api/x`, { key })).status, 401, 'the reload brought a revoked key back');
+      other.exec('COMMIT');
+      await waitFor('the revocation in the store', () => revokedAt() ?? undefined);
+      assert.equal((await call(`${t.agentUrl}/http/api/x`, { key })).status, 401);
+    } finally {
+      if (other.inTransaction) other.exec('ROLLBACK');
+      other.close();
     }
   });
 });

@@ -72,15 +72,15 @@ export class KeyRing {
     if (!r.revokedAt) this.byHash.set(r.hash, r);
   }
 
-  /** Removes a key by id; true if it was present. */
-  remove(id: string): boolean {
+  /** Removes a key by id; its record, if it was present. */
+  remove(id: string): KeyRecord | undefined {
     for (const [h, r] of this.byHash) {
       if (r.id === id) {
         this.byHash.delete(h);
-        return true;
+        return r;
       }
     }
-    return false;
+    return undefined;
   }
 
   /** The key record for a presented key, if it is known, unrevoked and unexpired. */

@@ -220,9 +220,13 @@ export class SqliteStore implements Store {
   indexAudit(max = 50_000, waitMs = 50): number {
     if (!this.indexTables) return 0;
     // A lock held elsewhere only puts this off to a later call: never stall the caller for long.
+    return this.withLockWait(waitMs, () => this.indexTx.immediate(max));
+  }
+
+  withLockWait<T>(waitMs: number, write: () => T): T {
     this.db.pragma(`busy_timeout = ${waitMs}`);
     try {
-      return this.indexTx.immediate(max);
+      return write();
     } finally {
       this.db.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
     }

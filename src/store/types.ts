@@ -114,5 +114,10 @@ export interface Store {
   usageSummary(by: UsageBy, since: string | undefined, match?: { agent?: string; team?: string }): UsageGroup[];
   /** Every row in chain order, for verification. */
   iterateAudit(): IterableIterator<AuditRow>;
+  /**
+   * Runs `write` waiting at most `waitMs` for another connection's write lock (instead of the
+   * store's usual busy timeout); it throws, with nothing written, when the lock stays taken.
+   */
+  withLockWait<T>(waitMs: number, write: () => T): T;
   close(): void;
 }

@@ -1,7 +1,12 @@
 /**
  * Kill switches (SPEC section 7): by agent, team, action pattern, or all. Kept in the store so they
  * survive restarts; checked on every exchange from a compiled in-memory copy.
+ *
+ * A switch is in force the moment it is set, whatever the store is doing: the in-memory copy
+ * changes first, and the store write follows through `DeferredWrites` (which never stalls the
+ * event loop on a lock another process holds).
  */
+import type { DeferredWrites } from '../../store/deferred.js';
 import type { Store, KillScope, KillSwitch } from '../../store/types.js';
 import { compileActionPattern, type Matcher } from '../rules/pattern.js';
 
@@ -19,7 +24,10 @@ export interface KillSubject {
 export class KillSwitches {
   private compiled: CompiledKill[] = [];
 
-  constructor(private readonly store: Store) {
+  constructor(
+    private readonly store: Store,
+    private readonly writes: DeferredWrites,
+  ) {
     this.compiled = store.listKills().map(compile);
   }
 
@@ -35,18 +43,22 @@ export class KillSwitches {
   add(scope: KillScope, value: string, reason: string | undefined, by: string | undefined): KillSwitch {
     const k: KillSwitch = { scope, value: scope === 'all' ? '*' : value, reason, by, createdAt: new Date().toISOString() };
     const c = compile(k);
-    this.store.addKill(k);
     this.compiled = [...this.compiled.filter((x) => !(x.k.scope === k.scope && x.k.value === k.value)), c];
+    this.writes.write(() => this.store.addKill(k));
     return k;
   }
 
-  /** Lifts a switch; returns whether one was active. */
+  /** Lifts a switch; returns whether one was active (or stored: another process may have written one). */
   remove(scope: KillScope, value: string): boolean {
     const v = scope === 'all' ? '*' : value;
-    const n = this.store.removeKill(scope, v);
     const before = this.compiled.length;
     this.compiled = this.compiled.filter((x) => !(x.k.scope === scope && x.k.value === v));
-    return n > 0 || this.compiled.length < before;
+    if (this.compiled.length < before) {
+      this.writes.write(() => this.store.removeKill(scope, v));
+      return true;
+    }
+    // Not in force here, but maybe stored by another process (the CLI writes the store when it cannot reach the admin port).
+    return this.writes.pending === 0 && this.store.withLockWait(20, () => this.store.removeKill(scope, v)) > 0;
   }
 
   /** The switch covering this subject, if any. */

@@ -1,0 +1,67 @@
+/**
+ * Store writes that an operator's stop order must not wait for: kill switches and key revocations.
+ * The gateway puts such an order in force in memory first, then hands its store write here.
+ *
+ * A write waits for another connection's write lock (an operator's sqlite3 shell in a transaction,
+ * a long checkpoint) at most LOCK_WAIT_MS, so an order never stalls the event loop for the store's
+ * usual 5 s busy timeout. One that cannot get the lock is retried every RETRY_MS, in order with
+ * the writes queued after it, until it lands; `flush()` makes the rest at shutdown, waiting as
+ * long as the store does.
+ */
+import type { Store } from './types.js';
+
+const LOCK_WAIT_MS = 20;
+const RETRY_MS = 1000;
+
+export class DeferredWrites {
+  /** Writes not yet made, oldest first. */
+  private readonly queue: (() => void)[] = [];
+  private retry: NodeJS.Timeout | undefined;
+  /** A write has had to wait for a retry (and `onProblem` was told). */
+  private behind = false;
+
+  constructor(
+    private readonly store: Store,
+    /** Told (once) when writes have to wait for the lock, and (undefined) when they have all landed. */
+    private readonly onProblem: (problem: string | undefined) => void,
+  ) {}
+
+  /** How many writes still wait for the store's lock. */
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  /** Makes `write` now, or as soon as the store lets it, after every write queued before it. */
+  write(write: () => void): void {
+    this.queue.push(write);
+    if (this.retry === undefined) this.drain();
+  }
+
+  /** Makes the writes still waiting, each waiting for the lock as long as the store does; throws if one fails. */
+  flush(): void {
+    clearTimeout(this.retry);
+    this.retry = undefined;
+    while (this.queue.length > 0) {
+      this.queue[0]!();
+      this.queue.shift();
+    }
+  }
+
+  private drain(): void {
+    this.retry = undefined;
+    try {
+      while (this.queue.length > 0) {
+        this.store.withLockWait(LOCK_WAIT_MS, this.queue[0]!);
+        this.queue.shift();
+      }
+    } catch (e) {
+      if (!this.behind) this.onProblem(`the store did not take a kill switch or key change (${e instanceof Error ? e.message : String(e)}); it is in force now and is written when the store lets it, retried every ${RETRY_MS} ms`);
+      this.behind = true;
+      this.retry = setTimeout(() => this.drain(), RETRY_MS);
+      this.retry.unref();
+      return;
+    }
+    if (this.behind) this.onProblem(undefined);
+    this.behind = false;
+  }
+}
