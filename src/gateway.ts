@@ -76,7 +76,7 @@ export class Gateway implements AgentPortDeps {
   readonly audit: AuditLog;
   readonly alerts: Alerts;
   readonly kills: KillSwitches;
-  /** Kill switch and key revocation writes, made without stalling on a lock held elsewhere. */
+  /** Kill switch, key revocation and alert writes, made without stalling on a lock held elsewhere. */
   private readonly deferredWrites: DeferredWrites;
   /** Keys revoked in memory whose revocation is not in the store yet. */
   private readonly revocationsUnsaved = new Set<string>();
@@ -107,9 +107,9 @@ export class Gateway implements AgentPortDeps {
       onError: (e) => this.log.error({ err: e }, 'audit write failed'),
       onWarn: (message) => this.log.warn(message),
     });
-    this.alerts = new Alerts(this.store, this.bus);
-    this.deferredWrites = new DeferredWrites(this.store, (problem) => (problem ? this.log.error(problem) : this.log.info('kill switch and key changes written to the store')));
+    this.deferredWrites = new DeferredWrites(this.store, (problem) => (problem ? this.log.error(problem) : this.log.info('kill switch, key and alert writes reached the store')));
     this.kills = new KillSwitches(this.store, this.deferredWrites);
+    this.alerts = new Alerts(this.store, this.bus, this.deferredWrites);
     this.pins = new Pins(this.store);
     this.mcpHub = new McpHub(this.log, this.alerts, this.pins);
     this.approvals = new Approvals(this.store, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl);
@@ -337,7 +337,7 @@ export class Gateway implements AgentPortDeps {
     try {
       this.deferredWrites.flush();
     } catch (e) {
-      this.log.error({ err: e }, 'kill switch or key changes could not be written to the store; they are lost with this process');
+      this.log.error({ err: e }, 'kill switch, key or alert writes could not be made; they are lost with this process');
     }
     this.store.close();
     await this.dispatcher.close().catch(() => {});

@@ -3,7 +3,9 @@
  * sees in `GET /api/alerts` and on the `/api/events` feed, and the per-session call cap.
  */
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { request } from 'undici';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
 import { startUpstream, type Upstream } from './support/upstream.js';
@@ -124,6 +126,32 @@ http:
       assert.equal(ex.data.decision, 'limited');
       assert.equal(ex.data.code, 'loop_detected');
     } finally {
+      feed.close();
+    }
+  });
+  it('an alert raised while another process holds the store is published at once and stored once the lock is free', async () => {
+    for (let i = 0; i < 3; i++) assert.equal((await hit('locked?q=1')).status, 200);
+    const feed = await subscribe(`${t.adminUrl}/api/events`);
+    const other = new Database(join(t.dir, 'data', 'airlock.db'));
+    const listed = async () => ((await call(`${t.adminUrl}/api/alerts`)).json.alerts as { kind: string; data?: { action?: string } }[]).some((a) => a.kind === 'loop' && a.data?.action === 'http: GET api/locked');
+    try {
+      other.exec('BEGIN IMMEDIATE'); // an operator's sqlite3 shell in a write transaction, say
+      const t0 = performance.now();
+      const r = await hit('locked?q=1');
+      assert.equal(r.status, 429, r.text);
+      assert.equal(r.json.error.code, 'loop_detected');
+      assert.ok(performance.now() - t0 < 1000, `the refusal took ${Math.round(performance.now() - t0)} ms: it waited for the store`);
+      await feed.next((e) => e.event === 'alert' && e.data.data?.action === 'http: GET api/locked');
+      assert.equal(await listed(), false, 'nothing can be written while the lock is held');
+      other.exec('COMMIT');
+      const end = Date.now() + 3000;
+      while (!(await listed())) {
+        assert.ok(Date.now() < end, 'the alert never reached the store');
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    } finally {
+      if (other.inTransaction) other.exec('ROLLBACK');
+      other.close();
       feed.close();
     }
   });

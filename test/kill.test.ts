@@ -306,7 +306,7 @@ describe('stop orders while another process holds the store', () => {
       assertKilled(await call(`${t.agentUrl}/http/api/x`, { key: KEYS.alice }), /store busy/);
       assert.equal((await call(`${t.adminUrl}/api/kill`)).json.kills.length, 1);
       assert.equal(stored(), 0, 'nothing can be written while the lock is held');
-      assert.match(t.logs(), /did not take a kill switch or key change/);
+      assert.match(t.logs(), /did not take a kill switch, key revocation or alert/);
       other.exec('COMMIT');
       await waitFor('the kill in the store', () => (stored() === 1 ? true : undefined));
       assert.equal((await call(`${t.agentUrl}/http/api/x`, { key: KEYS.bob })).status, 200);

@@ -1,9 +1,12 @@
 /**
  * Alerts: things a security team should look at (loops, and later pinning, poisoning, anomalies).
  * Stored, published on the event bus, and rate-limited per kind+subject so a runaway agent raises
- * one alert a minute, not thousands.
+ * one alert a minute, not thousands. Published at once; stored through `DeferredWrites`, so an
+ * alert raised while another process holds the store's write lock neither stalls the call that
+ * raised it nor is lost.
  */
 import { randomUUID } from 'node:crypto';
+import type { DeferredWrites } from '../store/deferred.js';
 import type { Alert, Store } from '../store/types.js';
 import type { EventBus } from './bus.js';
 
@@ -15,6 +18,7 @@ export class Alerts {
   constructor(
     private readonly store: Store,
     private readonly bus: EventBus,
+    private readonly writes: DeferredWrites,
   ) {}
 
   /** Raises an alert unless the same kind+subject was raised within the last minute. */
@@ -26,8 +30,8 @@ export class Alerts {
     this.lastRaised.set(key, now);
     if (this.lastRaised.size > 10_000) for (const [k, t] of this.lastRaised) if (now - t >= REPEAT_MS) this.lastRaised.delete(k);
     const a: Alert = { id: randomUUID(), ts: new Date(now).toISOString(), kind, severity, message, agent, data };
-    this.store.insertAlert(a);
     this.bus.emit('alert', a);
+    this.writes.write(() => this.store.insertAlert(a));
   }
 
   list(limit = 100, since?: string): Alert[] {

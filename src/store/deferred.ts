@@ -1,6 +1,7 @@
 /**
- * Store writes that an operator's stop order must not wait for: kill switches and key revocations.
- * The gateway puts such an order in force in memory first, then hands its store write here.
+ * Store writes that must not wait for the store's lock: an operator's stop orders (kill switches,
+ * key revocations), which the gateway puts in force in memory first, and alerts, which it
+ * publishes first. Their store writes come here.
  *
  * A write waits for another connection's write lock (an operator's sqlite3 shell in a transaction,
  * a long checkpoint) at most LOCK_WAIT_MS, so an order never stalls the event loop for the store's
@@ -55,7 +56,7 @@ export class DeferredWrites {
         this.queue.shift();
       }
     } catch (e) {
-      if (!this.behind) this.onProblem(`the store did not take a kill switch or key change (${e instanceof Error ? e.message : String(e)}); it is in force now and is written when the store lets it, retried every ${RETRY_MS} ms`);
+      if (!this.behind) this.onProblem(`the store did not take a kill switch, key revocation or alert (${e instanceof Error ? e.message : String(e)}); it is in force now and is written when the store lets it, retried every ${RETRY_MS} ms`);
       this.behind = true;
       this.retry = setTimeout(() => this.drain(), RETRY_MS);
       this.retry.unref();
