@@ -25,11 +25,11 @@ import { budgetPolicy } from './policies/budget/policy.js';
 import { guardsPolicy } from './policies/guards/policy.js';
 import { killPolicy } from './policies/kill/policy.js';
 import { KillSwitches } from './policies/kill/switches.js';
-import { DeferredWrites } from './store/deferred.js';
 import { LimitCounters, limitsPolicy } from './policies/limits/policy.js';
 import { rulesPolicy } from './policies/rules/policy.js';
 import { SupervisedProcess } from './process/supervisor.js';
 import { agentHandler, type AgentPortDeps } from './server/agent.js';
+import { DeferredWrites } from './store/deferred.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { KillScope, KillSwitch, Store } from './store/types.js';
 import { createDispatcher } from './upstream/dispatcher.js';
@@ -258,7 +258,6 @@ export class Gateway implements AgentPortDeps {
     }
   }
 
-  /** Keys: store keys of a declared agent. */
   /** Revokes a stored key: refused from the very next request, whatever the store is doing (see DeferredWrites). */
   revokeKey(id: string): KeyRecord | undefined {
     const at = new Date().toISOString();

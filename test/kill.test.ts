@@ -326,6 +326,24 @@ describe('stop orders while another process holds the store', () => {
     }
   });
 
+  it('a write the store refuses for good is reported and dropped, and holds up no later one', async () => {
+    const other = new Database(join(dir, 'data', 'airlock.db'));
+    try {
+      other.exec("CREATE TRIGGER refuse_poison BEFORE INSERT ON kills WHEN NEW.value = 'poison' BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END");
+      assert.equal((await call(`${t.adminUrl}/api/kill`, { method: 'POST', ...json({ agent: 'poison' }) })).status, 200);
+      assert.match(t.logs(), /refused a kill switch, key revocation or alert for good \(refused by a test trigger\)/);
+      assert.equal((await call(`${t.adminUrl}/api/kill`, { method: 'POST', ...json({ agent: 'carol' }) })).status, 200);
+      const stored = (other.prepare('SELECT value FROM kills ORDER BY value').all() as { value: string }[]).map((r) => r.value);
+      assert.deepEqual(stored, ['carol'], 'the later kill reached the store at once');
+      assertKilled(await call(`${t.agentUrl}/http/api/x`, { key: KEYS.carol }));
+    } finally {
+      other.exec('DROP TRIGGER IF EXISTS refuse_poison');
+      other.close();
+      await call(`${t.adminUrl}/api/kill`, { method: 'DELETE', ...json({ agent: 'poison' }) });
+      await call(`${t.adminUrl}/api/kill`, { method: 'DELETE', ...json({ agent: 'carol' }) });
+    }
+  });
+
   it('a key revocation is in force at once, survives a reload while unsaved, and reaches the store', async () => {
     const created = await call(`${t.adminUrl}/api/agents/bob/keys`, { method: 'POST', ...json({}) });
     assert.equal(created.status, 201, created.text);

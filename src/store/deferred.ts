@@ -5,14 +5,21 @@
  *
  * A write waits for another connection's write lock (an operator's sqlite3 shell in a transaction,
  * a long checkpoint) at most LOCK_WAIT_MS, so an order never stalls the event loop for the store's
- * usual 5 s busy timeout. One that cannot get the lock is retried every RETRY_MS, in order with
- * the writes queued after it, until it lands; `flush()` makes the rest at shutdown, waiting as
- * long as the store does.
+ * usual 5 s busy timeout. One that cannot get the lock (or meets a full disk or an I/O error,
+ * which may pass too) is retried every RETRY_MS, in order with the writes queued after it, until
+ * it lands; `flush()` makes the rest at shutdown, waiting as long as the store does. A write the
+ * store refuses for good (a corrupt file, say) is dropped and reported, so it holds up no other.
  */
 import type { Store } from './types.js';
 
 const LOCK_WAIT_MS = 20;
 const RETRY_MS = 1000;
+
+/** SQLite failures that a later try may not meet. */
+function mayPass(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^SQLITE_(BUSY|LOCKED|FULL|IOERR)/.test(code);
+}
 
 export class DeferredWrites {
   /** Writes not yet made, oldest first. */
@@ -23,7 +30,7 @@ export class DeferredWrites {
 
   constructor(
     private readonly store: Store,
-    /** Told (once) when writes have to wait for the lock, and (undefined) when they have all landed. */
+    /** Told (once) when writes have to wait for a retry, and (undefined) when they have all landed; and of each write dropped. */
     private readonly onProblem: (problem: string | undefined) => void,
   ) {}
 
@@ -52,7 +59,12 @@ export class DeferredWrites {
     this.retry = undefined;
     try {
       while (this.queue.length > 0) {
-        this.store.withLockWait(LOCK_WAIT_MS, this.queue[0]!);
+        try {
+          this.store.withLockWait(LOCK_WAIT_MS, this.queue[0]!);
+        } catch (e) {
+          if (mayPass(e)) throw e;
+          this.onProblem(`the store refused a kill switch, key revocation or alert for good (${e instanceof Error ? e.message : String(e)}); it stays in force until this process ends, but is not stored`);
+        }
         this.queue.shift();
       }
     } catch (e) {
