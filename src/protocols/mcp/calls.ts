@@ -129,8 +129,12 @@ export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c
     gw.metrics.upstreamDuration.labels('mcp', c.server).observe((performance.now() - t0) / 1000);
     const text = JSON.stringify(result);
     const isError = c.method === 'tools/call' ? result['isError'] === true : undefined;
-    end(undefined, undefined, Buffer.byteLength(text), isError);
-    reply.result(c.rpcId, result, text);
+    // The answer first, the bookkeeping (policies released, outcome record) after: the agent does not wait for it.
+    try {
+      reply.result(c.rpcId, result, text);
+    } finally {
+      end(undefined, undefined, Buffer.byteLength(text), isError);
+    }
   } catch (e) {
     const reason = x.abort.reason as string | undefined;
     const code: ErrorCode = reason === 'killed' ? 'killed' : x.abort.aborted ? 'upstream_error' : /timed? ?out/i.test(String((e as Error)?.message)) ? 'upstream_timeout' : 'upstream_error';
@@ -140,8 +144,11 @@ export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c
         : reason === 'client_closed'
           ? 'the call was cancelled by the client'
           : `MCP server "${c.server}" failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 500);
-    end(code, message, 0, undefined);
-    refusal(reply, c, code, message, x.id);
+    try {
+      refusal(reply, c, code, message, x.id);
+    } finally {
+      end(code, message, 0, undefined);
+    }
   }
 }
 
