@@ -112,7 +112,7 @@ export class Gateway implements AgentPortDeps {
     this.alerts = new Alerts(this.store, this.bus, this.deferredWrites);
     this.pins = new Pins(this.store);
     this.mcpHub = new McpHub(this.log, this.alerts, this.pins);
-    this.approvals = new Approvals(this.store, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl);
+    this.approvals = new Approvals(this.store, this.deferredWrites, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl);
     this.pipeline = new Pipeline(
       [
         killPolicy(this.kills),

@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { Agent, request } from 'undici';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
 import { runCli, spawnCli, startCliGateway, tempDir, waitFor, writeConfig } from './support/cli.js';
@@ -363,5 +365,101 @@ describe('approvals: many at once', () => {
       await agent.destroy();
       await up.close();
     }
+  });
+});
+
+describe('approvals while another process holds the store', () => {
+  let up: Upstream;
+  let t: TestGateway;
+  let other: Database.Database;
+  before(async () => {
+    up = await startUpstream();
+    t = await startGateway(config(up.url).replace('timeout: 2s', 'timeout: 1s'));
+    other = new Database(join(t.dir, 'data', 'airlock.db')); // an operator's sqlite3 shell, say
+  });
+  after(async () => {
+    if (other.inTransaction) other.exec('ROLLBACK');
+    other.close();
+    await t.stop();
+    await up.close();
+  });
+  const statusInStore = (id: string) => (other.prepare('SELECT status FROM approvals WHERE id = ?').get(id) as { status: string }).status;
+  const decide = (id: string, decision: string) => call(`${t.adminUrl}/api/approvals/${id}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ decision }) });
+
+  it('a held call that times out is answered at once; its approval reads expired, and reaches the store after', async () => {
+    const held = call(`${t.agentUrl}/http/api/expire-me`, { method: 'POST', key: KEYS.alice, body: 'x' });
+    const a = await pendingFor(t, 'http: POST api/expire-me');
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      const t0 = Date.now();
+      const r = await held;
+      assert.equal(r.status, 403, r.text);
+      assert.equal(r.json.error.code, 'approval_timeout');
+      assert.ok(Date.now() - t0 < 1500, `answered ${Date.now() - t0} ms after the lock: it waited for the store`);
+      assert.equal(statusInStore(a.id), 'pending', 'nothing can be written while the lock is held');
+      assert.equal((await call(`${t.adminUrl}/api/approvals/${a.id}`)).json.status, 'expired');
+      assert.ok((await call(`${t.adminUrl}/api/approvals?status=expired`)).json.approvals.some((x: { id: string }) => x.id === a.id));
+      assert.ok(!(await call(`${t.adminUrl}/api/approvals?status=pending`)).json.approvals.some((x: { id: string }) => x.id === a.id));
+      const late = await decide(a.id, 'approve');
+      assert.equal(late.status, 409, 'a decision after the timeout cannot approve the call');
+    } finally {
+      other.exec('COMMIT');
+    }
+    await waitFor('the expiry in the store', () => statusInStore(a.id) === 'expired' || undefined);
+  });
+
+  it('a decision while the store is locked is refused at once, and taken when sent again', async () => {
+    const held = call(`${t.agentUrl}/http/api/decide-me`, { method: 'POST', key: KEYS.alice, body: 'x' });
+    const a = await pendingFor(t, 'http: POST api/decide-me');
+    other.exec('BEGIN IMMEDIATE');
+    let refused;
+    const t0 = Date.now();
+    try {
+      refused = await decide(a.id, 'approve');
+    } finally {
+      other.exec('COMMIT');
+    }
+    assert.ok(Date.now() - t0 < 500, `the refusal took ${Date.now() - t0} ms`);
+    assert.equal(refused.status, 500, refused.text);
+    assert.match(refused.json.error.message, /could not be stored.*try again/);
+    assert.equal((await decide(a.id, 'approve')).status, 200);
+    assert.equal((await held).status, 200);
+    assert.equal(statusInStore(a.id), 'approved');
+  });
+
+  it('a kill switch answers a held call at once while the store is locked', async () => {
+    const held = call(`${t.agentUrl}/http/api/kill-me`, { method: 'POST', key: KEYS.bob, body: 'x' });
+    const a = await pendingFor(t, 'http: POST api/kill-me');
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      const t0 = Date.now();
+      const k = await call(`${t.adminUrl}/api/kill`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ agent: 'bob' }) });
+      assert.equal(k.status, 200, k.text);
+      const r = await held;
+      assert.equal(r.json.error.code, 'killed');
+      assert.ok(Date.now() - t0 < 500, `the kill took ${Date.now() - t0} ms to answer the held call`);
+      assert.equal((await call(`${t.adminUrl}/api/approvals/${a.id}`)).json.status, 'denied');
+    } finally {
+      other.exec('COMMIT');
+    }
+    await waitFor('the denial in the store', () => statusInStore(a.id) === 'denied' || undefined);
+    await call(`${t.adminUrl}/api/kill`, { method: 'DELETE', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ agent: 'bob' }) });
+  });
+
+  it('a call to be held while the store is locked is refused at once, not made', async () => {
+    const before = up.received.length;
+    other.exec('BEGIN IMMEDIATE');
+    let r;
+    const t0 = Date.now();
+    try {
+      r = await call(`${t.agentUrl}/http/api/hold-me`, { method: 'POST', key: KEYS.alice, body: 'x' });
+    } finally {
+      other.exec('COMMIT');
+    }
+    assert.ok(Date.now() - t0 < 500, `the refusal took ${Date.now() - t0} ms`);
+    assert.equal(r.status, 500, r.text);
+    assert.equal(r.json.error.code, 'internal_error');
+    assert.match(r.json.error.message, /could not record the approval request/);
+    assert.equal(up.received.length, before, 'the call was not made');
   });
 });

@@ -20,7 +20,7 @@ export async function serveApprovals(gw: Gateway, req: IncomingMessage, res: Ser
   const path = url.pathname;
   if (path !== '/api/approvals' && !path.startsWith('/api/approvals/')) return false;
   const method = req.method ?? 'GET';
-  const fail = (code: 'bad_request' | 'not_found' | 'conflict', message: string) => {
+  const fail = (code: 'bad_request' | 'not_found' | 'conflict' | 'internal_error', message: string) => {
     sendError(res, requestId, code, message);
     return true;
   };
@@ -64,7 +64,7 @@ export async function serveApprovals(gw: Gateway, req: IncomingMessage, res: Ser
     }
     const by = typeof body['by'] === 'string' && body['by'] ? `${operator} as ${body['by'].slice(0, 100)}` : operator;
     const r = gw.approvals.decide(decodeURIComponent(m[1]!), decision, by, reason?.slice(0, 1000), rememberMs);
-    if (!r.ok) return fail(r.status === 404 ? 'not_found' : 'conflict', r.message);
+    if (!r.ok) return fail(r.status === 404 ? 'not_found' : r.status === 409 ? 'conflict' : 'internal_error', r.message);
     sendJson(res, 200, r.approval);
     return true;
   }

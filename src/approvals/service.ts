@@ -4,10 +4,18 @@
  * timeout passes, a kill switch covers it, the agent hangs up, or the gateway stops. Decisions are
  * settled in the store with a conditional update, so concurrent decisions on one id resolve
  * exactly one way and a call can never run twice.
+ *
+ * Another process holding the store's write lock never stalls the event loop here for long: a new
+ * hold or a person's decision waits at most LOCK_WAIT_MS for it and is refused if the lock stays
+ * taken (the call is not made; the person is told to try again). An end nobody decided (timeout,
+ * kill switch, hang-up, shutdown) answers the call at once and reaches the store through
+ * `DeferredWrites`; until it does, the approval reads as already settled, so a late decision
+ * cannot contradict it.
  */
 import type { EventBus } from '../events/bus.js';
 import { randomBase62 } from '../identity/keys.js';
 import type { Exchange, Verdict } from '../pipeline/types.js';
+import { LOCK_WAIT_MS, type DeferredWrites } from '../store/deferred.js';
 import type { Store } from '../store/types.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -25,14 +33,17 @@ interface Waiter {
 
 export type DecideResult =
   | { ok: true; approval: Approval }
-  | { ok: false; status: 404 | 409; message: string };
+  | { ok: false; status: 404 | 409 | 503; message: string };
 
 export class Approvals {
   private readonly waiters = new Map<string, Waiter>();
   private remembered: Remembered[];
+  /** Approvals settled here (expired, cancelled, denied by a kill switch) whose store row still says pending. */
+  private readonly unsaved = new Map<string, { status: Approval['status']; reason: string }>();
 
   constructor(
     private readonly store: Store,
+    private readonly writes: DeferredWrites,
     private readonly bus: EventBus,
     private readonly notifier: ApprovalNotifier,
     private readonly metrics: Metrics,
@@ -80,7 +91,12 @@ export class Approvals {
       decidedAt: undefined,
       reason: undefined,
     };
-    this.store.insertApproval(approval);
+    try {
+      this.store.withLockWait(LOCK_WAIT_MS, () => this.store.insertApproval(approval));
+    } catch (e) {
+      this.log.error({ err: e, agent: approval.agent, action: approval.action }, 'could not store an approval request; the call is refused');
+      return { kind: 'deny', code: 'internal_error', message: 'the store could not record the approval request (it is locked by another process or failing), so the call was not made; retry' };
+    }
     return new Promise<Verdict>((resolve) => {
       const w: Waiter = {
         approval,
@@ -103,7 +119,16 @@ export class Approvals {
   decide(id: string, decision: 'approve' | 'deny', by: string, reason: string | undefined, rememberMs: number | undefined): DecideResult {
     const at = new Date().toISOString();
     const status = decision === 'approve' ? 'approved' : 'denied';
-    if (!this.store.settleApproval(id, status, by, reason, at)) {
+    const ended = this.unsaved.get(id);
+    if (ended) return { ok: false, status: 409, message: `approval ${id} is already ${ended.status} (${ended.reason}); it cannot be decided again` };
+    let settled: boolean;
+    try {
+      settled = this.store.withLockWait(LOCK_WAIT_MS, () => this.store.settleApproval(id, status, by, reason, at));
+    } catch (e) {
+      this.log.error({ err: e, approval: id }, 'could not store an approval decision');
+      return { ok: false, status: 503, message: `the decision on ${id} could not be stored (the store is locked by another process or failing); nothing was decided, try again` };
+    }
+    if (!settled) {
       const a = this.store.getApproval(id);
       if (!a) return { ok: false, status: 404, message: `no approval with id "${id}"` };
       return { ok: false, status: 409, message: `approval ${id} is already ${a.status}${a.decidedBy ? ` (by ${a.decidedBy})` : ''}; it cannot be decided again` };
@@ -112,8 +137,8 @@ export class Approvals {
     const approval = { ...(w?.approval ?? this.store.getApproval(id)!), status, decidedBy: by, decidedAt: at, reason } as Approval;
     if (decision === 'approve' && rememberMs !== undefined && rememberMs > 0) {
       const r: Remembered = { id: `rem_${randomBase62(12)}`, agent: approval.agent, action: approval.action, argsKey: approval.argsKey, approvalId: id, createdBy: by, createdAt: at, expiresAt: new Date(Date.now() + rememberMs).toISOString(), revokedAt: undefined };
-      this.store.insertRemembered(r);
       this.remembered.push(r);
+      this.writes.write(() => this.store.insertRemembered(r));
     }
     this.bus.emit('approval', { event: 'decided', approval });
     if (w) {
@@ -131,11 +156,32 @@ export class Approvals {
   }
 
   list(status: Approval['status'] | undefined, limit = 100): Approval[] {
-    return this.store.listApprovals(status, Math.min(Math.max(limit, 1), 1000));
+    const n = Math.min(Math.max(limit, 1), 1000);
+    if (this.unsaved.size === 0) return this.store.listApprovals(status, n);
+    // Ends not in the store yet: shown as they are, not as the pending rows the store still has.
+    const rows = this.store.listApprovals(status === 'pending' ? 'pending' : undefined, status === undefined || status === 'pending' ? n : 1000).map((a) => this.current(a));
+    return rows.filter((a) => status === undefined || a.status === status).slice(0, n);
   }
 
   get(id: string): Approval | undefined {
-    return this.store.getApproval(id);
+    const a = this.store.getApproval(id);
+    return a && this.current(a);
+  }
+
+  /** A stored approval with its end applied, if that end is not in the store yet. */
+  private current(a: Approval): Approval {
+    const ended = this.unsaved.get(a.id);
+    return ended && a.status === 'pending' ? { ...a, status: ended.status, reason: ended.reason } : a;
+  }
+
+  /** Stores how a held call ended without a person's decision; until then the approval reads as ended. */
+  private saveEnd(id: string, status: Exclude<Approval['status'], 'pending'>, by: string | undefined, reason: string): void {
+    this.unsaved.set(id, { status, reason });
+    const at = new Date().toISOString();
+    this.writes.write(() => {
+      this.store.settleApproval(id, status, by, reason, at);
+      this.unsaved.delete(id);
+    });
   }
 
   listRemembered(): Remembered[] {
@@ -157,7 +203,7 @@ export class Approvals {
   private expire(id: string, reason = 'nobody decided in time'): void {
     const w = this.waiters.get(id);
     if (!w) return;
-    this.store.settleApproval(id, 'expired', undefined, reason, new Date().toISOString());
+    this.saveEnd(id, 'expired', undefined, reason);
     w.exchange.approval = { id, waitedMs: Math.round(performance.now() - w.startedHr), reason };
     this.bus.emit('approval', { event: 'expired', approval: { ...w.approval, status: 'expired', reason } });
     this.settle(w, { kind: 'deny', code: 'approval_timeout', rule: w.approval.rule, message: `${w.approval.action} needed a human's approval and ${reason} (approval ${id}); the call was not made` });
@@ -170,13 +216,9 @@ export class Approvals {
     const reason = w.exchange.abort.reason as string;
     const status = reason === 'killed' ? 'denied' : 'cancelled';
     const why = reason === 'killed' ? 'a kill switch covers this call' : reason === 'client_closed' ? 'the agent disconnected' : 'the gateway is shutting down';
-    try {
-      this.store.settleApproval(id, status, reason === 'killed' ? 'kill-switch' : undefined, why, new Date().toISOString());
-    } catch (e) {
-      // Runs inside a kill or shutdown loop: a store that cannot take the write must not stop it,
-      // nor leave the held call hanging. The call is refused either way; a restart marks the row expired.
-      this.log.error({ err: e, approval: id }, 'could not record the cancelled approval');
-    }
+    // Runs inside a kill or shutdown loop: a store that cannot take the write at once must not hold
+    // it up, nor leave the held call hanging. (A row still pending at a restart is marked expired.)
+    this.saveEnd(id, status, reason === 'killed' ? 'kill-switch' : undefined, why);
     w.exchange.approval = { id, waitedMs: Math.round(performance.now() - w.startedHr), reason: why };
     this.bus.emit('approval', { event: status, approval: { ...w.approval, status, reason: why } });
     this.settle(w, this.abortVerdict(w.exchange));
