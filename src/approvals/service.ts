@@ -7,7 +7,9 @@
  *
  * Another process holding the store's write lock never stalls the event loop here for long: a new
  * hold or a person's decision waits at most LOCK_WAIT_MS for it and is refused if the lock stays
- * taken (the call is not made; the person is told to try again). An end nobody decided (timeout,
+ * taken (the call is not made; the person is told to try again). That wait is longer than the
+ * deferred writes' 20 ms, since nothing retries these: it outlasts the audit writer thread's own
+ * longest holds (a RESTART checkpoint waits up to 50 ms, then copies). An end nobody decided (timeout,
  * kill switch, hang-up, shutdown) answers the call at once and reaches the store through
  * `DeferredWrites`; until it does, the approval reads as already settled, so a late decision
  * cannot contradict it.
@@ -15,7 +17,7 @@
 import type { EventBus } from '../events/bus.js';
 import { randomBase62 } from '../identity/keys.js';
 import type { Exchange, Verdict } from '../pipeline/types.js';
-import { LOCK_WAIT_MS, type DeferredWrites } from '../store/deferred.js';
+import type { DeferredWrites } from '../store/deferred.js';
 import type { Store } from '../store/types.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -34,6 +36,9 @@ interface Waiter {
 export type DecideResult =
   | { ok: true; approval: Approval }
   | { ok: false; status: 404 | 409 | 503; message: string };
+
+/** The longest a hold or a decision waits for a lock another connection holds. */
+const LOCK_WAIT_MS = 200;
 
 export class Approvals {
   private readonly waiters = new Map<string, Waiter>();
