@@ -438,7 +438,9 @@ describe('approvals while another process holds the store', () => {
       const r = await held;
       assert.equal(r.json.error.code, 'killed');
       assert.ok(Date.now() - t0 < 500, `the kill took ${Date.now() - t0} ms to answer the held call`);
-      assert.equal((await call(`${t.adminUrl}/api/approvals/${a.id}`)).json.status, 'denied');
+      const seen = (await call(`${t.adminUrl}/api/approvals/${a.id}`)).json;
+      assert.equal(seen.status, 'denied');
+      assert.equal(seen.decidedBy, 'kill-switch');
     } finally {
       other.exec('COMMIT');
     }

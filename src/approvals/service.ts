@@ -9,8 +9,8 @@
  * hold or a person's decision waits at most LOCK_WAIT_MS for it and is refused if the lock stays
  * taken (the call is not made; the person is told to try again). That wait is longer than the
  * deferred writes' 20 ms, since nothing retries these: it outlasts the audit writer thread's own
- * longest holds (a RESTART checkpoint waits up to 50 ms, then copies). An end nobody decided (timeout,
- * kill switch, hang-up, shutdown) answers the call at once and reaches the store through
+ * longest holds (a RESTART checkpoint waits up to 50 ms, then copies). An end nobody decided
+ * (timeout, kill switch, hang-up, shutdown) answers the call at once and reaches the store through
  * `DeferredWrites`; until it does, the approval reads as already settled, so a late decision
  * cannot contradict it.
  */
@@ -44,7 +44,7 @@ export class Approvals {
   private readonly waiters = new Map<string, Waiter>();
   private remembered: Remembered[];
   /** Approvals settled here (expired, cancelled, denied by a kill switch) whose store row still says pending. */
-  private readonly unsaved = new Map<string, { status: Approval['status']; reason: string }>();
+  private readonly unsaved = new Map<string, { status: Approval['status']; by: string | undefined; at: string; reason: string }>();
 
   constructor(
     private readonly store: Store,
@@ -176,13 +176,13 @@ export class Approvals {
   /** A stored approval with its end applied, if that end is not in the store yet. */
   private current(a: Approval): Approval {
     const ended = this.unsaved.get(a.id);
-    return ended && a.status === 'pending' ? { ...a, status: ended.status, reason: ended.reason } : a;
+    return ended && a.status === 'pending' ? { ...a, status: ended.status, decidedBy: ended.by, decidedAt: ended.at, reason: ended.reason } : a;
   }
 
   /** Stores how a held call ended without a person's decision; until then the approval reads as ended. */
   private saveEnd(id: string, status: Exclude<Approval['status'], 'pending'>, by: string | undefined, reason: string): void {
-    this.unsaved.set(id, { status, reason });
     const at = new Date().toISOString();
+    this.unsaved.set(id, { status, by, at, reason });
     this.writes.write(() => {
       this.store.settleApproval(id, status, by, reason, at);
       this.unsaved.delete(id);
