@@ -6,7 +6,7 @@
  * changes first, and the store write follows through `DeferredWrites` (which never stalls the
  * event loop on a lock another process holds).
  */
-import type { DeferredWrites } from '../../store/deferred.js';
+import { LOCK_WAIT_MS, type DeferredWrites } from '../../store/deferred.js';
 import type { Store, KillScope, KillSwitch } from '../../store/types.js';
 import { compileActionPattern, type Matcher } from '../rules/pattern.js';
 
@@ -58,7 +58,7 @@ export class KillSwitches {
       return true;
     }
     // Not in force here, but maybe stored by another process (the CLI writes the store when it cannot reach the admin port).
-    return this.writes.pending === 0 && this.store.withLockWait(20, () => this.store.removeKill(scope, v)) > 0;
+    return this.writes.pending === 0 && this.store.withLockWait(LOCK_WAIT_MS, () => this.store.removeKill(scope, v)) > 0;
   }
 
   /** The switch covering this subject, if any. */
