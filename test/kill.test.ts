@@ -280,22 +280,19 @@ describe('kill switches survive a restart', () => {
 
 describe('stop orders while another process holds the store', () => {
   let up: Upstream;
-  let dir: string;
   let t: TestGateway;
   before(async () => {
     up = await startUpstream();
-    dir = mkdtempSync(join(tmpdir(), 'airlock-kill-lock-'));
-    t = await startGateway(`data: ${join(dir, 'data')}\n${CONFIG(up.url)}`, { dir });
+    t = await startGateway(CONFIG(up.url));
   });
   after(async () => {
     await t.stop();
     await up.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('a kill and an unkill are in force at once, and reach the store once the lock is released', async () => {
     // An operator's sqlite3 shell, say, in the middle of a write transaction: the store's write lock is taken.
-    const other = new Database(join(dir, 'data', 'airlock.db'));
+    const other = new Database(join(t.dir, 'data', 'airlock.db'));
     const stored = () => (other.prepare("SELECT count(*) AS n FROM kills WHERE scope = 'agent' AND value = 'alice'").get() as { n: number }).n;
     try {
       other.exec('BEGIN IMMEDIATE');
@@ -327,7 +324,7 @@ describe('stop orders while another process holds the store', () => {
   });
 
   it('a write the store refuses for good is reported and dropped, and holds up no later one', async () => {
-    const other = new Database(join(dir, 'data', 'airlock.db'));
+    const other = new Database(join(t.dir, 'data', 'airlock.db'));
     try {
       other.exec("CREATE TRIGGER refuse_poison BEFORE INSERT ON kills WHEN NEW.value = 'poison' BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END");
       assert.equal((await call(`${t.adminUrl}/api/kill`, { method: 'POST', ...json({ agent: 'poison' }) })).status, 200);
@@ -349,7 +346,7 @@ describe('stop orders while another process holds the store', () => {
     assert.equal(created.status, 201, created.text);
     const { id, key } = created.json as { id: string; key: string };
     assert.equal((await call(`${t.agentUrl}/http/api/x`, { key })).status, 200);
-    const other = new Database(join(dir, 'data', 'airlock.db'));
+    const other = new Database(join(t.dir, 'data', 'airlock.db'));
     const revokedAt = () => (other.prepare('SELECT revoked_at FROM keys WHERE id = ?').get(id) as { revoked_at: string | null }).revoked_at;
     try {
       other.exec('BEGIN IMMEDIATE');

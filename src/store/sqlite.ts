@@ -352,13 +352,11 @@ export class SqliteStore implements Store {
    * gateway's own, whose inline commits hand over to the writer thread when they meet the lock.
    */
   checkpoint(mode: 'PASSIVE' | 'RESTART' = 'PASSIVE', waitMs = 50): { walPages: number; copied: number; busy: boolean } {
-    if (mode === 'RESTART') this.db.pragma(`busy_timeout = ${waitMs}`);
-    try {
+    const run = () => {
       const r = this.db.pragma(`wal_checkpoint(${mode})`) as { busy: number; log: number; checkpointed: number }[];
       return { walPages: r[0]?.log ?? 0, copied: r[0]?.checkpointed ?? 0, busy: (r[0]?.busy ?? 0) !== 0 };
-    } finally {
-      if (mode === 'RESTART') this.db.pragma(`busy_timeout = ${this.busyTimeoutMs}`);
-    }
+    };
+    return mode === 'RESTART' ? this.withLockWait(waitMs, run) : run();
   }
 
   auditHead(): { seq: number; hash: string } | undefined {
