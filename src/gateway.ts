@@ -107,10 +107,10 @@ export class Gateway implements AgentPortDeps {
       onError: (e) => this.log.error({ err: e }, 'audit write failed'),
       onWarn: (message) => this.log.warn(message),
     });
-    this.deferredWrites = new DeferredWrites(this.store, (problem) => (problem ? this.log.error(problem) : this.log.info('kill switch, key and alert writes reached the store')));
+    this.deferredWrites = new DeferredWrites(this.store, (problem) => (problem ? this.log.error(problem) : this.log.info('the writes that waited for the store (kill switches, key revocations, alerts, approval ends, tool pins) reached it')));
     this.kills = new KillSwitches(this.store, this.deferredWrites);
     this.alerts = new Alerts(this.store, this.bus, this.deferredWrites);
-    this.pins = new Pins(this.store);
+    this.pins = new Pins(this.store, this.deferredWrites);
     this.mcpHub = new McpHub(this.log, this.alerts, this.pins);
     this.approvals = new Approvals(this.store, this.deferredWrites, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl);
     this.pipeline = new Pipeline(

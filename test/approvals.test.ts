@@ -464,4 +464,55 @@ describe('approvals while another process holds the store', () => {
     assert.match(r.json.error.message, /could not record the approval request/);
     assert.equal(up.received.length, before, 'the call was not made');
   });
+
+  it('forgetting a remembered approval while the store is locked holds from the very next call, and reaches the store after', async () => {
+    const first = call(`${t.agentUrl}/http/api/remember-me`, { method: 'POST', key: KEYS.alice, body: 'v1' });
+    const a = await pendingFor(t, 'http: POST api/remember-me');
+    assert.equal((await call(`${t.adminUrl}/api/approvals/${a.id}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ decision: 'approve', remember: '10m' }) })).status, 200);
+    assert.equal((await first).status, 200);
+    const grant = (await call(`${t.adminUrl}/api/approvals/remembered`)).json.remembered.find((x: { approvalId: string }) => x.approvalId === a.id);
+    assert.ok(grant, 'the grant is listed');
+    const revokedInStore = () => (other.prepare('SELECT revoked_at FROM remembered WHERE id = ?').get(grant.id) as { revoked_at: string | null }).revoked_at;
+    const before = up.received.length;
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      const t0 = Date.now();
+      const f = await call(`${t.adminUrl}/api/approvals/remembered/${grant.id}`, { method: 'DELETE' });
+      assert.equal(f.status, 200, f.text);
+      assert.ok(Date.now() - t0 < 1000, `forgetting took ${Date.now() - t0} ms: it waited for the store`);
+      assert.equal(revokedInStore(), null, 'nothing can be written while the lock is held');
+      assert.ok(!(await call(`${t.adminUrl}/api/approvals/remembered`)).json.remembered.some((x: { id: string }) => x.id === grant.id));
+      // The same call is no longer let through by the grant: it would be held, which the locked store refuses.
+      const again = await call(`${t.agentUrl}/http/api/remember-me`, { method: 'POST', key: KEYS.alice, body: 'v1' });
+      assert.equal(again.status, 500, again.text);
+      assert.match(again.json.error.message, /could not record the approval request/);
+      assert.equal(up.received.length, before, 'the call was not made');
+      assert.equal((await call(`${t.adminUrl}/api/approvals/remembered/${grant.id}`, { method: 'DELETE' })).status, 404, 'forgotten once');
+    } finally {
+      other.exec('COMMIT');
+    }
+    await waitFor('the revocation in the store', () => revokedInStore() ?? undefined);
+  });
+
+  it('a key created while the store is locked is refused at once, and made when asked again', async () => {
+    const create = () => call(`${t.adminUrl}/api/agents/alice/keys`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const keysInStore = () => (other.prepare("SELECT count(*) AS n FROM keys WHERE agent = 'alice'").get() as { n: number }).n;
+    const stored = keysInStore();
+    other.exec('BEGIN IMMEDIATE');
+    let refused;
+    const t0 = Date.now();
+    try {
+      refused = await create();
+    } finally {
+      other.exec('COMMIT');
+    }
+    assert.ok(Date.now() - t0 < 1000, `the refusal took ${Date.now() - t0} ms`);
+    assert.equal(refused.status, 500, refused.text);
+    assert.match(refused.json.error.message, /could not be stored.*no key was made, try again/);
+    assert.equal(keysInStore(), stored, 'no key was stored');
+    const made = await create();
+    assert.equal(made.status, 201, made.text);
+    assert.equal(keysInStore(), stored + 1);
+    assert.equal((await call(`${t.agentUrl}/http/api/ok`, { key: made.json.key })).status, 200, 'the new key works');
+  });
 });

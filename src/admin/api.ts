@@ -11,6 +11,7 @@ import { sameDigest, hashKey } from '../identity/keys.js';
 import { createStoredKey, publicKey } from '../identity/keystore.js';
 import { PatternError } from '../policies/rules/pattern.js';
 import { sendError, sendJson } from '../server/respond.js';
+import { ANSWERED_LOCK_WAIT_MS } from '../store/deferred.js';
 import type { AuditRow, KillScope } from '../store/types.js';
 import { BadBody, readJson } from './body.js';
 import { serveApprovals } from './approvals.js';
@@ -106,7 +107,15 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
       // An expiry past what a Date can hold would be stored, then make every key listing throw (toISOString).
       if (expiresInMs > MAX_KEY_LIFETIME_MS) return fail('bad_request', 'expires can be at most 36500d (100 years)');
     }
-    const created = createStoredKey(gw.store, agent, expiresInMs);
+    let created;
+    try {
+      // A key is handed out only once it is stored (it must still work after a restart); another
+      // process's lock on the store is waited for briefly, not for the 5 s busy timeout.
+      created = gw.store.withLockWait(ANSWERED_LOCK_WAIT_MS, () => createStoredKey(gw.store, agent, expiresInMs));
+    } catch (e) {
+      gw.log.error({ err: e, agent }, 'could not store a new agent key');
+      return fail('internal_error', 'the new key could not be stored (the store is locked by another process or failing); no key was made, try again');
+    }
     gw.keys.add(created.record);
     gw.log.info({ agent, keyId: created.record.id, by: operator }, 'agent key created');
     return sendJson(res, 201, { ...publicKey(created.record), key: created.key });

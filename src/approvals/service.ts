@@ -17,7 +17,7 @@
 import type { EventBus } from '../events/bus.js';
 import { randomBase62 } from '../identity/keys.js';
 import type { Exchange, Verdict } from '../pipeline/types.js';
-import type { DeferredWrites } from '../store/deferred.js';
+import { ANSWERED_LOCK_WAIT_MS as LOCK_WAIT_MS, type DeferredWrites } from '../store/deferred.js';
 import type { Store } from '../store/types.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -37,8 +37,6 @@ export type DecideResult =
   | { ok: true; approval: Approval }
   | { ok: false; status: 404 | 409 | 503; message: string };
 
-/** The longest a hold or a decision waits for a lock another connection holds. */
-const LOCK_WAIT_MS = 200;
 
 export class Approvals {
   private readonly waiters = new Map<string, Waiter>();
@@ -194,10 +192,17 @@ export class Approvals {
     return this.remembered.filter((r) => !r.revokedAt && Date.parse(r.expiresAt) > now);
   }
 
+  /**
+   * Ends a remembered approval: in force for the very next call, whatever the store is doing; the
+   * store gets it through the deferred writes (remembered approvals are read from it only at start).
+   */
   forget(id: string): boolean {
-    const ok = this.store.revokeRemembered(id, new Date().toISOString());
-    if (ok) this.remembered = this.remembered.filter((r) => r.id !== id);
-    return ok;
+    const now = Date.now();
+    if (!this.remembered.some((r) => r.id === id && !r.revokedAt && Date.parse(r.expiresAt) > now)) return false;
+    this.remembered = this.remembered.filter((r) => r.id !== id);
+    const at = new Date(now).toISOString();
+    this.writes.write(() => void this.store.revokeRemembered(id, at));
+    return true;
   }
 
   /** Answers every held call (gateway stopping): they end as expired. */

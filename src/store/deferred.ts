@@ -1,8 +1,8 @@
 /**
  * Store writes that must not wait for the store's lock: an operator's stop orders (kill switches,
- * key revocations), which the gateway puts in force in memory first; alerts, which it publishes
- * first; and the ends of held calls that no person decided (expired, cancelled), which it answers
- * first. Their store writes come here.
+ * key revocations, forgotten remembered approvals) and MCP tool pins, which the gateway puts in
+ * force in memory first; alerts, which it publishes first; and the ends of held calls that no
+ * person decided (expired, cancelled), which it answers first. Their store writes come here.
  *
  * A write waits for another connection's write lock (an operator's sqlite3 shell in a transaction,
  * a long checkpoint) at most LOCK_WAIT_MS, so an order never stalls the event loop for the store's
@@ -15,6 +15,13 @@ import type { Store } from './types.js';
 
 /** The longest a write on the event loop waits for a lock another connection holds. */
 export const LOCK_WAIT_MS = 20;
+/**
+ * The longest a write that someone waits to hear about (a held call's approval request, a person's
+ * decision, a new agent key) waits for another connection's lock. It outlasts the audit writer's
+ * own short holds; past it the write is refused with "try again" rather than stalling the gateway
+ * for the store's 5 s busy timeout.
+ */
+export const ANSWERED_LOCK_WAIT_MS = 200;
 const RETRY_MS = 1000;
 
 /** SQLite failures that a later try may not meet. */
@@ -65,12 +72,12 @@ export class DeferredWrites {
           this.store.withLockWait(LOCK_WAIT_MS, this.queue[0]!);
         } catch (e) {
           if (mayPass(e)) throw e;
-          this.onProblem(`the store refused a kill switch, key revocation, alert or approval outcome for good (${e instanceof Error ? e.message : String(e)}); it stays in force until this process ends, but is not stored`);
+          this.onProblem(`the store refused a kill switch, key revocation, alert, approval end or tool pin for good (${e instanceof Error ? e.message : String(e)}); it stays in force until this process ends, but is not stored`);
         }
         this.queue.shift();
       }
     } catch (e) {
-      if (!this.behind) this.onProblem(`the store did not take a kill switch, key revocation, alert or approval outcome (${e instanceof Error ? e.message : String(e)}); it is in force now and is written when the store lets it, retried every ${RETRY_MS} ms`);
+      if (!this.behind) this.onProblem(`the store did not take a kill switch, key revocation, alert, approval end or tool pin (${e instanceof Error ? e.message : String(e)}); it is in force now and is written when the store lets it, retried every ${RETRY_MS} ms`);
       this.behind = true;
       this.retry = setTimeout(() => this.drain(), RETRY_MS);
       this.retry.unref();

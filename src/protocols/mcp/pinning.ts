@@ -3,9 +3,17 @@
  * first time airlock sees it; a later, different definition is kept pending (quarantined) until an
  * operator accepts it with `airlock tools accept <server>/<tool>`. Pins live in the store (they
  * survive restarts) and in a Map, because `isQuarantined` runs on every tool call.
+ *
+ * A pin is in force in the Map at once and reaches the store through the deferred writes, in
+ * order: a catalogue that arrives while another process holds the store's lock must not stall the
+ * gateway, nor leave a changed tool callable because its quarantine could not be written yet.
+ * A pin the process loses before the store has it costs nothing unsafe at the next start: a lost
+ * quarantine is found again (the stored pin still has the old fingerprint), a lost accept leaves
+ * the tool quarantined, a lost first sight is a first sight again.
  */
 import { createHash } from 'node:crypto';
 import { canonical } from '../../audit/record.js';
+import type { DeferredWrites } from '../../store/deferred.js';
 import type { Store, ToolPin } from '../../store/types.js';
 
 /** The parts of an MCP tool definition that pinning and scanning look at (other fields are ignored). */
@@ -47,6 +55,7 @@ export class Pins {
 
   constructor(
     private readonly store: Store,
+    private readonly writes: DeferredWrites,
     private readonly now: () => Date = () => new Date(),
   ) {
     for (const p of store.listToolPins()) this.pins.set(keyOf(p.server, p.tool), p);
@@ -94,9 +103,8 @@ export class Pins {
   }
 
   private put(p: ToolPin): void {
-    // Store first: a pin that failed to persist must not be trusted in memory either.
-    this.store.saveToolPin(p);
     this.pins.set(keyOf(p.server, p.tool), p);
+    this.writes.write(() => this.store.saveToolPin(p));
   }
 }
 
