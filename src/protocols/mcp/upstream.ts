@@ -107,9 +107,9 @@ export class Upstream {
         capabilities: {},
         versionNegotiation: { mode: 'auto', probe: { timeoutMs: 5000 } },
         listChanged: {
-          tools: { onChanged: () => void this.refresh(client) },
-          prompts: { onChanged: () => void this.refresh(client) },
-          resources: { onChanged: () => void this.refresh(client) },
+          tools: { onChanged: () => this.refreshOnNotice(client) },
+          prompts: { onChanged: () => this.refreshOnNotice(client) },
+          resources: { onChanged: () => this.refreshOnNotice(client) },
         },
       },
     );
@@ -201,6 +201,11 @@ export class Upstream {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.start(), delay);
     this.timer.unref();
+  }
+
+  /** A refresh nobody awaits (a list_changed notice): a failure is logged, never an unhandled rejection that ends the process. */
+  private refreshOnNotice(client: Client): void {
+    this.refresh(client).catch((e: unknown) => this.log.error({ mcp: this.name, err: e instanceof Error ? e.message : String(e) }, 'MCP catalogue refresh failed'));
   }
 
   /** Re-reads the catalogue from the server, every page of each list; tells the hub which lists changed. */
