@@ -12,7 +12,7 @@ import { adminHandler } from './admin/api.js';
 import { ApprovalNotifier } from './approvals/notify.js';
 import { Approvals } from './approvals/service.js';
 import { AuditLog } from './audit/log.js';
-import { compileConfig, type HostPort, type RuntimeConfig } from './config/compile.js';
+import { compileConfig, isLoopbackHost, type HostPort, type RuntimeConfig } from './config/compile.js';
 import { loadConfigFile } from './config/load.js';
 import { Alerts } from './events/alerts.js';
 import { EventBus } from './events/bus.js';
@@ -123,7 +123,7 @@ export class Gateway implements AgentPortDeps {
         guardsPolicy((x) =>
           this.alerts.raise('loop', `${x.agent.name} ${x.action}`, 'warning', `agent "${x.agent.name}" is repeating ${x.action} with the same arguments; calls are refused with loop_detected`, { action: x.action, session: x.session }, x.agent.name),
         ),
-        approvalPolicy(this.approvals),
+        approvalPolicy(this.approvals, this.keys),
       ],
       this.audit,
       this.metrics,
@@ -220,6 +220,12 @@ export class Gateway implements AgentPortDeps {
     if (moved(prev.listen, next.listen) || moved(prev.admin.listen, next.admin.listen) || prev.dataDir !== next.dataDir) {
       this.log.warn({ why }, 'listen addresses and data directory change only on restart; keeping the running ones');
       next = { ...next, listen: prev.listen, admin: { ...next.admin, listen: prev.admin.listen }, dataDir: prev.dataDir };
+      // The new file was checked against its own admin address; the port stays on the old one.
+      if (!isLoopbackHost(next.admin.listen.host) && next.admin.tokens.length === 0) {
+        const error = `the admin port keeps listening on ${next.admin.listen.host} until a restart, which is not loopback: the new config must keep an admin token`;
+        this.log.error({ why, error }, 'config reload refused; the running config stays in force');
+        return { ok: false, error };
+      }
     }
     this.current = next;
     this.loadKeys();

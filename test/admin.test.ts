@@ -458,6 +458,25 @@ http:
       }
     });
 
+    it('a web page cannot drive the admin port: a request with an Origin header, or a non-loopback Host (DNS rebinding), is refused and changes nothing', async () => {
+      const port = new URL(t.adminUrl).port;
+      // A page on another site posting text/plain (no CORS preflight), and a page whose own name was rebound to 127.0.0.1.
+      const csrf = await admin('/api/kill', { method: 'POST', headers: { origin: 'http://evil.example', 'content-type': 'text/plain' }, body: JSON.stringify({ all: true }) });
+      assert.equal(csrf.status, 403, csrf.text);
+      assert.equal(csrf.json.error.code, 'denied');
+      assert.match(csrf.json.error.message, /Origin/);
+      for (const [method, path, body] of [['POST', '/api/kill', { all: true }], ['GET', '/api/approvals', undefined], ['POST', '/api/agents/alice/keys', {}]] as const) {
+        const r = await admin(path, { method, headers: { host: `evil.example:${port}`, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+        assert.equal(r.status, 403, `${method} ${path}: ${r.text}`);
+        assert.equal(r.json.error.code, 'denied');
+        assert.equal(r.json.key, undefined);
+      }
+      assert.deepEqual((await admin('/api/kill')).json.kills, [], 'no kill switch was set');
+      for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, 'LOCALHOST']) {
+        assert.equal((await admin('/api/kill', { headers: { host } })).status, 200, host);
+      }
+    });
+
     it('the admin API is not served on the agent port', async () => {
       for (const path of ['/api/agents', '/api/keys', '/api/audit', '/metrics', '/api/kill']) {
         const anon = await call(`${t.agentUrl}${path}`);
@@ -495,6 +514,28 @@ describe('admin token', () => {
         return true;
       });
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a reload cannot drop the token while the admin port stays on a non-loopback address', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-admin-'));
+    const configFile = join(dir, 'airlock.yaml');
+    const sink = new Writable({ write: (_c, _e, cb) => cb() });
+    writeFileSync(configFile, `data: ${join(dir, 'data')}\nadmin:\n  listen: "0.0.0.0:0"\n  token: "${TOKEN}"\nagents:\n  alice: { keys: ["${KEYS.alice}"] }\n`);
+    const gw = await Gateway.start({ configFile, listen: '127.0.0.1:0', logDestination: sink, watch: false });
+    try {
+      const url = `http://127.0.0.1:${new URL(gw.adminUrl).port}`;
+      // Valid on its own: loopback needs no token. But the port keeps its address until a restart.
+      writeFileSync(configFile, `data: ${join(dir, 'data')}\nadmin:\n  listen: "127.0.0.1:0"\nagents:\n  alice: { keys: ["${KEYS.alice}"] }\n`);
+      const r = gw.reload('test');
+      assert.equal(r.ok, false);
+      assert.match(!r.ok ? r.error : '', /admin token/);
+      const k = await call(`${url}/api/kill`, { method: 'POST', ...json({ all: true }) });
+      assert.equal(k.status, 401, 'the token is still required');
+      assert.deepEqual((await call(`${url}/api/kill`, { headers: { authorization: `Bearer ${TOKEN}` } })).json.kills, []);
+    } finally {
+      await gw.stop();
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -162,6 +162,23 @@ describe('approvals: decisions through the admin API', () => {
     assert.equal((await afterForget).status, 403);
   });
 
+  it('a call held while its key is revoked is not made when approved', async () => {
+    const created = await admin('/api/agents/alice/keys', {});
+    assert.equal(created.status, 201, created.text);
+    const before = up.received.length;
+    const held = call(`${t.agentUrl}/http/api/revoke-me`, { method: 'POST', key: created.json.key, body: 'x' });
+    const a = await pendingFor({ adminUrl: t.adminUrl, token: TOKEN }, 'http: POST api/revoke-me');
+    assert.equal((await admin(`/api/keys/${created.json.id}`, undefined, 'DELETE')).status, 200);
+    assert.equal((await admin(`/api/approvals/${a.id}`, { decision: 'approve' })).status, 200);
+    const r = await held;
+    assert.equal(r.status, 401, r.text);
+    assert.equal(r.json.error.code, 'unauthenticated');
+    assert.match(r.json.error.message, /revoked or expired while this call was held/);
+    assert.equal(up.received.length, before, 'the call was not made');
+    const rec = await auditOf(t, String(r.headers['x-airlock-request-id']), TOKEN);
+    assert.equal(rec['code'], 'unauthenticated');
+  });
+
   it('a kill switch covering a held call denies it at once', async () => {
     const held = call(`${t.agentUrl}/http/api/rm`, { method: 'DELETE', key: KEYS.alice });
     const a = await pendingFor({ adminUrl: t.adminUrl, token: TOKEN }, 'http: DELETE api/rm');

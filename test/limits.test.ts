@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { call, startGateway, type Reply, type TestGateway } from './support/gateway.js';
@@ -192,5 +193,42 @@ http:
     const codes = new Set((a.json.records as { code: string; phase: string }[]).map((r) => `${r.phase}:${r.code}`));
     assert.ok(codes.has('final:rate_limited'));
     assert.ok(codes.has('final:concurrency_limited'));
+  });
+});
+
+describe('limits across a config reload', () => {
+  let up: Upstream;
+  let t: TestGateway;
+  before(async () => {
+    up = await startUpstream(echo);
+    t = await startGateway(`
+agents:
+  hank: { keys: ["${key('hank')}"] }
+limits:
+  - target: "http: POST api/**"
+    requests: 2/min
+rules:
+  - name: everything
+    allow: ["http: * api/**"]
+http:
+  services:
+    api: { url: "${up.url}" }
+`);
+  });
+  after(async () => {
+    await t.stop();
+    await up.close();
+  });
+
+  it('a limit added before an existing one leaves that one’s count as it was', async () => {
+    const post = () => call(`${t.agentUrl}/http/api/x`, { key: key('hank'), method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    assert.equal((await post()).status, 200);
+    assert.equal((await post()).status, 200);
+    assertLimited(await post(), 'rate_limited');
+    const text = readFileSync(t.configFile, 'utf8');
+    writeFileSync(t.configFile, text.replace('limits:\n', 'limits:\n  - target: "http: GET api/**"\n    requests: 100/min\n'));
+    assert.deepEqual(t.gw.reload('test'), { ok: true });
+    assert.equal(t.gw.config().targetLimits.length, 2, 'the new limit is in force');
+    assertLimited(await post(), 'rate_limited');
   });
 });

@@ -4,6 +4,7 @@
  * (and a token is required when the port is not on loopback).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isLoopbackHost } from '../config/compile.js';
 import { parseDuration, parseSince } from '../config/units.js';
 import type { ErrorCode } from '../errors.js';
 import type { Gateway } from '../gateway.js';
@@ -51,6 +52,22 @@ export function adminHandler(gw: Gateway): (req: IncomingMessage, res: ServerRes
   };
 }
 
+/**
+ * Why a request must be refused as a browser's, or undefined. A browser is the one client that
+ * someone else can make call a loopback port: a web page the operator visits sends cross-site
+ * requests (which carry Origin; a text/plain POST needs no preflight), and a DNS name rebound to
+ * 127.0.0.1 reaches the port with that name in Host. No airlock client sends Origin, and a client
+ * of a loopback admin port names a loopback host.
+ */
+function browserRefusal(req: IncomingMessage, listenHost: string): string | undefined {
+  if (req.headers.origin !== undefined) return 'the admin API does not answer requests from web pages (this one has an Origin header); use the airlock CLI or an HTTP client';
+  const host = req.headers.host;
+  if (host === undefined || !isLoopbackHost(listenHost)) return undefined;
+  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.split(':')[0]!;
+  if (isLoopbackHost(name.toLowerCase())) return undefined;
+  return `the admin port listens on loopback and answers only loopback host names (127.0.0.1, [::1], localhost), not "${host.slice(0, 100)}"`;
+}
+
 async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const requestId = randomUUID();
   res.setHeader('x-airlock-request-id', requestId);
@@ -61,6 +78,9 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
 
   if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
   if (path === '/readyz') return gw.ready() ? sendJson(res, 200, { status: 'ready' }) : sendJson(res, 503, { status: 'draining' });
+
+  const refused = browserRefusal(req, gw.config().admin.listen.host);
+  if (refused) return fail('denied', refused);
 
   const tokens = gw.config().admin.tokens;
   let tokenName: string | undefined;

@@ -185,13 +185,20 @@ export function compileConfig(loaded: LoadedConfig, overrides: { listen?: string
   });
   rules = new RuleSet(c.rules ?? [], [...agents.values()]);
 
+  // A limit's counters are keyed by what it limits (target and agents), not by its place in the
+  // list: a reload that inserts or removes another limit must not hand this one fresh counters
+  // (nor another limit's). Identical entries are told apart by their order among themselves.
+  const seenLimits = new Map<string, number>();
   const targetLimits: TargetLimit[] = (c.limits ?? []).map((l, i) => {
     const path: PathKey[] = ['limits', i];
+    const what = JSON.stringify([l.target, l.agents ?? null]);
+    const nth = seenLimits.get(what) ?? 0;
+    seenLimits.set(what, nth + 1);
     const sel = l.agents?.map((s) => (s.startsWith('team:') ? { team: compileGlob(s.slice(5)) } : { agent: compileGlob(s) }));
     const lim = compileLimits({ requests: l.requests, tokens: l.tokens }, path, loaded);
     if (!l.requests && !l.tokens && !l.concurrency) fail(path, 'a target limit needs requests, tokens or concurrency');
     return {
-      id: `t${i}`,
+      id: `t${nth}${what}`,
       target: l.target,
       match: compilePattern(l.target, [...path, 'target'], loaded),
       appliesTo: (a: AgentRuntime) => !sel || sel.some((s) => ('team' in s ? a.team !== undefined && s.team(a.team) : s.agent(a.name))),

@@ -83,6 +83,12 @@ export class KeyRing {
     return undefined;
   }
 
+  /** True while the key with this id is known, unrevoked and unexpired (a scan: for rare checks, not every request). */
+  usable(id: string, now: number): boolean {
+    for (const r of this.byHash.values()) if (r.id === id) return r.expiresAt === undefined || r.expiresAt > now;
+    return false;
+  }
+
   /** The key record for a presented key, if it is known, unrevoked and unexpired. */
   find(presented: string, now: number): KeyRecord | undefined {
     if (presented.length < 36 || presented.length > 132 || !presented.startsWith('alk_')) return undefined;
