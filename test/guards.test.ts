@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { request } from 'undici';
+import type { Exchange, Verdict } from '../src/pipeline/types.js';
+import { guardsPolicy } from '../src/policies/guards/policy.js';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
 import { startUpstream, type Upstream } from './support/upstream.js';
 
@@ -234,5 +236,20 @@ http:
     // `x` has not been made once; in a fresh session it must go through.
     const r = await hit('x', 's2');
     assert.equal(r.status, 200, r.text);
+  });
+});
+
+describe('session guard memory', () => {
+  it('remembers at most its cap of sessions, forgetting the least recently used first', () => {
+    const policy = guardsPolicy(() => {}, () => 1_000, 3);
+    const judge = (session: string) => policy.before!({ agent: { name: 'a' }, session, action: 'http: GET s/x', argsKey: '', config: { guards: { loop: undefined, sessionMaxCalls: 1 } } } as unknown as Exchange) as Verdict;
+    assert.equal(judge('s1').kind, 'allow');
+    assert.equal(judge('s1').kind, 'deny', 'one call per session');
+    assert.equal(judge('s2').kind, 'allow');
+    assert.equal(judge('s3').kind, 'allow');
+    assert.equal(judge('s2').kind, 'deny', 's2 is remembered, and now the most recently used');
+    assert.equal(judge('s4').kind, 'allow'); // a 4th session: s1, the least recently used, is forgotten
+    assert.equal(judge('s1').kind, 'allow', 's1 was forgotten');
+    assert.equal(judge('s2').kind, 'deny', 's2 was kept');
   });
 });

@@ -7,11 +7,18 @@ import { formatDuration } from '../../config/units.js';
 import { ALLOW, type Exchange, type Policy, type Verdict } from '../../pipeline/types.js';
 import { SlidingWindows } from '../limits/window.js';
 
-/** Sessions idle this long are forgotten, which bounds memory. */
+/** Sessions idle this long are forgotten. */
 const SESSION_IDLE_MS = 24 * 3_600_000;
+/**
+ * At most this many sessions are remembered (~40 MB at the longest ids): session ids are the
+ * agent's to choose, so an agent minting one per call must not grow memory for a day. Past it
+ * the least recently used session is forgotten; the cap is a runaway guard, not a boundary against
+ * an agent that changes ids on purpose (that agent gets a fresh count with any new id anyway).
+ */
+const MAX_SESSIONS = 100_000;
 
 /** `onLoop` hears of each refused loop (to raise an alert). */
-export function guardsPolicy(onLoop: (x: Exchange) => void = () => {}, now: () => number = Date.now): Policy {
+export function guardsPolicy(onLoop: (x: Exchange) => void = () => {}, now: () => number = Date.now, maxSessions = MAX_SESSIONS): Policy {
   const repeats = new SlidingWindows();
   const sessions = new Map<string, { calls: number; last: number }>();
   let lastSweep = 0;
@@ -40,7 +47,10 @@ export function guardsPolicy(onLoop: (x: Exchange) => void = () => {}, now: () =
       if (sessionMaxCalls !== undefined && x.session !== undefined) {
         const key = `${x.agent.name}\n${x.session}`;
         let s = sessions.get(key);
-        if (!s) sessions.set(key, (s = { calls: 0, last: t }));
+        if (s) sessions.delete(key); // re-inserted below: the Map's order is then least recently used first
+        else s = { calls: 0, last: t };
+        sessions.set(key, s);
+        if (sessions.size > maxSessions) sessions.delete(sessions.keys().next().value!);
         if (s.calls >= sessionMaxCalls) {
           return { kind: 'deny', code: 'rate_limited', message: `session "${x.session}" has made its ${sessionMaxCalls} calls (guards.session.maxCalls); start a new session` };
         }
