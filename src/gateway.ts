@@ -12,6 +12,7 @@ import { adminHandler } from './admin/api.js';
 import { ApprovalNotifier } from './approvals/notify.js';
 import { Approvals } from './approvals/service.js';
 import { AuditLog } from './audit/log.js';
+import { clearRunning, markRunning } from './server/running.js';
 import { compileConfig, isLoopbackHost, type HostPort, type RuntimeConfig } from './config/compile.js';
 import { loadConfigFile } from './config/load.js';
 import { Alerts } from './events/alerts.js';
@@ -191,6 +192,11 @@ export class Gateway implements AgentPortDeps {
     this.adminUrl = await listen(admin, c.admin.listen);
     this.listening = true;
     if (this.opts.watch !== false) watchFile(this.opts.configFile, { interval: 500 }, (cur, prev) => cur.mtimeMs !== prev.mtimeMs && this.reload('file change'));
+    try {
+      markRunning(c.dataDir, { pid: process.pid, admin: this.adminUrl, agent: this.agentUrl, startedAt: new Date().toISOString() });
+    } catch (e) {
+      this.log.warn({ err: e }, 'could not write gateway.json; the CLI finds this gateway only at its configured admin address');
+    }
     this.log.info({ agent: this.agentUrl, admin: this.adminUrl, config: c.file }, 'gateway started');
   }
 
@@ -345,6 +351,7 @@ export class Gateway implements AgentPortDeps {
       this.log.error({ err: e }, 'kill switch, key or alert writes could not be made; they are lost with this process');
     }
     this.store.close();
+    clearRunning(this.current.dataDir);
     await this.dispatcher.close().catch(() => {});
     await this.llmDispatcher.close().catch(() => {});
     this.log.info('gateway stopped');

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { call, KEYS } from './support/gateway.js';
@@ -366,6 +366,32 @@ http:
     await cli('unkill', 'bob');
     await cli('unkill', 'carol');
     assert.deepEqual([await status(KEYS.bob), await status(KEYS.carol)], [200, 200]);
+  });
+
+  it('without --admin, kill finds the gateway started with --admin-listen elsewhere, and never writes the store under a running gateway', async () => {
+    // The config's admin.listen has nobody (the gateway was started with --admin-listen 127.0.0.1:0).
+    const on = await runCli(['kill', 'alice', '-c', file]);
+    assert.equal(on.code, 0, on.stderr);
+    assert.doesNotMatch(on.stderr, /no gateway is running/);
+    assert.equal(await status(KEYS.alice), 403, 'in force at once, through the running gateway');
+    assert.equal((await runCli(['unkill', 'alice', '-c', file])).code, 0);
+    assert.equal(await status(KEYS.alice), 200);
+    // A running gateway whose admin API does not answer: the CLI refuses rather than write a change it would not see.
+    const record = join(tmp.dir, 'data', 'gateway.json');
+    const original = readFileSync(record, 'utf8');
+    assert.equal(JSON.parse(original).pid, gw.pid);
+    writeFileSync(record, JSON.stringify({ ...JSON.parse(original), admin: `http://127.0.0.1:${await freePort()}` }));
+    try {
+      for (const args of [['kill', 'bob'], ['keys', 'create', 'bob'], ['keys', 'revoke', 'key_nothing']]) {
+        const r = await runCli([...args, '-c', file]);
+        assert.equal(r.code, 1, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`a gateway \\(pid ${gw.pid}\\) runs on .* did not answer; nothing was changed`));
+      }
+    } finally {
+      writeFileSync(record, original);
+    }
+    assert.deepEqual(JSON.parse((await cli('kill', '--list', '--json')).stdout), [], 'nothing was stored');
+    assert.equal(await status(KEYS.bob), 200);
   });
 });
 

@@ -6,6 +6,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { request } from 'undici';
 import { compileConfig, type RuntimeConfig } from '../config/compile.js';
 import { loadConfigFile } from '../config/load.js';
+import { runningFile, runningGateway } from '../server/running.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -37,12 +38,35 @@ export function args<T extends NonNullable<ParseArgsConfig['options']>>(argv: st
   }
 }
 
-/** The admin API base URL: `--admin`, else the config's admin.listen. */
+/**
+ * The admin API base URL: `--admin`, else that of the gateway running on the config's data
+ * directory (its `gateway.json`: right even after `--admin-listen` or an edited admin.listen),
+ * else the config's admin.listen.
+ */
 export function adminBase(admin: string | undefined, config: string | undefined): string {
   if (admin) return admin.replace(/\/+$/, '');
   const c = loadRuntime(configPath(config));
+  const running = runningGateway(c.dataDir);
+  if (running) return reachable(running.admin);
   const h = c.admin.listen.host.includes(':') ? `[${c.admin.listen.host}]` : c.admin.listen.host;
-  return `http://${h === '0.0.0.0' ? '127.0.0.1' : h}:${c.admin.listen.port}`;
+  return reachable(`http://${h}:${c.admin.listen.port}`);
+}
+
+/** A listen URL as a local client reaches it: the wildcard addresses mean this machine. */
+function reachable(url: string): string {
+  return url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:');
+}
+
+/**
+ * For verbs that write the store themselves when no gateway answers (`kill`, `keys`): throws if a
+ * gateway does run on the data directory, since it would not see the change (it reads kill
+ * switches and keys at start).
+ */
+export function assertNoGateway(dataDir: string): void {
+  const running = runningGateway(dataDir);
+  if (running) {
+    throw new Error(`a gateway (pid ${running.pid}) runs on ${dataDir}, but its admin API at ${running.admin} did not answer; nothing was changed. Retry, or pass --admin URL (if no gateway runs, remove ${runningFile(dataDir)})`);
+  }
 }
 
 export class AdminUnreachable extends Error {}

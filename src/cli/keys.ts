@@ -6,7 +6,7 @@
 import { parseDuration } from '../config/units.js';
 import { createStoredKey, publicKey } from '../identity/keystore.js';
 import { SqliteStore } from '../store/sqlite.js';
-import { adminBase, adminCall, AdminUnreachable, apiError, args, configPath, EXIT_FAILED, EXIT_OK, loadRuntime, printJson, table, UsageError } from './common.js';
+import { adminBase, adminCall, AdminUnreachable, apiError, args, assertNoGateway, configPath, EXIT_FAILED, EXIT_OK, loadRuntime, printJson, table, UsageError } from './common.js';
 
 export const usage = 'airlock keys create <agent> [--expires 30d] | keys list [agent] | keys revoke <id>   [-c FILE] [--admin URL] [--json]';
 
@@ -82,7 +82,9 @@ async function viaGatewayOrStore(values: { admin?: string | undefined; config?: 
     return await online(adminBase(values.admin, values.config));
   } catch (e) {
     if (!(e instanceof AdminUnreachable) || values.admin) throw e;
-    return offline(configPath(values.config));
+    const file = configPath(values.config);
+    assertNoGateway(loadRuntime(file).dataDir);
+    return offline(file);
   }
 }
 

@@ -6,7 +6,7 @@
 import { compileActionPattern, PatternError } from '../policies/rules/pattern.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { KillScope } from '../store/types.js';
-import { adminBase, adminCall, AdminUnreachable, apiError, args, configPath, EXIT_FAILED, EXIT_OK, loadRuntime, printJson, table, UsageError } from './common.js';
+import { adminBase, adminCall, AdminUnreachable, apiError, args, assertNoGateway, configPath, EXIT_FAILED, EXIT_OK, loadRuntime, printJson, table, UsageError } from './common.js';
 
 export const usage = 'airlock kill <agent> | --team TEAM | --target "<pattern>" | --all [--reason TEXT] | kill --list;  airlock unkill (same scopes)';
 
@@ -38,6 +38,7 @@ export async function kill(argv: string[], lift: boolean): Promise<number> {
   } catch (e) {
     if (!(e instanceof AdminUnreachable) || values.admin) throw e;
     const c = loadRuntime(configPath(values.config));
+    assertNoGateway(c.dataDir);
     const store = new SqliteStore(c.dataDir);
     try {
       if (lift) {
