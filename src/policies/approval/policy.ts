@@ -23,6 +23,7 @@ export function approvalPolicy(approvals: Approvals, keys: KeyRing): Policy {
       // A hold can last minutes: a key revoked meanwhile must not see its call made once approved.
       const keyStillUsable = (v: Verdict): Verdict => (v.kind === 'allow' && !keys.usable(x.keyId, Date.now()) ? KEY_GONE : v);
       const v = approvals.hold(x, x.holdRule);
+      // An answer given at once (a remembered approval) comes right after the key was checked.
       return v instanceof Promise ? v.then(keyStillUsable) : v;
     },
   };
