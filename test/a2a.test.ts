@@ -174,6 +174,18 @@ describe('a2a: A2A 1.0 over JSON-RPC with the SDK client', () => {
     assert.equal(rec['status'], 200);
   });
 
+  it('secret-looking values in the message text are [redacted] in the audit excerpt, as MCP argument excerpts are', async () => {
+    const since = new Date().toISOString();
+    const ghToken = `ghp_${'a1B2'.repeat(9)}`;
+    const openaiKey = `sk-proj${'Z9y8'.repeat(6)}`;
+    await client.sendMessage({ tenant: '', message: userMessage(`quick use ${ghToken} and ${openaiKey} to book`), configuration: undefined, metadata: undefined });
+    const rec = (await recordsSince(t, since)).find((x) => x['action'] === 'a2a: travel SendMessage');
+    assert.ok(rec, 'an audit record');
+    const excerpt = String(rec['target'].excerpt);
+    assert.ok(!excerpt.includes(ghToken) && !excerpt.includes(openaiKey), excerpt);
+    assert.equal(excerpt, 'quick use [redacted] and [redacted] to book');
+  });
+
   it('a plain message answer passes through', async () => {
     const r = await client.sendMessage({ tenant: '', message: userMessage('quick hello'), configuration: undefined, metadata: undefined });
     assert.ok(!isTask(r));

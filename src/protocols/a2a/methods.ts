@@ -2,6 +2,7 @@
  * The A2A methods airlock understands, under their 1.0 names (what actions and rules use) and their
  * 0.3 JSON-RPC names, so a rule `a2a: travel SendMessage` covers `message/send` too.
  */
+import { scrubSecrets } from '../../audit/secrets.js';
 
 export type A2AMethod =
   | 'SendMessage'
@@ -105,21 +106,31 @@ export function requestIds(m: A2AMethod, v: A2AVersion, params: Obj): { taskId: 
   return { taskId, contextId };
 }
 
-/** The text parts of the request's message, joined and cut to `max` characters ('' when none). */
+/**
+ * Text read past the excerpt's cut before secrets are scrubbed, so that a secret straddling the cut
+ * is still recognised whole (a cut one would no longer match, and its first part would be kept).
+ */
+const SCRUB_MARGIN = 4096;
+
+/**
+ * The text parts of the request's message, joined, secret-looking values replaced by `[redacted]`
+ * (as in MCP argument excerpts), and cut to `max` characters ('' when none).
+ */
 export function messageExcerpt(params: Obj, max: number): string {
   if (max <= 0) return '';
   const message = obj(params['message']);
   const parts = message?.['parts'] ?? message?.['content'];
   if (!Array.isArray(parts)) return '';
+  const limit = max + SCRUB_MARGIN;
   let out = '';
   for (const p of parts) {
     const t = obj(p)?.['text'];
     if (typeof t !== 'string') continue;
-    out += (out ? ' ' : '') + t;
-    if (out.length > max) break;
+    out += (out ? ' ' : '') + t.slice(0, limit - out.length);
+    if (out.length >= limit) break;
   }
   // Control characters would make audit lines and approval summaries unreadable.
-  out = out.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, ' ');
+  out = scrubSecrets(out).replace(/[\x00-\x08\x0b-\x1f\x7f]/g, ' ');
   return out.length > max ? `${out.slice(0, max)}…` : out;
 }
 
