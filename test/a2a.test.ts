@@ -399,3 +399,62 @@ describe('a2a: A2A 0.3 method names', () => {
     assert.equal(up.seen.at(-1)!.headers['a2a-version'], '1.0');
   });
 });
+
+describe('a2a: cookies stay on their side of airlock', () => {
+  // An auth front before the remote agent mints a session cookie from the token airlock injects.
+  const SESSION = 'CF_Authorization=minted-from-the-injected-token; Path=/; HttpOnly';
+  let up: A2AUpstream;
+  let t: TestGateway;
+  before(async () => {
+    up = await startA2AUpstream({ token: PARTNER_TOKEN, setCookie: SESSION });
+    t = await startGateway(`
+agents:
+  alice: { keys: ["${KEYS.alice}"] }
+rules:
+  - name: travel-desk
+    agents: [alice]
+    allow: ["a2a: travel", "a2a: booked"]
+a2a:
+  agents:
+    travel: { url: "${up.url}", token: "${PARTNER_TOKEN}" }
+    booked: { url: "${up.url}", headers: { Cookie: "operator=configured" } }
+`);
+  });
+  after(async () => {
+    await t.stop();
+    await up.close();
+  });
+
+  it('the remote agent\'s Set-Cookie never reaches the agent, and the agent\'s Cookie never reaches the remote agent (JSON, SSE, REST, extended card)', async () => {
+    const n = up.seen.length;
+    const agentCookie = { cookie: 'CF_Authorization=stolen-elsewhere', 'a2a-version': '1.0' };
+    const send = { message: { messageId: 'c1', role: 'ROLE_USER', parts: [{ text: 'cookie trip' }] } };
+    const answers = [
+      await rpc(t, { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: send }, agentCookie),
+      await rpc(t, { jsonrpc: '2.0', id: 2, method: 'SendStreamingMessage', params: { message: { ...send.message, messageId: 'c2' } } }, { ...agentCookie, accept: 'text/event-stream' }),
+      await rpc(t, { jsonrpc: '2.0', id: 3, method: 'GetExtendedAgentCard', params: {} }, agentCookie),
+      await call(`${t.agentUrl}/a2a/travel/message:send`, { method: 'POST', key: KEYS.alice, headers: { 'content-type': 'application/json', ...agentCookie }, body: JSON.stringify({ message: { ...send.message, messageId: 'c3' } }) }),
+      await call(`${t.agentUrl}/a2a/travel/extendedAgentCard`, { key: KEYS.alice, headers: agentCookie }),
+    ];
+    for (const [i, a] of answers.entries()) {
+      assert.equal(a.status, 200, `answer ${i}: ${a.text.slice(0, 200)}`);
+      assert.equal(a.headers['set-cookie'], undefined, `answer ${i} carries no Set-Cookie`);
+    }
+    assert.match(answers[1]!.text, /cookie trip/, 'the stream was relayed');
+    const calls = up.seen.slice(n).filter((s) => s.url.startsWith('/a2a/'));
+    assert.equal(calls.length, 5);
+    for (const c of calls) {
+      assert.equal(c.headers['cookie'], undefined, `${c.url} got no cookie from the agent`);
+      assert.equal(c.headers['authorization'], `Bearer ${PARTNER_TOKEN}`);
+    }
+  });
+
+  it('a Cookie header the operator configured for a remote agent is still sent (it is airlock\'s, not the agent\'s)', async () => {
+    const n = up.seen.length;
+    const r = await call(`${t.agentUrl}/a2a/booked`, { method: 'POST', key: KEYS.alice, headers: { 'content-type': 'application/json', cookie: 'agent=own' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: 'c4', role: 'ROLE_USER', parts: [{ text: 'quick hi' }] } } }) });
+    assert.ok(r.json.result, r.text);
+    assert.equal(r.headers['set-cookie'], undefined);
+    const c = up.seen.slice(n).find((s) => s.url === '/a2a/jsonrpc');
+    assert.equal(c?.headers['cookie'], 'operator=configured');
+  });
+});

@@ -1,8 +1,9 @@
 /**
  * Forwards one allowed A2A call to the remote agent and its answer back to the agent: the body the
- * agent sent, unchanged; the agent's credentials and `x-airlock-*` removed, the remote agent's
- * injected; the answer streamed through as it arrives (SSE included) while a tap reads the task
- * facts for the audit record. Extended cards are the one answer rewritten, like the public card.
+ * agent sent, unchanged; the agent's credentials, cookies and `x-airlock-*` removed, the remote
+ * agent's credentials injected; the answer streamed through as it arrives (SSE included), less the
+ * remote agent's cookies, while a tap reads the task facts for the audit record. Extended cards are
+ * the one answer rewritten, like the public card.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { A2ARemoteAgent } from '../../config/a2a.js';
@@ -19,6 +20,17 @@ import { ResponseTap } from './tap.js';
 
 /** Extended cards larger than this are refused, like public ones. */
 const MAX_CARD_BYTES = 1024 * 1024;
+
+/**
+ * Cookies do not cross airlock in either direction. An auth front before the remote agent
+ * (Cloudflare Access, say) answers the injected credential with a session cookie, which in the
+ * agent's hands would reach the remote agent without airlock; and the agent's own cookies are not
+ * airlock's to pass on. A Cookie header configured for the remote agent is injected after this.
+ */
+const AGENT_COOKIES: ReadonlySet<string> = new Set(['cookie']);
+const UPSTREAM_COOKIES: ReadonlySet<string> = new Set(['set-cookie', 'set-cookie2']);
+/** A rewritten card also has a new length and is no longer the entity the upstream's ETag named. */
+const CARD_DROP: ReadonlySet<string> = new Set([...UPSTREAM_COOKIES, 'content-length', 'etag']);
 
 export interface Forwarding {
   agent: A2ARemoteAgent;
@@ -44,7 +56,7 @@ export function refuseIn(res: ServerResponse, x: { id: string }, f: Pick<Forward
 /** Calls the remote agent and relays its answer; reports the outcome to the pipeline. */
 export async function forward(gw: DoorContext, x: Exchange, req: IncomingMessage, res: ServerResponse, f: Forwarding): Promise<void> {
   const signal = x.abort; // undici takes the emitter itself: no AbortSignal per call
-  const headers = upstreamRequestHeaders(req.headers, f.agent.headers);
+  const headers = upstreamRequestHeaders(req.headers, f.agent.headers, AGENT_COOKIES);
   // The tap reads what passes; a compressed answer could not be read (nor a card rewritten).
   delete headers['accept-encoding'];
   if (f.version !== undefined && headers['a2a-version'] === undefined) headers['a2a-version'] = f.version;
@@ -95,7 +107,7 @@ export async function forward(gw: DoorContext, x: Exchange, req: IncomingMessage
   const contentType = String(up.headers['content-type'] ?? '');
   const encoded = up.headers['content-encoding'] !== undefined && up.headers['content-encoding'] !== 'identity';
   const tap = encoded ? undefined : new ResponseTap(/^text\/event-stream/i.test(contentType) ? 'sse' : 'json');
-  res.writeHead(up.statusCode, agentResponseHeaders(up.headers, x.id));
+  res.writeHead(up.statusCode, agentResponseHeaders(up.headers, x.id, UPSTREAM_COOKIES));
   // Stream events must reach the agent as they arrive, not when a buffer fills.
   if (tap?.kind === 'sse') res.flushHeaders();
   let bytesOut = 0;
@@ -177,9 +189,7 @@ async function relayCard(gw: DoorContext, x: Exchange, res: ServerResponse, f: F
     out = JSON.stringify(rewriteCard(parsed.card, f.card!.base, f.agent.name, f.agent.cardUrl, f.agent.origins));
   }
   if (res.destroyed) return end(up.statusCode, undefined, 'the agent disconnected', 0);
-  const headers = agentResponseHeaders(up.headers, x.id);
-  delete headers['content-length'];
-  delete headers['etag'];
+  const headers = agentResponseHeaders(up.headers, x.id, CARD_DROP);
   headers['content-length'] = String(Buffer.byteLength(out));
   res.writeHead(up.statusCode, headers);
   res.end(out);
