@@ -18,6 +18,7 @@ import { sendError } from '../../server/respond.js';
 import { readBody } from '../http/body.js';
 import { normalizeVersion, pickEndpoint, type Binding } from './card.js';
 import { CardCache } from './cards.js';
+import { ambiguousJson } from './duplicate-keys.js';
 import { forward, refuseIn, type Forwarding } from './forward.js';
 import { parseRpc, RPC, sendRpcError, type RpcId } from './jsonrpc.js';
 import { ALL_METHODS, carriesPushUrl, isStreaming, METHOD_LIST_TEXT, messageExcerpt, methodInfo, requestIds, type A2AMethod, type A2AVersion } from './methods.js';
@@ -177,13 +178,16 @@ async function serveRest(gw: DoorContext, req: IncomingMessage, res: ServerRespo
     raw = await body(req, agent, refuse, false);
     if (raw === undefined) return;
     if (raw.length > 0) {
+      const text = raw.toString('utf8');
       let v: unknown;
       try {
-        v = JSON.parse(raw.toString('utf8'));
+        v = JSON.parse(text);
       } catch {
         return refuse('bad_request', 'the request body is not valid JSON; the call was not forwarded', { action: `a2a: ${agent.name} ${r.method}`, target: { agent: agent.name, method: r.method } });
       }
       if (v === null || typeof v !== 'object' || Array.isArray(v)) return refuse('bad_request', 'the request body must be a JSON object', { action: `a2a: ${agent.name} ${r.method}`, target: { agent: agent.name, method: r.method } });
+      const ambiguous = ambiguousJson(text);
+      if (ambiguous !== undefined) return refuse('bad_request', `the request body cannot be judged as sent (${ambiguous}): the remote agent may read it differently from airlock; send each key once (the call was not forwarded)`, { action: `a2a: ${agent.name} ${r.method}`, target: { agent: agent.name, method: r.method } });
       params = v as Record<string, unknown>;
     }
   }
