@@ -262,10 +262,14 @@ describe('a2a: bad input', () => {
     assert.equal(rest.status, 403);
     assert.equal(rest.json.error.code, 'denied');
     assert.equal(calls(), before, 'none of them reached the remote agent');
-    // A public address passes the check and is forwarded (the remote agent decides the rest).
-    const pub = await post('/a2a/travel', JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'CreateTaskPushNotificationConfig', params: { taskId: 'no-task', url: 'https://93.184.216.34/hook' } }));
+    // A public address passes the check and is forwarded (the remote agent decides the rest), on a
+    // task of the caller's own (another agent's, or one airlock never saw, is refused first).
+    const own = await post('/a2a/travel', JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: 'own', role: 'ROLE_USER', parts: [{ text: 'ask where' }] } } }), { 'a2a-version': '1.0' });
+    const taskId = own.json.result?.task?.id;
+    assert.ok(taskId, own.text);
+    const pub = await post('/a2a/travel', JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'CreateTaskPushNotificationConfig', params: { taskId, url: 'https://93.184.216.34/hook' } }));
     assert.equal(pub.json.error?.data?.airlock_code, undefined);
-    assert.equal(calls(), before + 1);
+    assert.equal(calls(), before + 2);
   });
 
   it('allowPrivatePushUrls lets a loopback webhook receive the remote agent\'s push notifications', async () => {

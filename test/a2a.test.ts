@@ -244,8 +244,11 @@ describe('a2a: A2A 1.0 over JSON-RPC with the SDK client', () => {
     assert.equal(final.status!.state, TaskState.TASK_STATE_CANCELED);
   });
 
-  it('an upstream A2A error (unknown task) passes through as the remote agent sent it', async () => {
-    await assert.rejects(client.getTask({ tenant: '', id: 'no-such-task', historyLength: undefined }), (e: Error) => e.name === 'TaskNotFoundError');
+  it('an upstream A2A error (cancelling a finished task) passes through as the remote agent sent it', async () => {
+    const done = await client.sendMessage({ tenant: '', message: userMessage('a finished trip'), configuration: undefined, metadata: undefined });
+    assert.ok(isTask(done));
+    assert.equal(done.status!.state, TaskState.TASK_STATE_COMPLETED);
+    await assert.rejects(client.cancelTask({ tenant: '', id: done.id, metadata: undefined }), (e: Error) => e.name === 'TaskNotCancelableError');
   });
 });
 
