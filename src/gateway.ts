@@ -37,6 +37,7 @@ import { createDispatcher } from './upstream/dispatcher.js';
 import { createLlmDispatcher } from './protocols/llm/dispatcher.js';
 import { Pins } from './protocols/mcp/pinning.js';
 import { McpHub } from './protocols/mcp/hub.js';
+import { TaskOwners } from './protocols/a2a/owners.js';
 import { errorBody } from './errors.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
@@ -82,6 +83,8 @@ export class Gateway implements AgentPortDeps {
   /** Keys revoked in memory whose revocation is not in the store yet. */
   private readonly revocationsUnsaved = new Set<string>();
   readonly pins: Pins;
+  /** Which agent started each A2A task: the A2A door refuses the others. */
+  readonly a2aTasks: TaskOwners;
   /** Shared connections to the configured MCP servers. */
   readonly mcpHub: McpHub;
   readonly approvals: Approvals;
@@ -108,10 +111,11 @@ export class Gateway implements AgentPortDeps {
       onError: (e) => this.log.error({ err: e }, 'audit write failed'),
       onWarn: (message) => this.log.warn(message),
     });
-    this.deferredWrites = new DeferredWrites(this.store, (problem) => (problem ? this.log.error(problem) : this.log.info('the writes that waited for the store (kill switches, key revocations, alerts, approval ends, tool pins) reached it')));
+    this.deferredWrites = new DeferredWrites(this.store, (problem) => (problem ? this.log.error(problem) : this.log.info('the writes that waited for the store (kill switches, key revocations, alerts, approval ends, tool pins, A2A task owners) reached it')));
     this.kills = new KillSwitches(this.store, this.deferredWrites);
     this.alerts = new Alerts(this.store, this.bus, this.deferredWrites);
     this.pins = new Pins(this.store, this.deferredWrites);
+    this.a2aTasks = new TaskOwners(this.store, this.deferredWrites);
     this.mcpHub = new McpHub(this.log, this.alerts, this.pins);
     this.approvals = new Approvals(this.store, this.deferredWrites, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl);
     this.pipeline = new Pipeline(

@@ -110,6 +110,37 @@ describe('a2a: bad input', () => {
     assert.equal(r.json.id, 'p');
   });
 
+  it('duplicate JSON keys (top level, params, nested, escaped spellings) → -32600 on JSON-RPC, 400 on REST; nothing is forwarded', async () => {
+    const before = up.seen.length;
+    // JSON.parse keeps the last of two equal keys and some upstream parsers keep the first: airlock
+    // would judge one call (GetTask) and the remote agent run another (CancelTask).
+    const bodies = [
+      '{"jsonrpc": "2.0", "id": 1, "method": "CancelTask", "method": "GetTask", "params": {"id": "t1"}}',
+      '{"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": "mine", "id": "theirs"}}',
+      '{"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": {"messageId": "m", "role": "ROLE_USER", "taskId": "a", "parts": [{"text": "hi"}], "taskId": "b"}}}',
+      '{"jsonrpc": "2.0", "id": 1, "method": "GetTask", "\u006dethod": "CancelTask", "params": {"id": "t1"}}',
+    ];
+    for (const b of bodies) {
+      const r = await post('/a2a/travel', b);
+      assert.equal(r.status, 200, b);
+      assert.equal(r.json.error?.code, -32600, b);
+      assert.equal(r.json.error.data.airlock_code, 'bad_request');
+      assert.match(r.json.error.message, /duplicate key/);
+      assert.equal(r.json.id, 1);
+    }
+    const rest = await post('/a2a/travel/message:send', '{"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "hi"}]}, "configuration": {"taskPushNotificationConfig": {"url": "https://93.184.216.34/hook", "url": "http://169.254.169.254/"}}}');
+    assert.equal(rest.status, 400);
+    assert.equal(rest.json.error.code, 'bad_request');
+    assert.match(rest.json.error.message, /duplicate key "url"/);
+    const deep = await post('/a2a/travel', `{"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"metadata": {"x": ${'['.repeat(1000)}${']'.repeat(1000)}}}}`);
+    assert.equal(deep.json.error?.code, -32600);
+    assert.match(deep.json.error.message, /nesting deeper than 1000 levels/);
+    assert.equal(up.seen.length, before, 'none of them reached the remote agent');
+    // Equal keys in different objects are fine.
+    const ok = await post('/a2a/travel', '{"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": "quick a"}, {"text": "b"}]}}}', { 'a2a-version': '1.0' });
+    assert.ok(ok.json.result, ok.text);
+  });
+
   it('an unknown method → -32601, and nothing is forwarded', async () => {
     const before = up.seen.length;
     for (const m of ['Nope', 'tasks/explode', 'message/sendd']) {
@@ -231,10 +262,14 @@ describe('a2a: bad input', () => {
     assert.equal(rest.status, 403);
     assert.equal(rest.json.error.code, 'denied');
     assert.equal(calls(), before, 'none of them reached the remote agent');
-    // A public address passes the check and is forwarded (the remote agent decides the rest).
-    const pub = await post('/a2a/travel', JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'CreateTaskPushNotificationConfig', params: { taskId: 'no-task', url: 'https://93.184.216.34/hook' } }));
+    // A public address passes the check and is forwarded (the remote agent decides the rest), on a
+    // task of the caller's own (another agent's, or one airlock never saw, is refused first).
+    const own = await post('/a2a/travel', JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: 'own', role: 'ROLE_USER', parts: [{ text: 'ask where' }] } } }), { 'a2a-version': '1.0' });
+    const taskId = own.json.result?.task?.id;
+    assert.ok(taskId, own.text);
+    const pub = await post('/a2a/travel', JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'CreateTaskPushNotificationConfig', params: { taskId, url: 'https://93.184.216.34/hook' } }));
     assert.equal(pub.json.error?.data?.airlock_code, undefined);
-    assert.equal(calls(), before + 1);
+    assert.equal(calls(), before + 2);
   });
 
   it('allowPrivatePushUrls lets a loopback webhook receive the remote agent\'s push notifications', async () => {

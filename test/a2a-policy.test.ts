@@ -111,9 +111,13 @@ describe('a2a: rules, limits, guards, kill switches and approvals', () => {
   });
 
   it('limits: a target limit on GetTask answers rate_limited with retry_after once used up', async () => {
+    // A task of bob's own (a task id airlock never saw would be refused before any limit).
+    const started = await rpc(KEYS.bob, 'SendStreamingMessage', send('a trip for the limits'), { accept: 'text/event-stream', 'a2a-version': '1.0' });
+    const id = /"task":\{[^}]*?"id":"([^"]+)"/.exec(started.text)?.[1];
+    assert.ok(id, started.text.slice(0, 300));
     const codes: (string | undefined)[] = [];
     for (let i = 0; i < 4; i++) {
-      const r = await rpc(KEYS.bob, 'GetTask', { id: `t${i}` });
+      const r = await rpc(KEYS.bob, 'GetTask', { id, historyLength: i });
       codes.push(r.json.error?.data?.airlock_code);
       if (i === 3) {
         assert.equal(r.json.error.code, -31429);
@@ -121,7 +125,7 @@ describe('a2a: rules, limits, guards, kill switches and approvals', () => {
         assert.ok(r.json.error.data.retry_after >= 1);
       }
     }
-    // The first three reach the remote agent (which does not know the tasks).
+    // The first three reach the remote agent.
     assert.deepEqual(codes, [undefined, undefined, undefined, 'rate_limited']);
   });
 

@@ -174,6 +174,18 @@ describe('a2a: A2A 1.0 over JSON-RPC with the SDK client', () => {
     assert.equal(rec['status'], 200);
   });
 
+  it('secret-looking values in the message text are [redacted] in the audit excerpt, as MCP argument excerpts are', async () => {
+    const since = new Date().toISOString();
+    const ghToken = `ghp_${'a1B2'.repeat(9)}`;
+    const openaiKey = `sk-proj${'Z9y8'.repeat(6)}`;
+    await client.sendMessage({ tenant: '', message: userMessage(`quick use ${ghToken} and ${openaiKey} to book`), configuration: undefined, metadata: undefined });
+    const rec = (await recordsSince(t, since)).find((x) => x['action'] === 'a2a: travel SendMessage');
+    assert.ok(rec, 'an audit record');
+    const excerpt = String(rec['target'].excerpt);
+    assert.ok(!excerpt.includes(ghToken) && !excerpt.includes(openaiKey), excerpt);
+    assert.equal(excerpt, 'quick use [redacted] and [redacted] to book');
+  });
+
   it('a plain message answer passes through', async () => {
     const r = await client.sendMessage({ tenant: '', message: userMessage('quick hello'), configuration: undefined, metadata: undefined });
     assert.ok(!isTask(r));
@@ -232,8 +244,11 @@ describe('a2a: A2A 1.0 over JSON-RPC with the SDK client', () => {
     assert.equal(final.status!.state, TaskState.TASK_STATE_CANCELED);
   });
 
-  it('an upstream A2A error (unknown task) passes through as the remote agent sent it', async () => {
-    await assert.rejects(client.getTask({ tenant: '', id: 'no-such-task', historyLength: undefined }), (e: Error) => e.name === 'TaskNotFoundError');
+  it('an upstream A2A error (cancelling a finished task) passes through as the remote agent sent it', async () => {
+    const done = await client.sendMessage({ tenant: '', message: userMessage('a finished trip'), configuration: undefined, metadata: undefined });
+    assert.ok(isTask(done));
+    assert.equal(done.status!.state, TaskState.TASK_STATE_COMPLETED);
+    await assert.rejects(client.cancelTask({ tenant: '', id: done.id, metadata: undefined }), (e: Error) => e.name === 'TaskNotCancelableError');
   });
 });
 
@@ -385,5 +400,64 @@ describe('a2a: A2A 0.3 method names', () => {
     assert.equal(r.json.id, 7);
     assert.match(JSON.stringify(r.json.result.message), /quick answer to: quick raw/);
     assert.equal(up.seen.at(-1)!.headers['a2a-version'], '1.0');
+  });
+});
+
+describe('a2a: cookies stay on their side of airlock', () => {
+  // An auth front before the remote agent mints a session cookie from the token airlock injects.
+  const SESSION = 'CF_Authorization=minted-from-the-injected-token; Path=/; HttpOnly';
+  let up: A2AUpstream;
+  let t: TestGateway;
+  before(async () => {
+    up = await startA2AUpstream({ token: PARTNER_TOKEN, setCookie: SESSION });
+    t = await startGateway(`
+agents:
+  alice: { keys: ["${KEYS.alice}"] }
+rules:
+  - name: travel-desk
+    agents: [alice]
+    allow: ["a2a: travel", "a2a: booked"]
+a2a:
+  agents:
+    travel: { url: "${up.url}", token: "${PARTNER_TOKEN}" }
+    booked: { url: "${up.url}", headers: { Cookie: "operator=configured" } }
+`);
+  });
+  after(async () => {
+    await t.stop();
+    await up.close();
+  });
+
+  it('the remote agent\'s Set-Cookie never reaches the agent, and the agent\'s Cookie never reaches the remote agent (JSON, SSE, REST, extended card)', async () => {
+    const n = up.seen.length;
+    const agentCookie = { cookie: 'CF_Authorization=stolen-elsewhere', 'a2a-version': '1.0' };
+    const send = { message: { messageId: 'c1', role: 'ROLE_USER', parts: [{ text: 'cookie trip' }] } };
+    const answers = [
+      await rpc(t, { jsonrpc: '2.0', id: 1, method: 'SendMessage', params: send }, agentCookie),
+      await rpc(t, { jsonrpc: '2.0', id: 2, method: 'SendStreamingMessage', params: { message: { ...send.message, messageId: 'c2' } } }, { ...agentCookie, accept: 'text/event-stream' }),
+      await rpc(t, { jsonrpc: '2.0', id: 3, method: 'GetExtendedAgentCard', params: {} }, agentCookie),
+      await call(`${t.agentUrl}/a2a/travel/message:send`, { method: 'POST', key: KEYS.alice, headers: { 'content-type': 'application/json', ...agentCookie }, body: JSON.stringify({ message: { ...send.message, messageId: 'c3' } }) }),
+      await call(`${t.agentUrl}/a2a/travel/extendedAgentCard`, { key: KEYS.alice, headers: agentCookie }),
+    ];
+    for (const [i, a] of answers.entries()) {
+      assert.equal(a.status, 200, `answer ${i}: ${a.text.slice(0, 200)}`);
+      assert.equal(a.headers['set-cookie'], undefined, `answer ${i} carries no Set-Cookie`);
+    }
+    assert.match(answers[1]!.text, /cookie trip/, 'the stream was relayed');
+    const calls = up.seen.slice(n).filter((s) => s.url.startsWith('/a2a/'));
+    assert.equal(calls.length, 5);
+    for (const c of calls) {
+      assert.equal(c.headers['cookie'], undefined, `${c.url} got no cookie from the agent`);
+      assert.equal(c.headers['authorization'], `Bearer ${PARTNER_TOKEN}`);
+    }
+  });
+
+  it('a Cookie header the operator configured for a remote agent is still sent (it is airlock\'s, not the agent\'s)', async () => {
+    const n = up.seen.length;
+    const r = await call(`${t.agentUrl}/a2a/booked`, { method: 'POST', key: KEYS.alice, headers: { 'content-type': 'application/json', cookie: 'agent=own' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: { message: { messageId: 'c4', role: 'ROLE_USER', parts: [{ text: 'quick hi' }] } } }) });
+    assert.ok(r.json.result, r.text);
+    assert.equal(r.headers['set-cookie'], undefined);
+    const c = up.seen.slice(n).find((s) => s.url === '/a2a/jsonrpc');
+    assert.equal(c?.headers['cookie'], 'operator=configured');
   });
 });

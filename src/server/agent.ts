@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { presentedKey, validAttribution } from '../identity/authenticate.js';
 import type { KeyRing } from '../identity/keys.js';
 import type { RuntimeConfig } from '../config/compile.js';
-import { serveA2a } from '../protocols/a2a/door.js';
+import { serveA2a, type A2ADoorContext } from '../protocols/a2a/door.js';
 import { serveHttp } from '../protocols/http/door.js';
 import { serveLlm } from '../protocols/llm/door.js';
 import { serveMcp, type McpDoorContext } from '../protocols/mcp/door.js';
@@ -18,7 +18,7 @@ import { continueIfExpected, sendError, sendJson } from './respond.js';
 import type { ErrorCode } from '../errors.js';
 import { ERROR_CODES } from '../errors.js';
 
-export interface AgentPortDeps extends McpDoorContext {
+export interface AgentPortDeps extends McpDoorContext, A2ADoorContext {
   readonly keys: KeyRing;
   config(): RuntimeConfig;
   ready(): boolean;

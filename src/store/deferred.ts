@@ -1,7 +1,7 @@
 /**
  * Store writes that must not wait for the store's lock: an operator's stop orders (kill switches,
- * key revocations, forgotten remembered approvals) and MCP tool pins, which the gateway puts in
- * force in memory first; alerts, which it publishes first; and the ends of held calls that no
+ * key revocations, forgotten remembered approvals), MCP tool pins and A2A task owners, which the
+ * gateway puts in force in memory first; alerts, which it publishes first; and the ends of held calls that no
  * person decided (expired, cancelled), which it answers first. Their store writes come here.
  *
  * A write waits for another connection's write lock (an operator's sqlite3 shell in a transaction,
@@ -72,12 +72,12 @@ export class DeferredWrites {
           this.store.withLockWait(LOCK_WAIT_MS, this.queue[0]!);
         } catch (e) {
           if (mayPass(e)) throw e;
-          this.onProblem(`the store refused a kill switch, key revocation, alert, approval end or tool pin for good (${e instanceof Error ? e.message : String(e)}); it stays in force until this process ends, but is not stored`);
+          this.onProblem(`the store refused a kill switch, key revocation, alert, approval end, tool pin or A2A task owner for good (${e instanceof Error ? e.message : String(e)}); it stays in force until this process ends, but is not stored`);
         }
         this.queue.shift();
       }
     } catch (e) {
-      if (!this.behind) this.onProblem(`the store did not take a kill switch, key revocation, alert, approval end or tool pin (${e instanceof Error ? e.message : String(e)}); it is in force now and is written when the store lets it, retried every ${RETRY_MS} ms`);
+      if (!this.behind) this.onProblem(`the store did not take a kill switch, key revocation, alert, approval end, tool pin or A2A task owner (${e instanceof Error ? e.message : String(e)}); it is in force now and is written when the store lets it, retried every ${RETRY_MS} ms`);
       this.behind = true;
       this.retry = setTimeout(() => this.drain(), RETRY_MS);
       this.retry.unref();

@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Approval, ApprovalStatus, Remembered } from '../approvals/types.js';
 import type { KeyRecord } from '../identity/keys.js';
-import type { Alert, AuditFilter, AuditRow, KillScope, KillSwitch, Store, ToolPin, UsageBy, UsageGroup } from './types.js';
+import type { A2AOwned, A2AOwnedKind, Alert, AuditFilter, AuditRow, KillScope, KillSwitch, Store, ToolPin, UsageBy, UsageGroup } from './types.js';
 
 /** The WAL file's size after it starts over (SQLite's `journal_size_limit`). */
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS remembered (
 CREATE TABLE IF NOT EXISTS tool_pins (
   server TEXT NOT NULL, tool TEXT NOT NULL, fingerprint TEXT NOT NULL, first_seen TEXT NOT NULL,
   pending_fingerprint TEXT, changed_at TEXT, PRIMARY KEY (server, tool));
+-- Which agent started each A2A task or context (protocols/a2a/owners.ts); ids are forgotten after some days.
+CREATE TABLE IF NOT EXISTS a2a_owners (
+  remote TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL, owner TEXT NOT NULL, created_at INTEGER NOT NULL,
+  PRIMARY KEY (remote, kind, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS a2a_owners_created ON a2a_owners(created_at);
 -- The audit table has no secondary index: each one costs every commit another page in the WAL,
 -- and commits are on the path of every call (a decision record is stored before forwarding).
 -- Measured: a two-record commit took ~48 µs with audit(ts) and audit(agent, seq), ~30 µs without
@@ -317,6 +322,25 @@ export class SqliteStore implements Store {
     if (!row) return undefined;
     if (!row.revoked_at) this.db.prepare('UPDATE keys SET revoked_at = ? WHERE id = ?').run(at, id);
     return toKey({ ...row, revoked_at: row.revoked_at ?? at });
+  }
+
+  listA2AOwned(since: number, limit: number): A2AOwned[] {
+    const rows = this.db
+      .prepare('SELECT * FROM (SELECT remote, kind, id, owner, created_at FROM a2a_owners WHERE created_at >= ? ORDER BY created_at DESC LIMIT ?) ORDER BY created_at ASC')
+      .all(since, limit) as { remote: string; kind: A2AOwnedKind; id: string; owner: string; created_at: number }[];
+    return rows.map((r) => ({ remote: r.remote, kind: r.kind, id: r.id, owner: r.owner, createdAt: r.created_at }));
+  }
+
+  saveA2AOwned(o: A2AOwned): void {
+    this.db.prepare('INSERT OR IGNORE INTO a2a_owners (remote, kind, id, owner, created_at) VALUES (?,?,?,?,?)').run(o.remote, o.kind, o.id, o.owner, o.createdAt);
+  }
+
+  forgetA2AOwned(remote: string, kind: A2AOwnedKind, id: string): void {
+    this.db.prepare('DELETE FROM a2a_owners WHERE remote = ? AND kind = ? AND id = ?').run(remote, kind, id);
+  }
+
+  forgetA2AOwnedBefore(before: number): void {
+    this.db.prepare('DELETE FROM a2a_owners WHERE created_at < ?').run(before);
   }
 
   listKills(): KillSwitch[] {

@@ -78,6 +78,21 @@ export interface ToolPin {
   changedAt?: string | undefined;
 }
 
+/** Whether an A2A id names a task or a conversation context. */
+export type A2AOwnedKind = 'task' | 'context';
+
+/** The agent that started an A2A task or context on a remote agent (as airlock saw in its answer). */
+export interface A2AOwned {
+  /** The remote agent's name in config (`a2a.agents.<name>`). */
+  remote: string;
+  kind: A2AOwnedKind;
+  id: string;
+  /** The calling agent's name. */
+  owner: string;
+  /** Epoch ms when airlock first saw it. */
+  createdAt: number;
+}
+
 export interface Store {
   insertApproval(a: Approval): void;
   getApproval(id: string): Approval | undefined;
@@ -100,6 +115,14 @@ export interface Store {
   listKeys(agent?: string): KeyRecord[];
   /** Marks a key revoked; returns it, or undefined when no such key. */
   revokeKey(id: string, at: string): KeyRecord | undefined;
+
+  /** A2A task and context owners first seen at or after `since` (epoch ms): the newest `limit`, oldest first. */
+  listA2AOwned(since: number, limit: number): A2AOwned[];
+  /** Stores an owner; an id already stored keeps its first owner. */
+  saveA2AOwned(o: A2AOwned): void;
+  forgetA2AOwned(remote: string, kind: A2AOwnedKind, id: string): void;
+  /** Forgets owners first seen before `before` (epoch ms). */
+  forgetA2AOwnedBefore(before: number): void;
 
   listKills(): KillSwitch[];
   addKill(k: KillSwitch): void;

@@ -9,14 +9,15 @@ const AGENT_CREDENTIALS = new Set(['authorization', 'x-api-key', 'proxy-authoriz
 
 /**
  * The headers to send upstream: the agent's, less hop-by-hop (including those its Connection header
- * names), less its credentials and `x-airlock-*`, plus the service's configured ones.
+ * names), less its credentials and `x-airlock-*` (and `alsoDrop`: a door that keeps the agent's
+ * cookies to itself, for example), plus the service's configured ones.
  */
-export function upstreamRequestHeaders(h: IncomingHttpHeaders, inject: readonly [string, string][]): Record<string, string | string[]> {
+export function upstreamRequestHeaders(h: IncomingHttpHeaders, inject: readonly [string, string][], alsoDrop?: ReadonlySet<string>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   const conn = h.connection;
   const named = conn ? new Set(conn.toLowerCase().split(',').map((s) => s.trim())) : undefined;
   for (const name in h) {
-    if (HOP_BY_HOP.has(name) || AGENT_CREDENTIALS.has(name) || name.startsWith('x-airlock-') || named?.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || AGENT_CREDENTIALS.has(name) || name.startsWith('x-airlock-') || named?.has(name) || alsoDrop?.has(name)) continue;
     const v = h[name];
     if (v !== undefined) out[name] = v;
   }

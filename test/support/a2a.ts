@@ -102,7 +102,7 @@ class TestExecutor implements AgentExecutor {
 }
 
 /** Starts the SDK remote agent on 127.0.0.1:0. */
-export async function startA2AUpstream(opts: { signatures?: boolean; token?: string } = {}): Promise<A2AUpstream> {
+export async function startA2AUpstream(opts: { signatures?: boolean; token?: string; setCookie?: string } = {}): Promise<A2AUpstream> {
   const app = express();
   const server: Server = createServer(app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -132,8 +132,10 @@ export async function startA2AUpstream(opts: { signatures?: boolean; token?: str
   const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), new TestExecutor(), undefined, pushStore, new DefaultPushNotificationSender(pushStore, { timeout: 2000 }), extended);
   const seen: SeenRequest[] = [];
   let cardText: string | undefined;
-  app.use((req, _res, next) => {
+  app.use((req, res, next) => {
     seen.push({ method: req.method, url: req.originalUrl, headers: req.headers });
+    // As an auth front (Cloudflare Access, say) does: a session cookie minted from the credential airlock injects.
+    if (opts.setCookie !== undefined) res.setHeader('set-cookie', opts.setCookie);
     next();
   });
   app.get('/.well-known/agent-card.json', (req, res, next) => {

@@ -4,7 +4,8 @@
  *   POST /a2a/<agent>                              the JSON-RPC binding (1.0 and 0.3 method names)
  *   ANY  /a2a/<agent>/<rest path>                  the HTTP+JSON binding (1.0 paths, 0.3 under /v1)
  * Each call becomes the action `a2a: <agent> <Method>` (1.0 method names, whichever generation the
- * agent speaks), is judged by the pipeline, and is forwarded to the endpoint the card names.
+ * agent speaks), is judged by the pipeline, and is forwarded to the endpoint the card names. Tasks
+ * are bound to the agent that started them (owners.ts): no agent reaches another's.
  */
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -18,14 +19,22 @@ import { sendError } from '../../server/respond.js';
 import { readBody } from '../http/body.js';
 import { normalizeVersion, pickEndpoint, type Binding } from './card.js';
 import { CardCache } from './cards.js';
+import { ambiguousJson } from './duplicate-keys.js';
 import { forward, refuseIn, type Forwarding } from './forward.js';
 import { parseRpc, RPC, sendRpcError, type RpcId } from './jsonrpc.js';
-import { ALL_METHODS, carriesPushUrl, isStreaming, METHOD_LIST_TEXT, messageExcerpt, methodInfo, requestIds, type A2AMethod, type A2AVersion } from './methods.js';
+import { ALL_METHODS, carriesPushUrl, isStreaming, isTaskScoped, METHOD_LIST_TEXT, messageExcerpt, methodInfo, requestIds, taskRefs, type A2AMethod, type A2AVersion, type ResponseFacts, type TaskRefs } from './methods.js';
+import { ownershipRefusal, type TaskOwners } from './owners.js';
 import { pushUrlProblem, urlsIn } from './push.js';
 import { parseRestPath } from './rest.js';
 
 const CARD_PATHS = new Set(['/.well-known/agent-card.json', '/.well-known/agent.json']);
 const HOST_RE = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
+
+/** What the A2A door needs from the gateway besides what every door does. */
+export interface A2ADoorContext extends DoorContext {
+  /** Who started each task: kept by the gateway, since it outlives a door and a config reload. */
+  readonly a2aTasks: TaskOwners;
+}
 
 /** One card cache per gateway (the door keeps no other state). */
 const caches = new WeakMap<DoorContext, CardCache>();
@@ -51,10 +60,12 @@ interface Call {
   /** REST: the path after `/a2a/<agent>` and the query, forwarded as they came. */
   restPath: string;
   query: string;
+  /** Every task and context the call names (params, body and path), for the ownership check. */
+  refs: TaskRefs;
 }
 
 /** Serves one `/a2a/...` request from an authenticated caller. */
-export async function serveA2a(gw: DoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller): Promise<void> {
+export async function serveA2a(gw: A2ADoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller): Promise<void> {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const pathPart = q === -1 ? url : url.slice(0, q);
@@ -153,7 +164,7 @@ async function body(req: IncomingMessage, agent: A2ARemoteAgent, refuse: Refuse,
   }
 }
 
-async function serveRpc(gw: DoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller, agent: A2ARemoteAgent, refuse: Refuse): Promise<void> {
+async function serveRpc(gw: A2ADoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller, agent: A2ARemoteAgent, refuse: Refuse): Promise<void> {
   const raw = await body(req, agent, refuse, true);
   if (raw === undefined) return;
   const parsed = parseRpc(raw);
@@ -163,11 +174,11 @@ async function serveRpc(gw: DoorContext, req: IncomingMessage, res: ServerRespon
   if (!info) {
     return refuse('bad_request', `"${safe(name)}" is not an A2A method airlock knows (${METHOD_LIST_TEXT}); it was not forwarded`, { rpcId: id, rpcCode: RPC.METHOD_NOT_FOUND, target: { agent: agent.name, method: safe(name) } });
   }
-  const call: Call = { agent, method: info.method, version: info.version, params, binding: 'JSONRPC', body: raw, rpc: { id, name }, restPath: '', query: '' };
+  const call: Call = { agent, method: info.method, version: info.version, params, binding: 'JSONRPC', body: raw, rpc: { id, name }, restPath: '', query: '', refs: taskRefs(info.method, info.version, params) };
   return judgeAndForward(gw, req, res, caller, call, refuse);
 }
 
-async function serveRest(gw: DoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller, agent: A2ARemoteAgent, rest: string, query: string, httpMethod: string, refuse: Refuse): Promise<void> {
+async function serveRest(gw: A2ADoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller, agent: A2ARemoteAgent, rest: string, query: string, httpMethod: string, refuse: Refuse): Promise<void> {
   const route = parseRestPath(httpMethod, rest === '' ? '/' : rest, query);
   if (!route.ok) return refuse(route.code, route.problem, { target: { agent: agent.name } });
   const r = route.route;
@@ -177,24 +188,32 @@ async function serveRest(gw: DoorContext, req: IncomingMessage, res: ServerRespo
     raw = await body(req, agent, refuse, false);
     if (raw === undefined) return;
     if (raw.length > 0) {
+      const text = raw.toString('utf8');
       let v: unknown;
       try {
-        v = JSON.parse(raw.toString('utf8'));
+        v = JSON.parse(text);
       } catch {
         return refuse('bad_request', 'the request body is not valid JSON; the call was not forwarded', { action: `a2a: ${agent.name} ${r.method}`, target: { agent: agent.name, method: r.method } });
       }
       if (v === null || typeof v !== 'object' || Array.isArray(v)) return refuse('bad_request', 'the request body must be a JSON object', { action: `a2a: ${agent.name} ${r.method}`, target: { agent: agent.name, method: r.method } });
+      const ambiguous = ambiguousJson(text);
+      if (ambiguous !== undefined) return refuse('bad_request', `the request body cannot be judged as sent (${ambiguous}): the remote agent may read it differently from airlock; send each key once (the call was not forwarded)`, { action: `a2a: ${agent.name} ${r.method}`, target: { agent: agent.name, method: r.method } });
       params = v as Record<string, unknown>;
     }
   }
-  if (r.taskId !== undefined) params = { ...params, taskId: r.taskId };
+  // The body's own ids count as much as the path's: a remote agent may read either.
+  const refs = taskRefs(r.method, r.version, params);
+  if (r.taskId !== undefined) {
+    refs.tasks.push(r.taskId);
+    params = { ...params, taskId: r.taskId };
+  }
   if (r.contextId !== undefined) params = { ...params, contextId: r.contextId };
-  const call: Call = { agent, method: r.method, version: r.version, params, binding: 'HTTP+JSON', body: raw, rpc: undefined, restPath: rest, query };
+  const call: Call = { agent, method: r.method, version: r.version, params, binding: 'HTTP+JSON', body: raw, rpc: undefined, restPath: rest, query, refs };
   return judgeAndForward(gw, req, res, caller, call, refuse);
 }
 
 /** Builds the exchange, checks push URLs, asks the pipeline, and forwards what it allows. */
-async function judgeAndForward(gw: DoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller, call: Call, refuse: Refuse): Promise<void> {
+async function judgeAndForward(gw: A2ADoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller, call: Call, refuse: Refuse): Promise<void> {
   const { agent, method } = call;
   const action = `a2a: ${agent.name} ${method}`;
   const ids = requestIds(method, call.version, call.params);
@@ -204,6 +223,16 @@ async function judgeAndForward(gw: DoorContext, req: IncomingMessage, res: Serve
   if (ids.contextId !== undefined) target['contextId'] = ids.contextId;
   if (excerpt !== '') target['excerpt'] = excerpt;
   const rpcId = call.rpc?.id ?? null;
+
+  // Task ownership, before any approval is asked or limit counted. A call that a kill switch or
+  // the rules refuse anyway is left to the pipeline, whose refusal names the switch or the rule.
+  const owners = gw.a2aTasks;
+  const me = caller.agent.name;
+  const refusedAnyway = gw.kills?.covering({ agent: me, team: caller.agent.team, action }) !== undefined || caller.config.rules.decide(me, action).decision === 'deny';
+  if (!refusedAnyway) {
+    const no = ownershipRefusal(owners, agent.name, me, method, isTaskScoped(method), call.refs);
+    if (no !== undefined) return refuse(no.code, no.message, { action, target, rpcId, ...(no.code === 'bad_request' ? { rpcCode: RPC.INVALID_PARAMS } : {}) });
+  }
 
   const push = carriesPushUrl(method);
   if (push) {
@@ -228,6 +257,15 @@ async function judgeAndForward(gw: DoorContext, req: IncomingMessage, res: Serve
     version: call.version === '1.0' ? '1.0' : undefined,
     card: undefined,
     details: { binding: call.binding === 'JSONRPC' ? 'jsonrpc' : 'http+json', version: call.version, ...(call.rpc && call.rpc.name !== method ? { rpcMethod: call.rpc.name } : {}) },
+    // A new task or context in the answer to this agent's message is this agent's.
+    claim:
+      method === 'SendMessage' || method === 'SendStreamingMessage'
+        ? (facts: ResponseFacts) => {
+            if (facts.taskId !== undefined) owners.claim(agent.name, 'task', facts.taskId, me);
+            if (facts.contextId !== undefined) owners.claim(agent.name, 'context', facts.contextId, me);
+          }
+        : undefined,
+    keepTask: method === 'ListTasks' ? (taskId: string) => owners.owner(agent.name, 'task', taskId) === me : undefined,
   };
   const verdict = await gw.pipeline.decide(x);
   if (verdict.kind === 'deny') return refuseIn(res, x, f, verdict.code, verdict.message, { rule: verdict.rule, retryAfterS: verdict.retryAfterS });
@@ -254,7 +292,7 @@ async function judgeAndForward(gw: DoorContext, req: IncomingMessage, res: Serve
   await forward(gw, x, req, res, { ...f, url });
 }
 
-function failAfterAllow(gw: DoorContext, x: Exchange, res: ServerResponse, f: Pick<Forwarding, 'rpc'>, code: ErrorCode, message: string): void {
+function failAfterAllow(gw: A2ADoorContext, x: Exchange, res: ServerResponse, f: Pick<Forwarding, 'rpc'>, code: ErrorCode, message: string): void {
   refuseIn(res, x, f, code, message);
   gw.pipeline.finish(x, { status: ERROR_CODES[code].status, code, message, bytesIn: 0, bytesOut: 0 });
 }

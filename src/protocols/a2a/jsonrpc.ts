@@ -9,6 +9,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
+import { ambiguousJson } from './duplicate-keys.js';
 
 export type RpcId = string | number | null;
 
@@ -44,11 +45,15 @@ function validId(v: unknown): v is RpcId {
   return v === null || typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v));
 }
 
-/** Reads a JSON-RPC request body; batches and notifications are not part of A2A. */
+/**
+ * Reads a JSON-RPC request body; batches and notifications are not part of A2A, and neither are
+ * bodies with a duplicate key (see duplicate-keys.ts: the body is forwarded as sent).
+ */
 export function parseRpc(body: Buffer): RpcParse {
+  const text = body.toString('utf8');
   let v: unknown;
   try {
-    v = JSON.parse(body.toString('utf8'));
+    v = JSON.parse(text);
   } catch {
     return { ok: false, id: null, rpcCode: RPC.PARSE_ERROR, message: 'the request body is not valid JSON' };
   }
@@ -56,6 +61,8 @@ export function parseRpc(body: Buffer): RpcParse {
   if (v === null || typeof v !== 'object') return { ok: false, id: null, rpcCode: RPC.INVALID_REQUEST, message: 'a JSON-RPC request is a JSON object' };
   const o = v as Record<string, unknown>;
   const id = validId(o['id']) ? o['id'] : null;
+  const ambiguous = ambiguousJson(text);
+  if (ambiguous !== undefined) return { ok: false, id, rpcCode: RPC.INVALID_REQUEST, message: `the request cannot be judged as sent (${ambiguous}): the remote agent may read it differently from airlock; send each key once` };
   if (o['jsonrpc'] !== '2.0') return { ok: false, id, rpcCode: RPC.INVALID_REQUEST, message: 'the request must have "jsonrpc": "2.0"' };
   if (typeof o['method'] !== 'string' || o['method'] === '') return { ok: false, id, rpcCode: RPC.INVALID_REQUEST, message: 'the request must name a "method"' };
   if (!('id' in o)) return { ok: false, id: null, rpcCode: RPC.INVALID_REQUEST, message: 'the request needs an "id": A2A methods all answer, so notifications are not accepted' };

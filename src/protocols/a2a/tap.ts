@@ -7,10 +7,18 @@
 import { StringDecoder } from 'node:string_decoder';
 import { responseFacts, type ResponseFacts } from './methods.js';
 
-/** JSON bodies larger than this are passed through without being read for the audit. */
-const JSON_TAP_LIMIT = 256 * 1024;
-/** SSE events larger than this are passed through without being read. */
-const EVENT_TAP_LIMIT = 256 * 1024;
+/** JSON bodies (and SSE events) larger than this are passed through without being read for the audit. */
+const TAP_LIMIT = 256 * 1024;
+
+export interface TapOptions {
+  /** Read bodies and events up to this many bytes (default 256 KB). */
+  limit?: number | undefined;
+  /**
+   * Told the facts of each body or event as soon as it is read: for an SSE event, before it is
+   * passed on to the agent (task ownership is known before the agent can use the id).
+   */
+  onFacts?: ((f: ResponseFacts) => void) | undefined;
+}
 
 export class ResponseTap {
   readonly facts: ResponseFacts & { events: number } = { events: 0 };
@@ -23,11 +31,20 @@ export class ResponseTap {
   private data: string | undefined;
   private overflow = false;
 
-  constructor(readonly kind: 'json' | 'sse') {}
+  private readonly limit: number;
+  private readonly onFacts: ((f: ResponseFacts) => void) | undefined;
+
+  constructor(
+    readonly kind: 'json' | 'sse',
+    opts: TapOptions = {},
+  ) {
+    this.limit = opts.limit ?? TAP_LIMIT;
+    this.onFacts = opts.onFacts;
+  }
 
   write(chunk: Buffer): void {
     if (this.kind === 'json') {
-      if (this.size + chunk.length <= JSON_TAP_LIMIT) this.chunks.push(chunk);
+      if (this.size + chunk.length <= this.limit) this.chunks.push(chunk);
       this.size += chunk.length;
       return;
     }
@@ -42,7 +59,7 @@ export class ResponseTap {
       start = nl + 1;
     }
     this.line = text.slice(start);
-    if (this.line.length > EVENT_TAP_LIMIT) {
+    if (this.line.length > this.limit) {
       this.line = '';
       this.overflow = true;
     }
@@ -51,7 +68,7 @@ export class ResponseTap {
 
   /** Reads the collected JSON body (json kind); a no-op for streams. */
   end(): void {
-    if (this.kind !== 'json' || this.size === 0 || this.size > JSON_TAP_LIMIT) return;
+    if (this.kind !== 'json' || this.size === 0 || this.size > this.limit) return;
     try {
       this.merge(responseFacts(JSON.parse(Buffer.concat(this.chunks).toString('utf8'))));
     } catch {
@@ -78,7 +95,7 @@ export class ResponseTap {
     if (l.startsWith('data:')) {
       const d = l.charCodeAt(5) === 32 ? l.slice(6) : l.slice(5);
       this.data = this.data === undefined ? d : `${this.data}\n${d}`;
-      if (this.data.length > EVENT_TAP_LIMIT) {
+      if (this.data.length > this.limit) {
         this.data = undefined;
         this.overflow = true;
       }
@@ -89,6 +106,7 @@ export class ResponseTap {
   }
 
   private merge(f: ResponseFacts): void {
+    this.onFacts?.(f);
     this.facts.taskId ??= f.taskId;
     this.facts.contextId ??= f.contextId;
     if (f.state !== undefined) this.facts.state = f.state;

@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { canonical } from '../../audit/record.js';
+import { SECRET_KEY_RE, scrubSecrets } from '../../audit/secrets.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
 import type { ExchangeAbort } from '../../pipeline/abort.js';
 import type { Exchange } from '../../pipeline/types.js';
@@ -28,15 +29,12 @@ export interface JudgedCall {
   bytesIn: number;
 }
 
-const SECRET_KEY_RE = /pass(word)?|secret|token|api[_-]?key|auth|credential|private[_-]?key|cookie|session/i;
-const SECRET_VALUE_RE = /\b(sk-[A-Za-z0-9_-]{16,}|alk_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|xox[abpr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+)\b/g;
-
 /** Arguments as bounded JSON text, values under secret-looking keys and secret-looking values replaced. */
 export function argsExcerpt(args: unknown, max: number): string {
   if (max === 0 || args === undefined) return '';
   const scrub = (v: unknown, depth: number): unknown => {
     if (depth > 6) return '…';
-    if (typeof v === 'string') return (v.length > max ? `${v.slice(0, max)}…` : v).replace(SECRET_VALUE_RE, '[redacted]');
+    if (typeof v === 'string') return scrubSecrets(v.length > max ? `${v.slice(0, max)}…` : v);
     if (Array.isArray(v)) return v.slice(0, 20).map((x) => scrub(x, depth + 1));
     if (v !== null && typeof v === 'object') {
       const o: Record<string, unknown> = {};
