@@ -8,6 +8,7 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { LlmModel } from '../../config/llm.js';
 import { ERROR_CODES } from '../../errors.js';
 import type { Exchange } from '../../pipeline/types.js';
+import { killMessage } from '../../policies/kill/switches.js';
 import type { DoorContext } from '../../server/context.js';
 import { upstreamFailure } from '../../upstream/dispatcher.js';
 import { readBounded } from '../../upstream/read.js';
@@ -53,6 +54,15 @@ function requestFor(call: LlmCall, model: LlmModel): { body: Buffer; parsed: Rec
 
 const retryableStatus = (s: number) => s === 429 || s === 408 || s >= 500;
 
+/**
+ * The kill switch covering a call of `model` by this exchange's agent, found as the kill policy
+ * finds it (for the action `llm: <model>`). Fallbacks serve under the requested model's decision, so
+ * the rules are not asked again; a kill switch acts on the target that would really be called.
+ */
+function killOf(gw: DoorContext, x: Exchange, model: LlmModel) {
+  return gw.kills?.covering({ agent: x.agent.name, team: x.agent.team, action: `llm: ${model.name}` });
+}
+
 /** Serves an allowed exchange; always ends it exactly once, even if this code has a bug. */
 export async function forwardLlm(gw: DoorContext, x: Exchange, res: ServerResponse, call: LlmCall): Promise<void> {
   const out = new LlmOutcome(gw, x, call);
@@ -67,18 +77,39 @@ export async function forwardLlm(gw: DoorContext, x: Exchange, res: ServerRespon
 
 async function serveChain(gw: DoorContext, x: Exchange, res: ServerResponse, call: LlmCall, out: LlmOutcome): Promise<void> {
   const surface = call.route.surface;
-  for (let i = 0; i < call.chain.length; i++) {
-    const model = call.chain[i]!;
-    const last = i === call.chain.length - 1;
+  const { chain } = call;
+  // The requested model passed the kill stage; a switch set since then answers as that stage would.
+  const stop = killOf(gw, x, chain[0]!);
+  if (stop) {
+    const message = killMessage(stop);
+    sendLlmError(res, surface, x.id, 'killed', message);
+    return out.end(chain[0]!, { status: ERROR_CODES.killed.status, code: 'killed', message });
+  }
+  for (let i = 0; ; ) {
+    const model = chain[i]!;
     const r = await attempt(gw, x, res, call, model, out);
     if (r.kind === 'done') return;
     if (r.kind === 'aborted') return out.aborted(res, model);
     out.attempts.push({ model: model.name, ...(r.kind === 'status' ? { status: r.reply.statusCode } : { error: r.code }) });
     const retry = r.kind === 'failed' || retryableStatus(r.reply.statusCode);
-    if (retry && !last) {
+    // The next fallback no kill switch covers; killed ones are skipped as if not configured, and
+    // listed in the attempts. With none left, this model's own failure is the answer.
+    let next = -1;
+    if (retry) {
+      for (let j = i + 1; j < chain.length && next === -1; j++) {
+        const k = killOf(gw, x, chain[j]!);
+        if (!k) next = j;
+        else {
+          out.attempts.push({ model: chain[j]!.name, error: 'killed' });
+          gw.log.info({ exchange: x.id, model: chain[j]!.name, kill: `${k.scope} ${k.value}` }, 'LLM fallback skipped: a kill switch covers it');
+        }
+      }
+    }
+    if (next !== -1) {
       // undici turns destroy() into an error event; nobody else listens any more.
       if (r.kind === 'status') r.reply.body.on('error', () => {}).destroy();
-      gw.log.info({ exchange: x.id, model: model.name, next: call.chain[i + 1]!.name, why: r.kind === 'status' ? r.reply.statusCode : r.code }, 'LLM call failed before any byte reached the agent; trying the fallback');
+      gw.log.info({ exchange: x.id, model: model.name, next: chain[next]!.name, why: r.kind === 'status' ? r.reply.statusCode : r.code }, 'LLM call failed before any byte reached the agent; trying the fallback');
+      i = next;
       continue;
     }
     if (r.kind === 'failed') {
