@@ -69,9 +69,8 @@ export async function forwardLlm(gw: DoorContext, x: Exchange, res: ServerRespon
   try {
     await serveChain(gw, x, res, call, out);
   } catch (e) {
-    gw.log.error({ err: e, exchange: x.id }, 'LLM forwarding failed');
     sendLlmError(res, call.route.surface, x.id, 'internal_error', 'the gateway failed while serving this call');
-    out.end(call.chain[0]!, { status: 500, code: 'internal_error', message: 'the gateway failed while serving this call' });
+    out.broke(call.chain[0]!, e);
   }
 }
 

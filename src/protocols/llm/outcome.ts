@@ -49,30 +49,49 @@ export class LlmOutcome {
     return countTokens(s);
   }
 
-  /** Ends the exchange: metrics, then the pipeline's final record. */
+  /**
+   * Ends the exchange: metrics, then the pipeline's final record. Never throws, and always reaches
+   * the pipeline: it runs in a stream's 'end' listener (where a throw would end the process), and an
+   * exchange never finished would hold its concurrency slot and budget reservation forever.
+   */
   end(model: LlmModel, f: EndFields): void {
     if (this.finished) return;
     this.finished = true;
     const x = this.x;
     const usage = f.usage;
-    const costUsd = usage ? costOf(usage, priceOf(model)) : undefined;
-    if (usage) {
-      const m = this.gw.metrics;
-      m.llmTokens.labels(x.agent.name, model.name, 'input').inc(usage.inputTokens);
-      m.llmTokens.labels(x.agent.name, model.name, 'output').inc(usage.outputTokens);
-      if (usage.cachedInputTokens > 0) m.llmTokens.labels(x.agent.name, model.name, 'cached_input').inc(usage.cachedInputTokens);
-      if (costUsd !== undefined && costUsd > 0) m.llmCost.labels(x.agent.name, model.name).inc(costUsd);
-    }
+    let costUsd: number | undefined;
     const details: Record<string, unknown> = {
       model: model.name,
       provider: model.provider.name,
       upstreamModel: f.upstreamModel ?? model.upstreamModel,
       stream: this.call.req.stream,
     };
-    if (this.attempts.length > 0) details['attempts'] = [...this.attempts, { model: model.name, ...(f.status !== undefined ? { status: f.status } : {}), ...(f.code ? { error: f.code } : {}) }];
-    if (f.ttftMs !== undefined && f.ttftMs > 0) details['ttftMs'] = f.ttftMs;
-    if (usage && costUsd === undefined) details['price'] = 'unknown: set llm.models.<name>.price';
-    this.gw.pipeline.finish(x, { status: f.status, code: f.code, message: f.message, bytesIn: this.call.req.raw.length, bytesOut: f.bytesOut ?? 0, usage, costUsd, details });
+    try {
+      costUsd = usage ? costOf(usage, priceOf(model)) : undefined;
+      // Only an absurd configured price gets here; an infinite cost would spend every budget for good.
+      if (costUsd !== undefined && !Number.isFinite(costUsd)) throw new Error(`cost of ${JSON.stringify(usage)} is not a finite number`);
+      if (usage) {
+        const m = this.gw.metrics;
+        m.llmTokens.labels(x.agent.name, model.name, 'input').inc(usage.inputTokens);
+        m.llmTokens.labels(x.agent.name, model.name, 'output').inc(usage.outputTokens);
+        if (usage.cachedInputTokens > 0) m.llmTokens.labels(x.agent.name, model.name, 'cached_input').inc(usage.cachedInputTokens);
+        if (costUsd !== undefined && costUsd > 0) m.llmCost.labels(x.agent.name, model.name).inc(costUsd);
+      }
+      if (this.attempts.length > 0) details['attempts'] = [...this.attempts, { model: model.name, ...(f.status !== undefined ? { status: f.status } : {}), ...(f.code ? { error: f.code } : {}) }];
+      if (f.ttftMs !== undefined && f.ttftMs > 0) details['ttftMs'] = f.ttftMs;
+      if (usage && costUsd === undefined) details['price'] = 'unknown: set llm.models.<name>.price';
+    } catch (e) {
+      if (costUsd !== undefined && !Number.isFinite(costUsd)) costUsd = undefined;
+      this.gw.log.error({ err: e, exchange: x.id }, 'recording the usage of an LLM call failed; its outcome is recorded without it');
+    } finally {
+      this.gw.pipeline.finish(x, { status: f.status, code: f.code, message: f.message, bytesIn: this.call.req.raw.length, bytesOut: f.bytesOut ?? 0, usage, costUsd, details });
+    }
+  }
+
+  /** Ends an exchange whose serving threw (a bug): logged, and recorded as `internal_error`. */
+  broke(model: LlmModel, e: unknown, f: { status?: number | undefined; bytesOut?: number } = {}): void {
+    this.gw.log.error({ err: e, exchange: this.x.id }, 'LLM forwarding failed');
+    this.end(model, { status: f.status ?? 500, code: 'internal_error', message: 'the gateway failed while serving this call', ...(f.bytesOut !== undefined ? { bytesOut: f.bytesOut } : {}) });
   }
 
   /** Ends an exchange cut before anything was sent: a kill switch, shutdown, or the agent hanging up. */

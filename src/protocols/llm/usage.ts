@@ -23,7 +23,12 @@ export interface ReportedUsage {
   model?: string | undefined;
 }
 
-const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined);
+/**
+ * A token count as reported, or undefined when it cannot be one: counts are whole, non-negative and
+ * countable exactly. A larger number (say 1e308) would make sums and costs Infinity, which no
+ * counter or budget can hold; such a report is treated as absent, and the usage estimated.
+ */
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined);
 
 /** Merges one provider `usage` object into `into` (later reports win: Anthropic's message_delta is cumulative). */
 export function mergeUsage(into: ReportedUsage, u: unknown): void {
@@ -42,7 +47,10 @@ export function mergeUsage(into: ReportedUsage, u: unknown): void {
   const base = num(o['input_tokens']);
   const read = num(o['cache_read_input_tokens']);
   const created = num(o['cache_creation_input_tokens']);
-  if (base !== undefined) into.input = base + (read ?? 0) + (created ?? 0);
+  if (base !== undefined) {
+    const input = base + (read ?? 0) + (created ?? 0);
+    if (Number.isSafeInteger(input)) into.input = input;
+  }
   if (read !== undefined) into.cached = read;
   const detailCached = num((o['input_tokens_details'] as Record<string, unknown> | undefined)?.['cached_tokens']);
   if (detailCached !== undefined) into.cached = detailCached;
