@@ -81,4 +81,17 @@ llm:
       assert.ok(rec.usage.inputTokens > 0 && rec.usage.inputTokens < 50, `${JSON.stringify(usage)} → input ${rec.usage.inputTokens}`);
     }
   });
+
+  it("a usage key in the Responses API's echoed metadata does not hide the reply's own usage", async () => {
+    const usage = { input_tokens: 200_000, input_tokens_details: { cached_tokens: 0 }, output_tokens: 30_000, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 230_000 };
+    for (const metadata of [{ usage: 'x' }, { usage: '{"input_tokens": 1, "output_tokens": 1}', model: 'cheap' }]) {
+      up.next({ usage });
+      const { data, response } = await oa.responses.create({ model: 'priced', input: 'a long job', metadata }).withResponse();
+      assert.deepEqual(data.metadata, metadata, 'the provider echoed the metadata after the usage');
+      const rec = await finalRecord(t.adminUrl, response.headers.get('x-airlock-request-id')!);
+      assert.deepEqual(rec.usage, { inputTokens: 200_000, outputTokens: 30_000, cachedInputTokens: 0, estimated: false });
+      assert.equal(rec.costUsd, 0.64, '200k input at $2/M + 30k output at $8/M');
+      assert.equal(rec.details.upstreamModel, 'gpt-x');
+    }
+  });
 });

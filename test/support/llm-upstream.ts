@@ -172,7 +172,7 @@ export function startFakeOpenAI(): Promise<FakeLlm> {
     const text = `echo: ${lastText(body)}`;
     const usage = b && 'usage' in b ? b.usage : { input_tokens: 11, input_tokens_details: { cached_tokens: 3 }, output_tokens: 7, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 18 };
     const item = { id: 'msg_1', type: 'message', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text, annotations: [] }] };
-    const resp = (status: string, done: boolean) => ({ id: 'resp_1', object: 'response', created_at: created, status, model: body.model, output: done ? [item] : [], usage: done ? usage : null, error: null, incomplete_details: null, instructions: null, metadata: {}, parallel_tool_calls: true, temperature: 1, tool_choice: 'auto', tools: [], top_p: 1 });
+    const resp = (status: string, done: boolean) => ({ id: 'resp_1', object: 'response', created_at: created, status, model: body.model, output: done ? [item] : [], usage: done ? usage : null, error: null, incomplete_details: null, instructions: null, metadata: body.metadata ?? {}, parallel_tool_calls: true, temperature: 1, tool_choice: 'auto', tools: [], top_p: 1 });
     if (!body.stream) {
       res.writeHead(200, { 'content-type': 'application/json' });
       return void res.end(JSON.stringify(resp('completed', true)));
