@@ -111,6 +111,31 @@ llm:
     await eventually('the slow call to be cancelled', () => up1.seen.at(-1)!.aborted);
   });
 
+  it('an attempt cut by a timeout after it was sent is charged at an estimate: its prompt, plus the output cap when not streamed', async () => {
+    up1.next({ firstTokenDelayMs: 1500 });
+    const { data: s, response } = await oa.chat.completions.create({ model: 'primary', messages: msg('slow start, charged'), stream: true }).withResponse();
+    for await (const _ of s);
+    const rec = await finalRecord(t.adminUrl, response.headers.get('x-airlock-request-id')!);
+    assert.equal(rec.details.model, 'backup');
+    assert.equal(rec.usage.estimated, true, 'the cut attempt is an estimate');
+    assert.ok(rec.usage.inputTokens > 11, `the backup's 11 input tokens plus the cut attempt's prompt: ${rec.usage.inputTokens}`);
+    assert.equal(rec.usage.outputTokens, 7, 'the backup reported 7; the cut stream generated nothing that arrived');
+    assert.ok(rec.costUsd > 0, 'the cut attempt is priced at its own model (backup is free)');
+
+    up1.next({ delayMs: 1500 });
+    let id = '';
+    await assert.rejects(oa.chat.completions.create({ model: 'solo', messages: msg('x'), max_tokens: 50 }), (e: unknown) => {
+      assert.ok(e instanceof OpenAI.APIError && e.status === 504, String(e));
+      id = e.requestID!;
+      return true;
+    });
+    const timedOut = await finalRecord(t.adminUrl, id);
+    assert.equal(timedOut.usage.estimated, true);
+    assert.ok(timedOut.usage.inputTokens > 0);
+    assert.equal(timedOut.usage.outputTokens, 50, 'a non-streamed call the provider was sent runs to its end: the output cap');
+    assert.ok(timedOut.costUsd > 0);
+  });
+
   it("a provider refusing airlock's key is a 502 upstream_error for the agent, not the provider's 401", async () => {
     up1.next({ status: 401, body: JSON.stringify({ error: { message: 'Incorrect API key provided: sk-proj-****wxyz', type: 'invalid_request_error', code: 'invalid_api_key' } }) });
     await assert.rejects(oa.chat.completions.create({ model: 'solo', messages: msg('x') }), (e: unknown) => {

@@ -16,20 +16,15 @@ import { forwardLlm } from './forward.js';
 import { serveModels } from './models.js';
 import { priceOf } from './pricing.js';
 import { sendLlmError } from './render.js';
-import { parseLlmRequest, requestSummary, reserveInputTokens, type LlmRequest } from './request.js';
+import { parseLlmRequest, requestSummary, reserveInputTokens, reserveOutputTokens, type LlmRequest } from './request.js';
 import { parseLlmRoute, type Operation } from './routes.js';
 import { warmTokenizer } from './tokenizer.js';
-
-/** Calls that generate output, and so reserve an output cap. */
-const GENERATES: ReadonlySet<Operation> = new Set(['chat', 'responses', 'messages']);
 
 /** The most the call may consume: prompt estimate + output cap, at the dearest price along the chain. */
 function estimateOf(op: Operation, req: LlmRequest, chain: LlmModel[]): Estimate {
   if (op === 'count_tokens') return { tokens: 0, costUsd: 0 };
   const input = reserveInputTokens(req.body);
-  // `n` choices each generate up to the cap.
-  const n = typeof req.body['n'] === 'number' && Number.isInteger(req.body['n']) && req.body['n'] > 1 ? Math.min(req.body['n'], 128) : 1;
-  const output = GENERATES.has(op) ? (req.maxOutputTokens ?? chain[0]!.maxOutputTokens) * n : 0;
+  const output = reserveOutputTokens(op, req, chain[0]!.maxOutputTokens);
   let inPrice = 0;
   let outPrice = 0;
   for (const m of chain) {

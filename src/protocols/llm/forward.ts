@@ -34,7 +34,8 @@ const MAX_REPLY_BYTES = 64 * 1024 * 1024;
 
 type AttemptResult =
   | { kind: 'done' }
-  | { kind: 'aborted' }
+  /** `sent`: the request had reached the provider, which may bill it. */
+  | { kind: 'aborted'; sent: boolean }
   | { kind: 'failed'; code: 'upstream_error' | 'upstream_timeout'; message: string }
   | { kind: 'status'; reply: UpstreamReply };
 
@@ -88,7 +89,7 @@ async function serveChain(gw: DoorContext, x: Exchange, res: ServerResponse, cal
     const model = chain[i]!;
     const r = await attempt(gw, x, res, call, model, out);
     if (r.kind === 'done') return;
-    if (r.kind === 'aborted') return out.aborted(res, model);
+    if (r.kind === 'aborted') return out.aborted(res, model, r.sent);
     out.attempts.push({ model: model.name, ...(r.kind === 'status' ? { status: r.reply.statusCode } : { error: r.code }) });
     const retry = r.kind === 'failed' || retryableStatus(r.reply.statusCode);
     // The next fallback no kill switch covers; killed ones are skipped as if not configured, and
@@ -129,7 +130,7 @@ async function serveChain(gw: DoorContext, x: Exchange, res: ServerResponse, cal
     try {
       buf = await readBounded(r.reply.body, MAX_REPLY_BYTES);
     } catch (e) {
-      if (x.abort.aborted) return out.aborted(res, model);
+      if (x.abort.aborted) return out.aborted(res, model, false); // it answered with an error: nothing to bill
       const f = upstreamFailure(e);
       sendLlmError(res, surface, x.id, f.code, `${model.name}: ${f.message}`);
       return out.end(model, { status: ERROR_CODES[f.code].status, code: f.code, message: f.message });
@@ -144,7 +145,7 @@ async function serveChain(gw: DoorContext, x: Exchange, res: ServerResponse, cal
 
 async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: LlmCall, model: LlmModel, out: LlmOutcome): Promise<AttemptResult> {
   const { route, req } = call;
-  if (x.abort.aborted) return { kind: 'aborted' };
+  if (x.abort.aborted) return { kind: 'aborted', sent: false };
   let firstTokenTimer: NodeJS.Timeout | undefined;
   let timedOut = false;
   const ftt = req.stream ? model.firstTokenTimeoutMs : undefined;
@@ -166,14 +167,17 @@ async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: 
   const failed = (e: unknown): AttemptResult => {
     stopTimer();
     release();
-    if (x.abort.aborted) return { kind: 'aborted' };
-    if (timedOut) return { kind: 'failed', code: 'upstream_timeout', message: `no first token within ${ftt}ms (firstTokenTimeout)` };
-    const f = upstreamFailure(e);
+    if (x.abort.aborted) return { kind: 'aborted', sent };
+    const f = timedOut ? { code: 'upstream_timeout' as const, message: `no first token within ${ftt}ms (firstTokenTimeout)` } : upstreamFailure(e);
+    // A provider that was sent the prompt bills it, answer or not: a timed-out attempt is booked at
+    // an estimate, whether a fallback follows or the timeout reaches the agent.
+    if (sent && f.code === 'upstream_timeout') out.charge(model, out.cutUsage(model));
     return { kind: 'failed', code: f.code, message: f.message };
   };
 
-  const sent = requestFor(call, model);
-  const pc = { route, model, body: sent.body, parsed: sent.parsed, agentHeaders: call.agentHeaders, signal, timeoutMs: model.timeoutMs };
+  let sent = false;
+  const request = requestFor(call, model);
+  const pc = { route, model, body: request.body, parsed: request.parsed, agentHeaders: call.agentHeaders, signal, timeoutMs: model.timeoutMs, onSent: () => (sent = true) };
   const t0 = performance.now();
   let reply: UpstreamReply;
   try {
@@ -190,7 +194,7 @@ async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: 
 
   const ct = reply.headers['content-type'];
   if (req.stream && typeof ct === 'string' && ct.includes('text/event-stream')) {
-    const r = await pumpStream(res, x, reply, route.op, sent.strip, out, model, stopTimer, release);
+    const r = await pumpStream(res, x, reply, route.op, request.strip, out, model, stopTimer, release);
     if (r === 'committed') return { kind: 'done' };
     if (r === 'empty') return failed(Object.assign(new Error('the provider ended the stream before sending any event'), { code: 'UND_ERR_SOCKET' }));
     return failed(r.error);
@@ -204,7 +208,6 @@ async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: 
   }
   stopTimer();
   release();
-  if (res.destroyed) return { kind: 'aborted' };
   const reported = usageFromBody(buf);
   const usage =
     route.op === 'count_tokens'
@@ -214,6 +217,11 @@ async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: 
           () => out.promptTokens(),
           () => out.countText(replyText(buf)),
         );
+  if (res.destroyed) {
+    // Too late for the agent, but the provider answered in full and reported what it bills.
+    out.end(model, { status: undefined, message: 'the agent disconnected before the reply was sent; the provider had answered', usage, upstreamModel: reported.model });
+    return { kind: 'done' };
+  }
   const headers = llmResponseHeaders(reply.headers, x.id);
   headers['content-length'] = String(buf.length);
   res.writeHead(reply.statusCode, headers);

@@ -52,6 +52,20 @@ export function parseLlmRequest(op: Operation, raw: Buffer): Parsed {
   return { ok: true, req: { raw, body: b, model, stream: stream === true, maxOutputTokens, wantsUsageChunk } };
 }
 
+/** Calls that generate output, and so reserve an output cap. */
+const GENERATES: ReadonlySet<Operation> = new Set(['chat', 'responses', 'messages']);
+
+/**
+ * The most output a call may generate: its output cap (`max_tokens` …, else `defaultCap`, the
+ * model's `maxOutputTokens`) times its `n` choices; 0 for calls that generate none.
+ */
+export function reserveOutputTokens(op: Operation, req: LlmRequest, defaultCap: number): number {
+  if (!GENERATES.has(op)) return 0;
+  // `n` choices each generate up to the cap.
+  const n = typeof req.body['n'] === 'number' && Number.isInteger(req.body['n']) && req.body['n'] > 1 ? Math.min(req.body['n'], 128) : 1;
+  return (req.maxOutputTokens ?? defaultCap) * n;
+}
+
 const PROMPT_FIELDS = ['system', 'instructions', 'messages', 'input', 'prompt', 'tools', 'functions'] as const;
 const SKIP_KEYS = new Set(['type', 'role', 'id', 'tool_call_id', 'tool_use_id', 'media_type', 'cache_control', 'detail', 'image_url', 'source', 'file_id', 'file_data']);
 /** Caps the prompt text gathered for estimates (the tokenizer samples long texts anyway). */
