@@ -87,6 +87,17 @@ export async function serveLlm(gw: DoorContext, req: IncomingMessage, res: Serve
     return refuse('bad_request', `model "${model.name}" is served by provider "${model.provider.name}" (${model.provider.type}), which speaks ${other}; a surface routes only to providers of its own shape`, { action, target });
   }
 
+  // The walks over the request (summary, estimate) are bounded (see parseLlmRequest); should one
+  // still throw, the refusal is audited like any other rather than left to the listener's catch-all.
+  let summary: string;
+  let estimate: Estimate;
+  try {
+    summary = requestSummary(route.op, lr);
+    estimate = estimateOf(route.op, lr, model.chain);
+  } catch (e) {
+    gw.log.error({ err: e, exchange: requestId }, 'LLM front door could not read a request');
+    return refuse('internal_error', 'the gateway could not read this request, so it was not made', { action, target });
+  }
   const x = gw.pipeline.begin({
     id: requestId,
     protocol: 'llm',
@@ -97,9 +108,9 @@ export async function serveLlm(gw: DoorContext, req: IncomingMessage, res: Serve
     action,
     target,
     argsKey: hash('sha1', raw, 'base64'),
-    summary: requestSummary(route.op, lr),
+    summary,
     config: caller.config,
-    estimate: estimateOf(route.op, lr, model.chain),
+    estimate,
   });
   // An agent that hangs up cancels its call, whether it is held for approval or already upstream.
   res.on('close', () => {

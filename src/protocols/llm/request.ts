@@ -3,6 +3,7 @@
  * (model, stream, output cap), with the prompt's text for estimates and a short summary for
  * approvals. Everything else is the provider's to validate.
  */
+import { nestedDeeperThan } from './json.js';
 import type { Operation } from './routes.js';
 
 export interface LlmRequest {
@@ -18,6 +19,9 @@ export interface LlmRequest {
 
 export type Parsed = { ok: true; req: LlmRequest } | { ok: false; message: string };
 
+/** How deep a request body may nest arrays and objects. */
+const MAX_DEPTH = 256;
+
 const OUTPUT_CAP_FIELDS = ['max_tokens', 'max_completion_tokens', 'max_output_tokens'] as const;
 
 /** Parses and checks a request body for `op`. */
@@ -29,6 +33,9 @@ export function parseLlmRequest(op: Operation, raw: Buffer): Parsed {
     return { ok: false, message: `the request body is not valid JSON (${(e as Error).message})` };
   }
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return { ok: false, message: 'the request body must be a JSON object' };
+  // JSON.parse copes with any depth, but walking the result (prompt text, summaries, re-serializing
+  // a renamed model's body) recurses; no real request comes near this depth.
+  if (nestedDeeperThan(raw, MAX_DEPTH)) return { ok: false, message: `the request body has arrays and objects nested more than ${MAX_DEPTH} levels deep; flatten it` };
   const b = body as Record<string, unknown>;
   const model = b['model'];
   if (model === undefined) return { ok: false, message: 'the request has no "model": name one of the models configured in llm.models' };

@@ -6,6 +6,10 @@
  * `inputTokens` always includes cached input.
  */
 
+import { CLOSE_BRACE, isSpace, OPEN_BRACE, OPEN_BRACKET, QUOTE, stringEnd, StructuralScan } from './json.js';
+
+const COLON = 0x3a;
+
 export interface Usage {
   inputTokens: number;
   outputTokens: number;
@@ -58,28 +62,6 @@ export function mergeUsage(into: ReportedUsage, u: unknown): void {
   if (output !== undefined) into.output = output;
 }
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const COLON = 0x3a;
-const OPEN_BRACE = 0x7b;
-const CLOSE_BRACE = 0x7d;
-const OPEN_BRACKET = 0x5b;
-const CLOSE_BRACKET = 0x5d;
-/** The bytes that change what a position in JSON means: strings and nesting. */
-const STRUCTURAL = [QUOTE, OPEN_BRACE, CLOSE_BRACE, OPEN_BRACKET, CLOSE_BRACKET] as const;
-
-const isSpace = (c: number | undefined) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
-
-/** Index just past the string whose opening quote is at `i`; -1 if it never closes. */
-function stringEnd(b: Buffer, i: number): number {
-  for (let j = b.indexOf(QUOTE, i + 1); j !== -1; j = b.indexOf(QUOTE, j + 1)) {
-    let slashes = 0;
-    while (b[j - 1 - slashes] === BACKSLASH) slashes++;
-    if (slashes % 2 === 0) return j + 1;
-  }
-  return -1;
-}
-
 /** Index of the `}` closing the object that opens at `start`, skipping strings; -1 if unbalanced. */
 function objectEnd(b: Buffer, start: number): number {
   let depth = 0;
@@ -98,22 +80,14 @@ function objectEnd(b: Buffer, start: number): number {
  * Where the values of the object's own members named in `names` start (the object opens at
  * `open`). Keys deeper down are not its members: a Responses object echoes the agent's `metadata`
  * after its `usage`, and content can hold anything, so a `"usage":` found by searching the text is
- * not necessarily the reply's. One pass that jumps from one quote or bracket to the next with
- * native searches (embeddings replies run to megabytes of numbers).
+ * not necessarily the reply's. One pass over the quotes and brackets (see json.ts).
  */
 function membersOf(b: Buffer, open: number, names: readonly string[]): Map<string, number> {
   const found = new Map<string, number>();
   const longest = Math.max(...names.map((n) => n.length));
-  const next = STRUCTURAL.map(() => -2); // next position of each structural byte; -1: none left
+  const scan = new StructuralScan(b);
   let depth = 0;
-  for (let i = open; ; ) {
-    let at = b.length;
-    for (let k = 0; k < STRUCTURAL.length; k++) {
-      let p = next[k]!;
-      if (p !== -1 && p < i) next[k] = p = b.indexOf(STRUCTURAL[k]!, i);
-      if (p !== -1 && p < at) at = p;
-    }
-    if (at === b.length) return found;
+  for (let at = scan.from(open); at !== -1; at = scan.from(at)) {
     const c = b[at]!;
     if (c === QUOTE) {
       const end = stringEnd(b, at);
@@ -130,13 +104,14 @@ function membersOf(b: Buffer, open: number, names: readonly string[]): Map<strin
           if (found.size === names.length) return found;
         }
       }
-      i = end;
+      at = end;
       continue;
     }
     if (c === OPEN_BRACE || c === OPEN_BRACKET) depth++;
     else if (--depth <= 0) return found;
-    i = at + 1;
+    at++;
   }
+  return found;
 }
 
 /** The JSON object whose value starts at `at`, parsed; undefined when it is not an object. */
