@@ -127,6 +127,21 @@ llm:
     assert.equal(json.error.code, 'payload_too_large');
   });
 
+  it('JSON nested absurdly deep (200k levels) → 400 bad_request, audited; sane nesting passes', async () => {
+    const deep = (n: number) => `${'['.repeat(n)}"x"${']'.repeat(n)}`;
+    for (const body of [`{"model": "gpt-4o-mini", "messages": [${deep(200_000)}]}`, `{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "metadata": {"a": ${deep(200_000)}}}`]) {
+      const r = await post('/llm/v1/chat/completions', body);
+      assertOpenAIShape(r, 400, 'bad_request');
+      assert.match(r.json.error.message, /nested/);
+      const rec = await finalRecord(t.adminUrl, r.json.error.request_id);
+      assert.equal(rec.code, 'bad_request');
+      assert.equal(rec.decision, 'denied');
+    }
+    const ok = await post('/llm/v1/chat/completions', `{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "deep but sane"}], "metadata": {"a": ${deep(60)}}}`);
+    assert.equal(ok.status, 200, ok.text);
+    seenBefore++;
+  });
+
   it('unknown routes and wrong methods → 404 not_found that names the routes', async () => {
     for (const [method, path] of [['POST', '/llm/v1/completions'], ['GET', '/llm/v1/chat/completions'], ['POST', '/llm/chat/completions'], ['DELETE', '/llm/v1/models']]) {
       const r = await call(`${t.agentUrl}${path}`, { method: method!, key: KEYS.alice });

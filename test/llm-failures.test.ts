@@ -55,6 +55,8 @@ llm:
     unreachable-solo: { provider: down, model: gpt-4o-mini }
     claude: { provider: a1, model: claude-3-5-haiku-latest, fallback: [claude-b], firstTokenTimeout: 300ms }
     claude-b: { provider: a2, model: claude-3-5-haiku-latest }
+    relay: { provider: p1, model: gpt-4o-mini, fallback: [backup, spare] }
+    spare: { provider: p1, model: gpt-4o-spare }
 `);
     oa = openaiAgent(t.agentUrl, KEYS.alice);
     an = anthropicAgent(t.agentUrl, KEYS.alice);
@@ -107,6 +109,31 @@ llm:
     assert.ok(Date.now() - t0 < 1400, 'did not wait for the slow provider');
     assert.equal(up2.seen.length, n2 + 1);
     await eventually('the slow call to be cancelled', () => up1.seen.at(-1)!.aborted);
+  });
+
+  it('an attempt cut by a timeout after it was sent is charged at an estimate: its prompt, plus the output cap when not streamed', async () => {
+    up1.next({ firstTokenDelayMs: 1500 });
+    const { data: s, response } = await oa.chat.completions.create({ model: 'primary', messages: msg('slow start, charged'), stream: true }).withResponse();
+    for await (const _ of s);
+    const rec = await finalRecord(t.adminUrl, response.headers.get('x-airlock-request-id')!);
+    assert.equal(rec.details.model, 'backup');
+    assert.equal(rec.usage.estimated, true, 'the cut attempt is an estimate');
+    assert.ok(rec.usage.inputTokens > 11, `the backup's 11 input tokens plus the cut attempt's prompt: ${rec.usage.inputTokens}`);
+    assert.equal(rec.usage.outputTokens, 7, 'the backup reported 7; the cut stream generated nothing that arrived');
+    assert.ok(rec.costUsd > 0, 'the cut attempt is priced at its own model (backup is free)');
+
+    up1.next({ delayMs: 1500 });
+    let id = '';
+    await assert.rejects(oa.chat.completions.create({ model: 'solo', messages: msg('x'), max_tokens: 50 }), (e: unknown) => {
+      assert.ok(e instanceof OpenAI.APIError && e.status === 504, String(e));
+      id = e.requestID!;
+      return true;
+    });
+    const timedOut = await finalRecord(t.adminUrl, id);
+    assert.equal(timedOut.usage.estimated, true);
+    assert.ok(timedOut.usage.inputTokens > 0);
+    assert.equal(timedOut.usage.outputTokens, 50, 'a non-streamed call the provider was sent runs to its end: the output cap');
+    assert.ok(timedOut.costUsd > 0);
   });
 
   it("a provider refusing airlock's key is a 502 upstream_error for the agent, not the provider's 401", async () => {
@@ -223,6 +250,33 @@ llm:
     await assert.rejects(carol.models.list(), (e: unknown) => e instanceof OpenAI.PermissionDeniedError && e.code === 'killed');
     await call(`${t.adminUrl}/api/kill`, { method: 'DELETE', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ agent: 'carol' }) });
     assert.ok((await carol.models.list()).data.length > 0);
+  });
+
+  it('a target kill switch on a fallback model stops the fallback too: it is skipped, and never called', async () => {
+    const kill = (method: string) => call(`${t.adminUrl}/api/kill`, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ target: 'llm: backup' }) });
+    assert.equal((await kill('POST')).status, 200);
+    try {
+      const n2 = up2.seen.length;
+      // The only fallback is killed: the agent gets the requested model's own failure, as if it had no fallback.
+      up1.next({ status: 503 });
+      await assert.rejects(oa.chat.completions.create({ model: 'primary', messages: msg('no fallback left') }).withResponse(), (e: unknown) => {
+        assert.ok(e instanceof OpenAI.InternalServerError, String(e));
+        assert.equal(e.status, 503);
+        return true;
+      });
+      assert.equal(up2.seen.length, n2, 'the killed fallback got no request');
+      // A killed fallback in the middle of the chain is skipped; the next one serves.
+      up1.next({ status: 503 });
+      const { data, response } = await oa.chat.completions.create({ model: 'relay', messages: msg('skip the killed one') }).withResponse();
+      assert.equal(data.choices[0]!.message.content, 'echo: skip the killed one');
+      assert.equal(up1.seen.at(-1)!.body.model, 'gpt-4o-spare');
+      assert.equal(up2.seen.length, n2, 'the killed fallback got no request');
+      const rec = await finalRecord(t.adminUrl, response.headers.get('x-airlock-request-id')!);
+      assert.equal(rec.details.model, 'spare');
+      assert.deepEqual(rec.details.attempts, [{ model: 'relay', status: 503 }, { model: 'backup', error: 'killed' }, { model: 'spare', status: 200 }]);
+    } finally {
+      await kill('DELETE');
+    }
   });
 
   it('a target kill switch hides the models it covers from the model list', async () => {

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
-import { anthropicAgent, openaiAgent } from './support/llm.js';
+import { anthropicAgent, eventually, openaiAgent } from './support/llm.js';
 import { startFakeAnthropic, startFakeOpenAI, type FakeLlm } from './support/llm-upstream.js';
 
 const BIN = fileURLToPath(new URL('../../bin/airlock', import.meta.url));
@@ -40,6 +40,8 @@ agents:
   tok: { keys: ["${KEY('tok')}"], limits: { tokens: 40/min } }
   free: { keys: ["${KEY('free')}"] }
   claudia: { keys: ["${KEY('claudia')}"], limits: { budget: 0.01/month } }
+  quitter: { keys: ["${KEY('quitter')}"], limits: { budget: 0.05/day } }
+  streamer: { keys: ["${KEY('streamer')}"], limits: { tokens: 100/hour } }
 teams:
   blue: { limits: { budget: 0.03/day } }
 rules:
@@ -56,6 +58,7 @@ llm:
     metered: { provider: openai, model: gpt-x, price: { input: 1000, output: 1000 } }
     capped-model: { provider: openai, model: gpt-x, price: { input: 1, output: 1 } }
     claude: { provider: anthropic, model: claude-x, price: { input: 1000, output: 1000 } }
+    quit-model: { provider: openai, model: gpt-x, price: { input: 1000, output: 1000 } }
 `;
   before(async () => {
     up = await startFakeOpenAI();
@@ -132,6 +135,82 @@ llm:
       assert.equal((e.error as { airlock: { code: string } }).airlock.code, 'budget_exceeded');
       return true;
     });
+  });
+
+  /** Calls `n` times, hanging up on each call once the provider has it; returns the refusals. */
+  async function hangUps(agent: OpenAI, n: number, body: OpenAI.ChatCompletionCreateParamsNonStreaming | OpenAI.ChatCompletionCreateParamsStreaming): Promise<unknown[]> {
+    const refused: unknown[] = [];
+    for (let i = 0; i < n; i++) {
+      const seen = up.seen.length;
+      const ac = new AbortController();
+      let settled = false;
+      const done = (async () => {
+        try {
+          const r = await agent.chat.completions.create(body as OpenAI.ChatCompletionCreateParamsStreaming, { signal: ac.signal });
+          for await (const _ of r);
+          return new Error('the call should have been cut');
+        } catch (e) {
+          return e;
+        } finally {
+          settled = true;
+        }
+      })();
+      while (!settled && up.seen.length === seen) await new Promise((r) => setTimeout(r, 5));
+      ac.abort();
+      const e = await done;
+      if (e instanceof OpenAI.APIUserAbortError) await eventually('the provider call to be cancelled', () => up.seen.at(-1)!.aborted);
+      else refused.push(e);
+    }
+    return refused;
+  }
+
+  const records = async (agent: string) => (await call(`${t.adminUrl}/api/audit?protocol=llm&agent=${agent}&limit=500`)).json.records.filter((r: { phase: string }) => r.phase === 'final');
+
+  it('an agent that hangs up after the call went upstream is still charged: prompt plus output cap, estimated, against its budget', async () => {
+    const quitter = openaiAgent(t.agentUrl, KEY('quitter'));
+    up.always({ delayMs: 2000 });
+    const seen = up.seen.length;
+    let refused: unknown[];
+    try {
+      refused = await hangUps(quitter, 10, { model: 'quit-model', messages: [{ role: 'user', content: 'hi' }], max_tokens: 10 });
+    } finally {
+      up.always(undefined);
+    }
+    const cut = (await records('quitter')).filter((r: { message?: string }) => /agent disconnected/.test(r.message ?? ''));
+    assert.ok(cut.length > 0);
+    for (const r of cut) {
+      assert.equal(r.usage.estimated, true);
+      assert.ok(r.usage.inputTokens > 0 && r.usage.inputTokens < 20, `input ${r.usage.inputTokens}`);
+      assert.equal(r.usage.outputTokens, 10, 'the output cap: a provider finishes a non-streamed reply it was sent');
+      assert.equal(r.costUsd, ((r.usage.inputTokens + 10) * 1000) / 1e6);
+    }
+    // $0.05 at about $0.011 a call: the budget is spent after five hang-ups.
+    assert.ok(refused.length >= 4, `${refused.length} refused`);
+    for (const e of refused) assert.ok(e instanceof OpenAI.APIError && e.status === 402 && e.code === 'budget_exceeded', String(e));
+    assert.equal(up.seen.length - seen, 10 - refused.length, 'refused calls never reached the provider');
+  });
+
+  it('a stream the agent hangs up on before its first event is charged its prompt against token limits', async () => {
+    const streamer = openaiAgent(t.agentUrl, KEY('streamer'));
+    const words = Array.from({ length: 60 }, (_, i) => `word${i}`).join(' '); // over 100 tokens, counted either way
+    up.always({ firstTokenDelayMs: 2000 });
+    let refused: unknown[];
+    try {
+      refused = await hangUps(streamer, 3, { model: 'quit-model', messages: [{ role: 'user', content: words }], max_tokens: 1, stream: true });
+    } finally {
+      up.always(undefined);
+    }
+    const cut = (await records('streamer')).filter((r: { message?: string }) => /agent disconnected/.test(r.message ?? ''));
+    assert.ok(cut.length >= 1);
+    for (const r of cut) {
+      assert.equal(r.usage.estimated, true);
+      assert.ok(r.usage.inputTokens > 100, `input ${r.usage.inputTokens}`);
+      assert.equal(r.usage.outputTokens, 0, 'nothing was generated yet, and a cut stream stops generating');
+      assert.ok(r.costUsd > 0);
+    }
+    // 100 tokens an hour, over 100 a call: nothing more fits once the first is booked.
+    assert.equal(refused.length, 2, `${refused.length} refused`);
+    for (const e of refused) assert.ok(e instanceof OpenAI.RateLimitError && e.code === 'rate_limited', String(e));
   });
 
   it('usage API by agent, team and model, with since; bad parameters are 400', async () => {

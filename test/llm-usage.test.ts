@@ -21,6 +21,11 @@ describe('LLM usage and pricing', () => {
     assert.deepEqual(usageFromBody(b('{"usage": null}')), {});
     assert.deepEqual(usageFromBody(b('not json at all "usage": {')), {});
     assert.deepEqual(usageFromBody(b('')), {});
+    // Only the reply's own members count: not an echoed metadata's, not a nested model's.
+    assert.deepEqual(usageFromBody(b({ output: [{ model: 'inner' }], model: 'm2', usage: { input_tokens: 4, output_tokens: 2 }, metadata: { usage: 'x', model: 'y' } })), { input: 4, output: 2, model: 'm2' });
+    assert.deepEqual(usageFromBody(b({ metadata: { usage: { input_tokens: 1, output_tokens: 1 } }, usage: { input_tokens: 9, output_tokens: 3 } })), { input: 9, output: 3 });
+    assert.deepEqual(usageFromBody(b({ type: 'response.completed', response: { model: 'm3', usage: { input_tokens: 5, output_tokens: 1 }, metadata: { usage: 'z' } } })), { input: 5, output: 1, model: 'm3' });
+    assert.deepEqual(usageFromBody(b('{"text": "a \\\\", "usage": {"prompt_tokens": 3, "completion_tokens": 1}}')), { input: 3, output: 1 });
   });
 
   it('the SSE tap splits events across chunk boundaries and CRLF framing, and drops only the usage-only chunk', () => {

@@ -26,6 +26,8 @@ export type Behavior =
   | { endAfterEvents: number }
   | { chunkDelayMs: number }
   | { noUsage: true }
+  /** Reports this as the reply's `usage` (chat completions and the Responses API), however absurd. */
+  | { usage: unknown }
   | { hang: true };
 
 export interface FakeLlm {
@@ -139,12 +141,13 @@ export function startFakeOpenAI(): Promise<FakeLlm> {
   const chat: Writer = async (res, body, _s, b) => {
     const text = `echo: ${lastText(body)}`;
     const noUsage = b !== undefined && 'noUsage' in b;
+    const usage = b && 'usage' in b ? b.usage : OPENAI_USAGE;
     const tool = Array.isArray(body.tools) && body.tools.length > 0 && body.tool_choice !== 'none' && body.messages.at(-1)?.role !== 'tool' ? body.tools[0].function.name : undefined;
     const json = body.response_format?.type === 'json_schema' || body.response_format?.type === 'json_object';
     const content = json ? JSON.stringify({ answer: text }) : text;
     if (!body.stream) {
       const message = tool ? { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: tool, arguments: '{"city":"Paris"}' } }] } : { role: 'assistant', content, refusal: null };
-      const out = { id: 'chatcmpl-1', object: 'chat.completion', created, model: `${body.model}-2024-07-18`, choices: [{ index: 0, message, logprobs: null, finish_reason: tool ? 'tool_calls' : 'stop' }], ...(noUsage ? {} : { usage: OPENAI_USAGE }) };
+      const out = { id: 'chatcmpl-1', object: 'chat.completion', created, model: `${body.model}-2024-07-18`, choices: [{ index: 0, message, logprobs: null, finish_reason: tool ? 'tool_calls' : 'stop' }], ...(noUsage ? {} : { usage }) };
       res.writeHead(200, { 'content-type': 'application/json', 'x-request-id': 'req_fake', 'set-cookie': 'tracker=1' });
       return void res.end(JSON.stringify(out));
     }
@@ -161,15 +164,15 @@ export function startFakeOpenAI(): Promise<FakeLlm> {
       for (const w of content.match(/\s*\S+/g) ?? []) events.push(chunk({ content: w }));
       events.push(chunk({}, 'stop'));
     }
-    if (inc) events.push(ev({ ...head, choices: [], usage: OPENAI_USAGE }));
+    if (inc) events.push(ev({ ...head, choices: [], usage }));
     events.push('data: [DONE]\n\n');
     await sse(res, events, b);
   };
   const responses: Writer = async (res, body, _s, b) => {
     const text = `echo: ${lastText(body)}`;
-    const usage = { input_tokens: 11, input_tokens_details: { cached_tokens: 3 }, output_tokens: 7, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 18 };
+    const usage = b && 'usage' in b ? b.usage : { input_tokens: 11, input_tokens_details: { cached_tokens: 3 }, output_tokens: 7, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 18 };
     const item = { id: 'msg_1', type: 'message', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text, annotations: [] }] };
-    const resp = (status: string, done: boolean) => ({ id: 'resp_1', object: 'response', created_at: created, status, model: body.model, output: done ? [item] : [], usage: done ? usage : null, error: null, incomplete_details: null, instructions: null, metadata: {}, parallel_tool_calls: true, temperature: 1, tool_choice: 'auto', tools: [], top_p: 1 });
+    const resp = (status: string, done: boolean) => ({ id: 'resp_1', object: 'response', created_at: created, status, model: body.model, output: done ? [item] : [], usage: done ? usage : null, error: null, incomplete_details: null, instructions: null, metadata: body.metadata ?? {}, parallel_tool_calls: true, temperature: 1, tool_choice: 'auto', tools: [], top_p: 1 });
     if (!body.stream) {
       res.writeHead(200, { 'content-type': 'application/json' });
       return void res.end(JSON.stringify(resp('completed', true)));

@@ -16,20 +16,15 @@ import { forwardLlm } from './forward.js';
 import { serveModels } from './models.js';
 import { priceOf } from './pricing.js';
 import { sendLlmError } from './render.js';
-import { parseLlmRequest, requestSummary, reserveInputTokens, type LlmRequest } from './request.js';
+import { parseLlmRequest, requestSummary, reserveInputTokens, reserveOutputTokens, type LlmRequest } from './request.js';
 import { parseLlmRoute, type Operation } from './routes.js';
 import { warmTokenizer } from './tokenizer.js';
-
-/** Calls that generate output, and so reserve an output cap. */
-const GENERATES: ReadonlySet<Operation> = new Set(['chat', 'responses', 'messages']);
 
 /** The most the call may consume: prompt estimate + output cap, at the dearest price along the chain. */
 function estimateOf(op: Operation, req: LlmRequest, chain: LlmModel[]): Estimate {
   if (op === 'count_tokens') return { tokens: 0, costUsd: 0 };
   const input = reserveInputTokens(req.body);
-  // `n` choices each generate up to the cap.
-  const n = typeof req.body['n'] === 'number' && Number.isInteger(req.body['n']) && req.body['n'] > 1 ? Math.min(req.body['n'], 128) : 1;
-  const output = GENERATES.has(op) ? (req.maxOutputTokens ?? chain[0]!.maxOutputTokens) * n : 0;
+  const output = reserveOutputTokens(op, req, chain[0]!.maxOutputTokens);
   let inPrice = 0;
   let outPrice = 0;
   for (const m of chain) {
@@ -92,6 +87,17 @@ export async function serveLlm(gw: DoorContext, req: IncomingMessage, res: Serve
     return refuse('bad_request', `model "${model.name}" is served by provider "${model.provider.name}" (${model.provider.type}), which speaks ${other}; a surface routes only to providers of its own shape`, { action, target });
   }
 
+  // The walks over the request (summary, estimate) are bounded (see parseLlmRequest); should one
+  // still throw, the refusal is audited like any other rather than left to the listener's catch-all.
+  let summary: string;
+  let estimate: Estimate;
+  try {
+    summary = requestSummary(route.op, lr);
+    estimate = estimateOf(route.op, lr, model.chain);
+  } catch (e) {
+    gw.log.error({ err: e, exchange: requestId }, 'LLM front door could not read a request');
+    return refuse('internal_error', 'the gateway could not read this request, so it was not made', { action, target });
+  }
   const x = gw.pipeline.begin({
     id: requestId,
     protocol: 'llm',
@@ -102,9 +108,9 @@ export async function serveLlm(gw: DoorContext, req: IncomingMessage, res: Serve
     action,
     target,
     argsKey: hash('sha1', raw, 'base64'),
-    summary: requestSummary(route.op, lr),
+    summary,
     config: caller.config,
-    estimate: estimateOf(route.op, lr, model.chain),
+    estimate,
   });
   // An agent that hangs up cancels its call, whether it is held for approval or already upstream.
   res.on('close', () => {

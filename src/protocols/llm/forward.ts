@@ -8,6 +8,7 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { LlmModel } from '../../config/llm.js';
 import { ERROR_CODES } from '../../errors.js';
 import type { Exchange } from '../../pipeline/types.js';
+import { killMessage } from '../../policies/kill/switches.js';
 import type { DoorContext } from '../../server/context.js';
 import { upstreamFailure } from '../../upstream/dispatcher.js';
 import { readBounded } from '../../upstream/read.js';
@@ -33,7 +34,8 @@ const MAX_REPLY_BYTES = 64 * 1024 * 1024;
 
 type AttemptResult =
   | { kind: 'done' }
-  | { kind: 'aborted' }
+  /** `sent`: the request had reached the provider, which may bill it. */
+  | { kind: 'aborted'; sent: boolean }
   | { kind: 'failed'; code: 'upstream_error' | 'upstream_timeout'; message: string }
   | { kind: 'status'; reply: UpstreamReply };
 
@@ -53,32 +55,61 @@ function requestFor(call: LlmCall, model: LlmModel): { body: Buffer; parsed: Rec
 
 const retryableStatus = (s: number) => s === 429 || s === 408 || s >= 500;
 
+/**
+ * The kill switch covering a call of `model` by this exchange's agent, found as the kill policy
+ * finds it (for the action `llm: <model>`). Fallbacks serve under the requested model's decision, so
+ * the rules are not asked again; a kill switch acts on the target that would really be called.
+ */
+function killOf(gw: DoorContext, x: Exchange, model: LlmModel) {
+  return gw.kills?.covering({ agent: x.agent.name, team: x.agent.team, action: `llm: ${model.name}` });
+}
+
 /** Serves an allowed exchange; always ends it exactly once, even if this code has a bug. */
 export async function forwardLlm(gw: DoorContext, x: Exchange, res: ServerResponse, call: LlmCall): Promise<void> {
   const out = new LlmOutcome(gw, x, call);
   try {
     await serveChain(gw, x, res, call, out);
   } catch (e) {
-    gw.log.error({ err: e, exchange: x.id }, 'LLM forwarding failed');
     sendLlmError(res, call.route.surface, x.id, 'internal_error', 'the gateway failed while serving this call');
-    out.end(call.chain[0]!, { status: 500, code: 'internal_error', message: 'the gateway failed while serving this call' });
+    out.broke(call.chain[0]!, e);
   }
 }
 
 async function serveChain(gw: DoorContext, x: Exchange, res: ServerResponse, call: LlmCall, out: LlmOutcome): Promise<void> {
   const surface = call.route.surface;
-  for (let i = 0; i < call.chain.length; i++) {
-    const model = call.chain[i]!;
-    const last = i === call.chain.length - 1;
+  const { chain } = call;
+  // The requested model passed the kill stage; a switch set since then answers as that stage would.
+  const stop = killOf(gw, x, chain[0]!);
+  if (stop) {
+    const message = killMessage(stop);
+    sendLlmError(res, surface, x.id, 'killed', message);
+    return out.end(chain[0]!, { status: ERROR_CODES.killed.status, code: 'killed', message });
+  }
+  for (let i = 0; ; ) {
+    const model = chain[i]!;
     const r = await attempt(gw, x, res, call, model, out);
     if (r.kind === 'done') return;
-    if (r.kind === 'aborted') return out.aborted(res, model);
+    if (r.kind === 'aborted') return out.aborted(res, model, r.sent);
     out.attempts.push({ model: model.name, ...(r.kind === 'status' ? { status: r.reply.statusCode } : { error: r.code }) });
     const retry = r.kind === 'failed' || retryableStatus(r.reply.statusCode);
-    if (retry && !last) {
+    // The next fallback no kill switch covers; killed ones are skipped as if not configured, and
+    // listed in the attempts. With none left, this model's own failure is the answer.
+    let next = -1;
+    if (retry) {
+      for (let j = i + 1; j < chain.length && next === -1; j++) {
+        const k = killOf(gw, x, chain[j]!);
+        if (!k) next = j;
+        else {
+          out.attempts.push({ model: chain[j]!.name, error: 'killed' });
+          gw.log.info({ exchange: x.id, model: chain[j]!.name, kill: `${k.scope} ${k.value}` }, 'LLM fallback skipped: a kill switch covers it');
+        }
+      }
+    }
+    if (next !== -1) {
       // undici turns destroy() into an error event; nobody else listens any more.
       if (r.kind === 'status') r.reply.body.on('error', () => {}).destroy();
-      gw.log.info({ exchange: x.id, model: model.name, next: call.chain[i + 1]!.name, why: r.kind === 'status' ? r.reply.statusCode : r.code }, 'LLM call failed before any byte reached the agent; trying the fallback');
+      gw.log.info({ exchange: x.id, model: model.name, next: chain[next]!.name, why: r.kind === 'status' ? r.reply.statusCode : r.code }, 'LLM call failed before any byte reached the agent; trying the fallback');
+      i = next;
       continue;
     }
     if (r.kind === 'failed') {
@@ -99,7 +130,7 @@ async function serveChain(gw: DoorContext, x: Exchange, res: ServerResponse, cal
     try {
       buf = await readBounded(r.reply.body, MAX_REPLY_BYTES);
     } catch (e) {
-      if (x.abort.aborted) return out.aborted(res, model);
+      if (x.abort.aborted) return out.aborted(res, model, false); // it answered with an error: nothing to bill
       const f = upstreamFailure(e);
       sendLlmError(res, surface, x.id, f.code, `${model.name}: ${f.message}`);
       return out.end(model, { status: ERROR_CODES[f.code].status, code: f.code, message: f.message });
@@ -114,7 +145,7 @@ async function serveChain(gw: DoorContext, x: Exchange, res: ServerResponse, cal
 
 async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: LlmCall, model: LlmModel, out: LlmOutcome): Promise<AttemptResult> {
   const { route, req } = call;
-  if (x.abort.aborted) return { kind: 'aborted' };
+  if (x.abort.aborted) return { kind: 'aborted', sent: false };
   let firstTokenTimer: NodeJS.Timeout | undefined;
   let timedOut = false;
   const ftt = req.stream ? model.firstTokenTimeoutMs : undefined;
@@ -136,14 +167,17 @@ async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: 
   const failed = (e: unknown): AttemptResult => {
     stopTimer();
     release();
-    if (x.abort.aborted) return { kind: 'aborted' };
-    if (timedOut) return { kind: 'failed', code: 'upstream_timeout', message: `no first token within ${ftt}ms (firstTokenTimeout)` };
-    const f = upstreamFailure(e);
+    if (x.abort.aborted) return { kind: 'aborted', sent };
+    const f = timedOut ? { code: 'upstream_timeout' as const, message: `no first token within ${ftt}ms (firstTokenTimeout)` } : upstreamFailure(e);
+    // A provider that was sent the prompt bills it, answer or not: a timed-out attempt is booked at
+    // an estimate, whether a fallback follows or the timeout reaches the agent.
+    if (sent && f.code === 'upstream_timeout') out.charge(model, out.cutUsage(model));
     return { kind: 'failed', code: f.code, message: f.message };
   };
 
-  const sent = requestFor(call, model);
-  const pc = { route, model, body: sent.body, parsed: sent.parsed, agentHeaders: call.agentHeaders, signal, timeoutMs: model.timeoutMs };
+  let sent = false;
+  const request = requestFor(call, model);
+  const pc = { route, model, body: request.body, parsed: request.parsed, agentHeaders: call.agentHeaders, signal, timeoutMs: model.timeoutMs, onSent: () => (sent = true) };
   const t0 = performance.now();
   let reply: UpstreamReply;
   try {
@@ -160,7 +194,7 @@ async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: 
 
   const ct = reply.headers['content-type'];
   if (req.stream && typeof ct === 'string' && ct.includes('text/event-stream')) {
-    const r = await pumpStream(res, x, reply, route.op, sent.strip, out, model, stopTimer, release);
+    const r = await pumpStream(res, x, reply, route.op, request.strip, out, model, stopTimer, release);
     if (r === 'committed') return { kind: 'done' };
     if (r === 'empty') return failed(Object.assign(new Error('the provider ended the stream before sending any event'), { code: 'UND_ERR_SOCKET' }));
     return failed(r.error);
@@ -174,7 +208,6 @@ async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: 
   }
   stopTimer();
   release();
-  if (res.destroyed) return { kind: 'aborted' };
   const reported = usageFromBody(buf);
   const usage =
     route.op === 'count_tokens'
@@ -184,6 +217,11 @@ async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: 
           () => out.promptTokens(),
           () => out.countText(replyText(buf)),
         );
+  if (res.destroyed) {
+    // Too late for the agent, but the provider answered in full and reported what it bills.
+    out.end(model, { status: undefined, message: 'the agent disconnected before the reply was sent; the provider had answered', usage, upstreamModel: reported.model });
+    return { kind: 'done' };
+  }
   const headers = llmResponseHeaders(reply.headers, x.id);
   headers['content-length'] = String(buf.length);
   res.writeHead(reply.statusCode, headers);

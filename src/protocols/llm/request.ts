@@ -3,6 +3,7 @@
  * (model, stream, output cap), with the prompt's text for estimates and a short summary for
  * approvals. Everything else is the provider's to validate.
  */
+import { nestedDeeperThan } from './json.js';
 import type { Operation } from './routes.js';
 
 export interface LlmRequest {
@@ -18,6 +19,9 @@ export interface LlmRequest {
 
 export type Parsed = { ok: true; req: LlmRequest } | { ok: false; message: string };
 
+/** How deep a request body may nest arrays and objects. */
+const MAX_DEPTH = 256;
+
 const OUTPUT_CAP_FIELDS = ['max_tokens', 'max_completion_tokens', 'max_output_tokens'] as const;
 
 /** Parses and checks a request body for `op`. */
@@ -29,6 +33,9 @@ export function parseLlmRequest(op: Operation, raw: Buffer): Parsed {
     return { ok: false, message: `the request body is not valid JSON (${(e as Error).message})` };
   }
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return { ok: false, message: 'the request body must be a JSON object' };
+  // JSON.parse copes with any depth, but walking the result (prompt text, summaries, re-serializing
+  // a renamed model's body) recurses; no real request comes near this depth.
+  if (nestedDeeperThan(raw, MAX_DEPTH)) return { ok: false, message: `the request body has arrays and objects nested more than ${MAX_DEPTH} levels deep; flatten it` };
   const b = body as Record<string, unknown>;
   const model = b['model'];
   if (model === undefined) return { ok: false, message: 'the request has no "model": name one of the models configured in llm.models' };
@@ -50,6 +57,20 @@ export function parseLlmRequest(op: Operation, raw: Buffer): Parsed {
     if (b[f] !== undefined && !Array.isArray(b[f])) return { ok: false, message: `"${f}" must be an array` };
   }
   return { ok: true, req: { raw, body: b, model, stream: stream === true, maxOutputTokens, wantsUsageChunk } };
+}
+
+/** Calls that generate output, and so reserve an output cap. */
+const GENERATES: ReadonlySet<Operation> = new Set(['chat', 'responses', 'messages']);
+
+/**
+ * The most output a call may generate: its output cap (`max_tokens` …, else `defaultCap`, the
+ * model's `maxOutputTokens`) times its `n` choices; 0 for calls that generate none.
+ */
+export function reserveOutputTokens(op: Operation, req: LlmRequest, defaultCap: number): number {
+  if (!GENERATES.has(op)) return 0;
+  // `n` choices each generate up to the cap.
+  const n = typeof req.body['n'] === 'number' && Number.isInteger(req.body['n']) && req.body['n'] > 1 ? Math.min(req.body['n'], 128) : 1;
+  return (req.maxOutputTokens ?? defaultCap) * n;
 }
 
 const PROMPT_FIELDS = ['system', 'instructions', 'messages', 'input', 'prompt', 'tools', 'functions'] as const;

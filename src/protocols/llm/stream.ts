@@ -62,7 +62,17 @@ export function pumpStream(res: ServerResponse, x: Exchange, reply: UpstreamRepl
         res.once('drain', resume);
       }
     };
+    // Runs in the body's listeners: a throw there would end the process and leave the exchange in
+    // flight, so a bug in settling still ends the agent's response and the exchange.
     const finish = (error: unknown) => {
+      try {
+        settle(error);
+      } catch (e) {
+        if (!res.writableEnded) res.destroy();
+        out.broke(model, e, { status: reply.statusCode, bytesOut });
+      }
+    };
+    const settle = (error: unknown) => {
       release();
       body.off('data', onData);
       res.off('drain', resume);

@@ -58,6 +58,15 @@ export function countTokens(text: string): number {
   return count(encoder, text);
 }
 
+/**
+ * Tokens in `text`: cl100k_base if it is loaded, else the heuristic, without starting the load (for
+ * estimates made just before more work on the same event loop, such as a fallback attempt).
+ */
+export function countTokensIfLoaded(text: string): number {
+  if (text.length === 0) return 0;
+  return encoder ? count(encoder, text) : heuristic(text);
+}
+
 /** Tokens in `text` by cl100k_base, loading it now if need be (texts past 24k characters are extrapolated). */
 export function countTokensExact(text: string): number {
   if (text.length === 0) return 0;

@@ -6,6 +6,10 @@
  * `inputTokens` always includes cached input.
  */
 
+import { CLOSE_BRACE, isSpace, OPEN_BRACE, OPEN_BRACKET, QUOTE, stringEnd, StructuralScan } from './json.js';
+
+const COLON = 0x3a;
+
 export interface Usage {
   inputTokens: number;
   outputTokens: number;
@@ -23,7 +27,12 @@ export interface ReportedUsage {
   model?: string | undefined;
 }
 
-const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined);
+/**
+ * A token count as reported, or undefined when it cannot be one: counts are whole, non-negative and
+ * countable exactly. A larger number (say 1e308) would make sums and costs Infinity, which no
+ * counter or budget can hold; such a report is treated as absent, and the usage estimated.
+ */
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined);
 
 /** Merges one provider `usage` object into `into` (later reports win: Anthropic's message_delta is cumulative). */
 export function mergeUsage(into: ReportedUsage, u: unknown): void {
@@ -42,7 +51,10 @@ export function mergeUsage(into: ReportedUsage, u: unknown): void {
   const base = num(o['input_tokens']);
   const read = num(o['cache_read_input_tokens']);
   const created = num(o['cache_creation_input_tokens']);
-  if (base !== undefined) into.input = base + (read ?? 0) + (created ?? 0);
+  if (base !== undefined) {
+    const input = base + (read ?? 0) + (created ?? 0);
+    if (Number.isSafeInteger(input)) into.input = input;
+  }
   if (read !== undefined) into.cached = read;
   const detailCached = num((o['input_tokens_details'] as Record<string, unknown> | undefined)?.['cached_tokens']);
   if (detailCached !== undefined) into.cached = detailCached;
@@ -50,60 +62,96 @@ export function mergeUsage(into: ReportedUsage, u: unknown): void {
   if (output !== undefined) into.output = output;
 }
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-
 /** Index of the `}` closing the object that opens at `start`, skipping strings; -1 if unbalanced. */
 function objectEnd(b: Buffer, start: number): number {
   let depth = 0;
   for (let i = start; i < b.length; i++) {
     const c = b[i]!;
     if (c === QUOTE) {
-      for (i++; i < b.length && b[i] !== QUOTE; i++) if (b[i] === BACKSLASH) i++;
-    } else if (c === 0x7b) depth++;
-    else if (c === 0x7d && --depth === 0) return i;
-  }
-  return -1;
-}
-
-const KEYS = { usage: Buffer.from('"usage"'), model: Buffer.from('"model"') };
-
-/** Where the value of key `"name"` starts (after the colon and spaces), searching back from `from`. */
-function valueAt(b: Buffer, name: keyof typeof KEYS, from: number, backwards: boolean): number {
-  const key = KEYS[name];
-  for (let i = backwards ? b.lastIndexOf(key, from) : b.indexOf(key, from); i !== -1; i = backwards ? b.lastIndexOf(key, i - 1) : b.indexOf(key, i + 1)) {
-    let j = i + key.length;
-    while (b[j] === 0x20 || b[j] === 0x0a || b[j] === 0x0d || b[j] === 0x09) j++;
-    if (b[j] !== 0x3a) continue; // a string value "usage", not a key
-    j++;
-    while (b[j] === 0x20 || b[j] === 0x0a || b[j] === 0x0d || b[j] === 0x09) j++;
-    return j;
+      i = stringEnd(b, i) - 1;
+      if (i < 0) return -1;
+    } else if (c === OPEN_BRACE) depth++;
+    else if (c === CLOSE_BRACE && --depth === 0) return i;
   }
   return -1;
 }
 
 /**
- * Usage from a non-streamed JSON reply (`usage` at the top level, or `response.usage`), and the
- * model the provider names. Reads only those two values rather than parsing the whole reply: replies
- * can be large (embeddings), and this runs on every call.
+ * Where the values of the object's own members named in `names` start (the object opens at
+ * `open`). Keys deeper down are not its members: a Responses object echoes the agent's `metadata`
+ * after its `usage`, and content can hold anything, so a `"usage":` found by searching the text is
+ * not necessarily the reply's. One pass over the quotes and brackets (see json.ts).
+ */
+function membersOf(b: Buffer, open: number, names: readonly string[]): Map<string, number> {
+  const found = new Map<string, number>();
+  const longest = Math.max(...names.map((n) => n.length));
+  const scan = new StructuralScan(b);
+  let depth = 0;
+  for (let at = scan.from(open); at !== -1; at = scan.from(at)) {
+    const c = b[at]!;
+    if (c === QUOTE) {
+      const end = stringEnd(b, at);
+      if (end === -1) return found;
+      if (depth === 1 && end - at - 2 <= longest) {
+        // A string followed by a colon is a key; values are followed by a comma or the closing brace.
+        let j = end;
+        while (isSpace(b[j])) j++;
+        const key = b.toString('latin1', at + 1, end - 1);
+        if (b[j] === COLON && names.includes(key) && !found.has(key)) {
+          j++;
+          while (isSpace(b[j])) j++;
+          found.set(key, j);
+          if (found.size === names.length) return found;
+        }
+      }
+      at = end;
+      continue;
+    }
+    if (c === OPEN_BRACE || c === OPEN_BRACKET) depth++;
+    else if (--depth <= 0) return found;
+    at++;
+  }
+  return found;
+}
+
+/** The JSON object whose value starts at `at`, parsed; undefined when it is not an object. */
+function objectAt(b: Buffer, at: number | undefined): unknown {
+  if (at === undefined || b[at] !== OPEN_BRACE) return undefined;
+  const end = objectEnd(b, at);
+  return end === -1 ? undefined : JSON.parse(b.toString('utf8', at, end + 1));
+}
+
+/** The short string whose value starts at `at`, if it is one without escapes. */
+function nameAt(b: Buffer, at: number | undefined): string | undefined {
+  if (at === undefined || b[at] !== QUOTE) return undefined;
+  const end = b.indexOf(QUOTE, at + 1);
+  if (end === -1 || end - at >= 256) return undefined;
+  const name = b.toString('utf8', at + 1, end);
+  return name.includes('\\') ? undefined : name;
+}
+
+/**
+ * Usage from a non-streamed JSON reply (the top-level `usage`, or `response.usage`), and the model
+ * the provider names (top-level `model`, or `response.model`). Reads only those values rather than
+ * parsing the whole reply: replies can be large (embeddings), and this runs on every call.
  */
 export function usageFromBody(body: Buffer): ReportedUsage {
   const r: ReportedUsage = {};
-  if (body.length === 0) return r;
+  let open = 0;
+  while (isSpace(body[open])) open++;
+  if (body[open] !== OPEN_BRACE) return r;
   try {
-    const u = valueAt(body, 'usage', body.length, true);
-    if (u !== -1 && body[u] === 0x7b) {
-      const end = objectEnd(body, u);
-      if (end !== -1) mergeUsage(r, JSON.parse(body.toString('utf8', u, end + 1)));
+    const top = membersOf(body, open, ['usage', 'model', 'response']);
+    let usage = objectAt(body, top.get('usage'));
+    let model = nameAt(body, top.get('model'));
+    const resp = top.get('response');
+    if ((usage === undefined || model === undefined) && resp !== undefined && body[resp] === OPEN_BRACE) {
+      const inner = membersOf(body, resp, ['usage', 'model']);
+      usage ??= objectAt(body, inner.get('usage'));
+      model ??= nameAt(body, inner.get('model'));
     }
-    const m = valueAt(body, 'model', 0, false);
-    if (m !== -1 && body[m] === QUOTE) {
-      const end = body.indexOf(QUOTE, m + 1);
-      if (end !== -1 && end - m < 256) {
-        const name = body.toString('utf8', m + 1, end);
-        if (!name.includes('\\')) r.model = name;
-      }
-    }
+    mergeUsage(r, usage);
+    if (model !== undefined) r.model = model;
   } catch {
     // not JSON: nothing reported
   }

@@ -3,6 +3,7 @@
  * base URL + the route's path, with the provider's key injected and only the agent headers a
  * provider needs passed on (never the agent's key, cookies or `x-airlock-*`).
  */
+import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { ProviderCall, UpstreamReply } from './types.js';
 
@@ -32,11 +33,52 @@ export function providerHeaders(call: ProviderCall): Record<string, string> {
   return out;
 }
 
+/**
+ * Passes undici's (legacy) handler callbacks through, and tells `sent` when the request has been
+ * written to the socket whole. undici calls `onRequestSent` on handlers that have it; the handler
+ * `request()` makes has none, so this one needs no other behaviour than passing everything on.
+ */
+class SentHandler implements Dispatcher.DispatchHandler {
+  constructor(
+    private readonly inner: Dispatcher.DispatchHandler,
+    private readonly sent: () => void,
+  ) {}
+  onConnect(abort: (err?: Error) => void): void {
+    this.inner.onConnect?.(abort);
+  }
+  onError(err: Error): void {
+    this.inner.onError?.(err);
+  }
+  onUpgrade(statusCode: number, headers: Buffer[] | string[] | null, socket: Duplex): void {
+    this.inner.onUpgrade?.(statusCode, headers, socket);
+  }
+  onResponseStarted(): void {
+    this.inner.onResponseStarted?.();
+  }
+  onHeaders(statusCode: number, headers: Buffer[], resume: () => void, statusText: string): boolean {
+    return this.inner.onHeaders?.(statusCode, headers, resume, statusText) ?? true;
+  }
+  onData(chunk: Buffer): boolean {
+    return this.inner.onData?.(chunk) ?? true;
+  }
+  onComplete(trailers: string[] | null): void {
+    this.inner.onComplete?.(trailers);
+  }
+  onBodySent(chunkSize: number, totalBytesSent: number): void {
+    this.inner.onBodySent?.(chunkSize, totalBytesSent);
+  }
+  onRequestSent(): void {
+    this.sent();
+  }
+}
+
 /** Calls an HTTP provider; rejects with undici's error when it cannot be reached. */
 export async function callHttpProvider(dispatcher: Dispatcher, call: ProviderCall): Promise<UpstreamReply> {
   const p = call.model.provider;
   const path = `${p.basePath}${p.type === 'anthropic' ? '/v1' : ''}${call.route.path}${call.route.query}`;
-  const r = await dispatcher.request({
+  const { onSent } = call;
+  const d = onSent ? dispatcher.compose((dispatch) => (opts, handler) => dispatch(opts, new SentHandler(handler, onSent))) : dispatcher;
+  const r = await d.request({
     origin: p.origin,
     path,
     method: 'POST',

@@ -174,6 +174,7 @@ function sse(events: string[], settings: MockSettings, signal: AbortSignal): Ups
 /** Answers a call in-process. */
 export async function callMock(call: ProviderCall): Promise<UpstreamReply> {
   const settings = call.model.provider.mock!;
+  call.onSent?.(); // in-process: it has the request at once
   const anthropic = call.route.surface === 'anthropic';
   if (settings.latencyMs > 0) await sleep(settings.latencyMs, undefined, { signal: call.signal });
   if (settings.status !== undefined) return errorReply(settings, settings.status, anthropic);

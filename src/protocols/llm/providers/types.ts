@@ -15,6 +15,8 @@ export interface ProviderCall {
   agentHeaders: IncomingHttpHeaders;
   signal: AbortSignal;
   timeoutMs: number;
+  /** Told once the whole request has reached the provider: from then on the provider may bill it. */
+  onSent?: () => void;
 }
 
 export interface UpstreamReply {
