@@ -12,6 +12,7 @@ import type { ExchangeAbort } from '../../pipeline/abort.js';
 import type { Exchange } from '../../pipeline/types.js';
 import type { Caller, DoorContext } from '../../server/context.js';
 import type { McpHub } from './hub.js';
+import { resourceUriProblem } from './resource-uri.js';
 import type { Upstream } from './upstream.js';
 import { deniedError, deniedResult, type Reply, type RpcId } from './wire.js';
 
@@ -90,6 +91,10 @@ export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c
     gw.pipeline.reject({ id: caller.requestId, protocol: 'mcp', agent: caller.agent, user: caller.user, session: caller.session, action, target, code, message, status: ERROR_CODES[code].status, startedHr: caller.startedHr });
     refusal(reply, c, code, message, caller.requestId);
   };
+  if (c.method === 'resources/read') {
+    const problem = resourceUriProblem(c.target);
+    if (problem) return refuseEarly('bad_request', `${problem}; mcp-resource rules match the URI as sent, so it must mean to the server what it says to the rules (see docs/mcp.md)`);
+  }
   const up = hub.get(c.server);
   if (!up) return refuseEarly('not_found', `no MCP server named "${c.server}" is configured`);
   if (c.method === 'tools/call') {
