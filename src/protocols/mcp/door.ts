@@ -19,7 +19,7 @@ import type { McpHub } from './hub.js';
 import { SessionTable, type Session } from './sessions.js';
 import { NotificationStreams } from './streams.js';
 import type { ListKind } from './upstream.js';
-import { LEGACY_VERSIONS, MODERN_VERSION, PROTOCOL_VERSION_META, Reply, RPC, SERVER_INFO, SUBSCRIPTION_ID_META, type RpcId } from './wire.js';
+import { LEGACY_VERSIONS, MODERN_VERSION, nestedDeeper, PROTOCOL_VERSION_META, Reply, RPC, SERVER_INFO, SUBSCRIPTION_ID_META, type RpcId } from './wire.js';
 
 export interface McpDoorContext extends DoorContext {
   readonly mcpHub: McpHub;
@@ -27,6 +27,8 @@ export interface McpDoorContext extends DoorContext {
 
 const SEP = '__';
 const SESSION_IDLE_MS = 60 * 60_000;
+/** Levels of objects and arrays a JSON-RPC message may nest: far beyond any tool's arguments, far below what overflows the stack. */
+const MAX_NESTING = 100;
 const ALL_LISTS: ReadonlySet<ListKind> = new Set(['tools', 'prompts', 'resources']);
 const CAPABILITIES = { tools: { listChanged: true }, resources: { listChanged: true }, prompts: { listChanged: true } };
 const LISTINGS = new Set(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
@@ -145,6 +147,11 @@ export async function serveMcp(gw: McpDoorContext, req: IncomingMessage, res: Se
   const id = m['id'];
   const validId = typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id));
   const name = m['method'];
+  // Refused before anything walks it: canonical() (the loop guard's key), the SDK and the upstream
+  // all recurse once per level, and arguments nested ~10,000 deep overflow the stack.
+  if (nestedDeeper(m, MAX_NESTING)) {
+    return refuseHttp('bad_request', `the message is nested more than ${MAX_NESTING} levels deep (objects and arrays); flatten the arguments`, RPC.INVALID_PARAMS, validId ? (id as RpcId) : null, 400);
+  }
   if (m['jsonrpc'] !== '2.0') return refuseHttp('bad_request', 'not a JSON-RPC 2.0 message ("jsonrpc": "2.0" missing)', RPC.INVALID_REQUEST, validId ? (id as RpcId) : null, 400);
   const params = m['params'] ?? {};
   if (params === null || typeof params !== 'object' || Array.isArray(params)) return refuseHttp('bad_request', 'params must be an object', RPC.INVALID_PARAMS, validId ? (id as RpcId) : null, 400);
