@@ -97,6 +97,22 @@ rules:
     assert.match(r.stderr, /GET\/POST svc/);
   });
 
+  it('refuses an MCP server name ending with "_" (a___x would split as server a, tool _x), naming FILE:LINE and the key', async () => {
+    const r = await check(
+      'mcp-name.yaml',
+      `agents:
+  x: {}
+mcp:
+  servers:
+    ok_name: { url: "http://127.0.0.1:9/mcp" }
+    a_: { url: "http://127.0.0.1:9/mcp" }
+`,
+    );
+    assert.equal(r.code, 1, r.stdout);
+    assert.ok(r.stderr.includes(`${r.file}:6: mcp.servers.a_:`), r.stderr);
+    assert.match(r.stderr, /not ending with "_"/);
+  });
+
   it('names FILE:LINE for invalid YAML', async () => {
     const r = await check('bad-yaml.yaml', 'agents:\n  x: {}\nrules: [\n  - name: r\n');
     assert.equal(r.code, 1);

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
+import { waitFor } from './support/mcp.js';
 
 const kitServer = join(dirname(fileURLToPath(import.meta.url)), 'support', 'mcp-kit-server.js');
 
@@ -129,5 +130,46 @@ mcp:
     const unauth = await call(`${t.agentUrl}/mcp`, { method: 'POST', body: '{}' });
     assert.equal(unauth.status, 401);
     await stillWorks();
+  });
+});
+
+describe('mcp: deeply nested arguments', () => {
+  let t: TestGateway;
+  const post = (body: string, sid?: string) =>
+    call(`${t.agentUrl}/mcp`, { method: 'POST', key: KEYS.alice, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25', ...(sid ? { 'mcp-session-id': sid } : {}) }, body });
+  const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+  let sid = '';
+  before(async () => {
+    t = await startGateway(`
+agents:
+  alice: { keys: ["${KEYS.alice}"] }
+rules:
+  - name: r
+    allow: ["mcp: kit/*"]
+mcp:
+  servers:
+    kit: { command: "${process.execPath}", args: ["${kitServer}"] }
+`);
+    const deadline = Date.now() + 20_000;
+    while (!t.gw.mcpHub.get('kit')?.connected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const init = await post(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }));
+    sid = String(init.headers['mcp-session-id']);
+  });
+  after(async () => t?.stop());
+
+  it('arguments nested 50,000 deep: a JSON-RPC invalid-params error (bad_request), audited; the session unharmed', async () => {
+    const r = await post(`{"jsonrpc":"2.0","id":"deep","method":"tools/call","params":{"name":"kit__echo","arguments":{"text":"x","deep":${nested(50_000)}}}}`, sid);
+    assert.equal(r.status, 400, r.text.slice(0, 300));
+    assert.equal(r.json.id, 'deep');
+    assert.equal(r.json.error.code, -32602);
+    assert.match(r.json.error.message, /^airlock: bad_request: .*nested more than 100 levels/);
+    const requestId = r.json.error.data.request_id;
+    const rec = await waitFor(async () => ((await call(`${t.adminUrl}/api/audit?protocol=mcp&limit=50`)).json.records as Record<string, any>[]).find((x) => x['id'] === requestId));
+    assert.equal(rec['code'], 'bad_request');
+    assert.equal(rec['agent'], 'alice');
+    // Ordinary nesting still goes through.
+    const ok = await post(JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'kit__echo', arguments: { text: 'fine', deep: JSON.parse(nested(60)) } } }), sid);
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(ok.json.result.content[0].text, 'echo: fine');
   });
 });

@@ -1,15 +1,21 @@
 /**
  * MCP tool pinning (SPEC 5.3, rug-pull defence): fingerprints, first sight / same / changed,
- * quarantine until accepted, and pins that survive reopening the store.
+ * quarantine until accepted, pins that survive reopening the store, and a server that comes back
+ * changed after a reconnect.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
 import { fingerprintTool, Pins, type ToolDef } from '../src/protocols/mcp/pinning.js';
 import { DeferredWrites } from '../src/store/deferred.js';
 import { SqliteStore } from '../src/store/sqlite.js';
+import { KEYS, startGateway, type TestGateway } from './support/gateway.js';
+import { agentClient, waitFor } from './support/mcp.js';
+
+const rebornServer = join(dirname(fileURLToPath(import.meta.url)), 'support', 'mcp-reborn-server.js');
 
 const issue: ToolDef = {
   name: 'create_issue',
@@ -155,6 +161,51 @@ describe('Pins', () => {
       assert.equal(pins.observe('github', changed), 'same');
       assert.equal(pins.observe('github', issue), 'changed');
       store.close();
+    }
+  });
+});
+
+describe('mcp: a server that reconnects with a changed tool', () => {
+  let t: TestGateway;
+  let state = '';
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-reborn-'));
+    state = join(dir, 'state');
+    t = await startGateway(
+      `
+agents:
+  alice: { keys: ["${KEYS.alice}"] }
+rules:
+  - name: all
+    allow: ["mcp: re/*"]
+mcp:
+  pinning: strict
+  servers:
+    re: { command: "${process.execPath}", args: ["${rebornServer}"], env: { REBORN_STATE: "${state}" } }
+`,
+      { dir },
+    );
+    await waitFor(() => (t.gw.mcpHub.get('re')?.catalogue.tools.length ?? 0) > 0);
+  });
+  after(async () => {
+    await t?.stop();
+    if (t) rmSync(t.dir, { recursive: true, force: true });
+  });
+
+  it('a call that arrives while the new connection is still listing its tools is judged against the new catalogue (tool_changed)', async () => {
+    const c = await agentClient(`${t.agentUrl}/mcp/re`, KEYS.alice, 'modern');
+    try {
+      const text = (r: any): string => (r.content as { text: string }[]).map((x) => x.text).join('');
+      assert.equal(text(await c.callTool({ name: 'act', arguments: {} })), 'act ran after 0 crashes');
+      await c.callTool({ name: 'crash', arguments: {} });
+      // The restarted server has been asked for its tools and is taking its time to answer.
+      await waitFor(() => existsSync(state) && readFileSync(state, 'utf8') === '1 listing');
+      const r = await c.callTool({ name: 'act', arguments: {} }, { timeout: 30_000 });
+      assert.equal(r.isError, true, `the call reached the changed tool before its new definition was checked: ${text(r)}`);
+      assert.match(text(r), /^airlock: tool_changed/);
+      assert.ok(t.gw.mcpHub.quarantined('re', 'act'));
+    } finally {
+      await c.close();
     }
   });
 });

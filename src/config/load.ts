@@ -99,6 +99,9 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     if (issue.code === 'unrecognized_keys') {
       path = [...path, issue.keys[0]!];
       message = `unknown key (allowed here: ${allowedKeysHint(issue.path)})`;
+    } else if (issue.code === 'invalid_key' && issue.issues[0]) {
+      // A name that fails its rule (an MCP server's, say): the rule's own message, not zod's "Invalid key in record".
+      message = issue.issues[0].message;
     }
     fail(path, message);
   }

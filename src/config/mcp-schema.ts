@@ -7,8 +7,11 @@ import { z } from 'zod';
 
 const duration = z.union([z.string().regex(/^\s*\d+(\.\d+)?\s*(ms|s|m|min|h|hour|d|day)\s*$/i, 'expected a duration such as 500ms, 30s, 5m'), z.number().nonnegative()]);
 const size = z.union([z.string().regex(/^\s*\d+(\.\d+)?\s*(b|kb|mb|gb)?\s*$/i, 'expected a size such as 512kb, 10mb'), z.number().int().nonnegative()]);
-// No "__": it separates server and tool in the aggregated /mcp catalogue.
-const name = z.string().regex(/^(?!.*__)[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'MCP server names use letters, digits, _ . - (at most 64, starting with a letter or digit, no "__")');
+// No "__": it separates server and tool in the aggregated /mcp catalogue. Nor a "_" at either end:
+// `a_` with tool `x` is `a___x`, which splits at the first "__" into server `a`, tool `_x`.
+const name = z
+  .string()
+  .regex(/^(?!.*__)[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9.-])?$/, 'MCP server names use letters, digits, _ . - (at most 64, starting with a letter or digit, not ending with "_", no "__"), so that <server>__<tool> splits one way');
 const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' });
 
 const server = z.strictObject({

@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { createMcpHandler, McpServer } from '@modelcontextprotocol/server';
+import { createMcpHandler, McpServer, Server as McpLowLevelServer } from '@modelcontextprotocol/server';
 import { toNodeHandler } from '@modelcontextprotocol/node';
 import { McpServer as McpServerV1 } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
@@ -120,6 +120,44 @@ export async function startChangingUpstream(): Promise<ChangingUpstream> {
       tools.set(name, description);
       mcp.notify.toolsChanged();
     },
+    close: async () => {
+      await mcp.close();
+      await new Promise<void>((r) => (srv.closeAllConnections(), srv.close(() => r())));
+    },
+  };
+}
+
+export interface ResourceUpstream extends Upstream {
+  /** Every URI it was asked to read, as received. */
+  reads: string[];
+}
+
+/**
+ * A Streamable HTTP MCP server (v2 SDK, low-level `Server`) with resources as a file server has
+ * them: it lists `file:///handbook/intro.md` and `file:///handbook/private/salaries.md` and the
+ * templates `file:///handbook/{+path}` and `memory://notes/{id}`, and reads any URI it is asked
+ * for (answering `read <uri>`), as a naive server that resolves whatever it gets would.
+ */
+export async function startResourceUpstream(): Promise<ResourceUpstream> {
+  const reads: string[] = [];
+  const factory = () => {
+    const s = new McpLowLevelServer({ name: 'handbook', version: '1.0.0' }, { capabilities: { resources: {} } });
+    s.setRequestHandler('resources/list', () => ({ resources: [{ uri: 'file:///handbook/intro.md', name: 'intro' }, { uri: 'file:///handbook/private/salaries.md', name: 'salaries' }] }));
+    s.setRequestHandler('resources/templates/list', () => ({ resourceTemplates: [{ uriTemplate: 'file:///handbook/{+path}', name: 'handbook page' }, { uriTemplate: 'memory://notes/{id}', name: 'note' }] }));
+    s.setRequestHandler('resources/read', (r) => {
+      reads.push(r.params.uri);
+      return { contents: [{ uri: r.params.uri, mimeType: 'text/plain', text: `read ${r.params.uri}` }] };
+    });
+    return s;
+  };
+  const mcp = createMcpHandler(factory);
+  const handler = toNodeHandler(mcp);
+  const srv = createServer((req, res) => void handler(req as Parameters<typeof handler>[0], res));
+  const url = `${await listen(srv)}/mcp`;
+  return {
+    url,
+    auth: [],
+    reads,
     close: async () => {
       await mcp.close();
       await new Promise<void>((r) => (srv.closeAllConnections(), srv.close(() => r())));

@@ -13,6 +13,8 @@ import type { ExchangeAbort } from '../../pipeline/abort.js';
 import type { Exchange } from '../../pipeline/types.js';
 import type { Caller, DoorContext } from '../../server/context.js';
 import type { McpHub } from './hub.js';
+import { resourceUriProblem } from './resource-uri.js';
+import type { Upstream } from './upstream.js';
 import { deniedError, deniedResult, type Reply, type RpcId } from './wire.js';
 
 export type JudgedMethod = 'tools/call' | 'resources/read' | 'prompts/get';
@@ -69,6 +71,15 @@ function refusal(reply: Reply, c: JudgedCall, code: ErrorCode, message: string, 
   }
 }
 
+/** Why a tool may not be called now (quarantined by strict pinning, or gone from the server's catalogue), if it may not. */
+function toolUnusable(hub: McpHub, up: Upstream, server: string, tool: string): { code: ErrorCode; message: string } | undefined {
+  if (hub.quarantined(server, tool)) {
+    return { code: 'tool_changed', message: `the definition of ${server}/${tool} changed since it was pinned; it stays unavailable until an operator runs "airlock tools accept ${server}/${tool}"` };
+  }
+  if (!up.catalogue.tools.some((t) => t.name === tool)) return { code: 'not_found', message: `MCP server "${server}" has no tool named "${tool}"` };
+  return undefined;
+}
+
 /** Judges one call, forwards it if allowed, answers the agent and reports the outcome. */
 export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c: JudgedCall, reply: Reply, cancel: ExchangeAbort): Promise<void> {
   const excerpt = argsExcerpt(c.args, caller.config.mcp.excerptChars);
@@ -78,13 +89,16 @@ export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c
     gw.pipeline.reject({ id: caller.requestId, protocol: 'mcp', agent: caller.agent, user: caller.user, session: caller.session, action, target, code, message, status: ERROR_CODES[code].status, startedHr: caller.startedHr });
     refusal(reply, c, code, message, caller.requestId);
   };
+  if (c.method === 'resources/read') {
+    const problem = resourceUriProblem(c.target);
+    if (problem) return refuseEarly('bad_request', `${problem}; mcp-resource rules match the URI as sent, so it must mean to the server what it says to the rules (see docs/mcp.md)`);
+  }
   const up = hub.get(c.server);
   if (!up) return refuseEarly('not_found', `no MCP server named "${c.server}" is configured`);
   if (c.method === 'tools/call') {
-    if (hub.quarantined(c.server, c.target)) {
-      return refuseEarly('tool_changed', `the definition of ${c.server}/${c.target} changed since it was pinned; it stays unavailable until an operator runs "airlock tools accept ${c.server}/${c.target}"`);
-    }
-    if (up.connected && !up.catalogue.tools.some((t) => t.name === c.target)) return refuseEarly('not_found', `MCP server "${c.server}" has no tool named "${c.target}"`);
+    // While the server is (re)connecting its catalogue is not known yet: checked again once it is (below).
+    const unusable = up.connected ? toolUnusable(hub, up, c.server, c.target) : undefined;
+    if (unusable) return refuseEarly(unusable.code, unusable.message);
   } else if (c.method === 'prompts/get' && up.connected && !up.catalogue.prompts.some((p) => p['name'] === c.target)) {
     return refuseEarly('not_found', `MCP server "${c.server}" has no prompt named "${c.target}"`);
   }
@@ -117,8 +131,24 @@ export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c
   try {
     const onProgress = c.progressToken !== undefined ? (p: Record<string, unknown>) => reply.notify('notifications/progress', { ...p, progressToken: c.progressToken }) : undefined;
     let result: Record<string, unknown>;
-    if (c.method === 'tools/call') result = await up.callTool(c.target, c.args, { abort: x.abort, timeoutMs: up.cfg.timeoutMs, onProgress });
-    else {
+    if (c.method === 'tools/call') {
+      // Checked again right before the call: a hold for approval can last minutes, and the server
+      // may have reconnected meanwhile, so the tool may have been quarantined or removed since the
+      // first check. ready() resolves only once the connection's catalogue is loaded and checked
+      // against the pins.
+      await up.ready(Math.min(10_000, up.cfg.timeoutMs));
+      const unusable = toolUnusable(hub, up, c.server, c.target);
+      if (unusable) {
+        const message = `${unusable.message} (found when the call was about to be made; it was not made)`;
+        try {
+          refusal(reply, c, unusable.code, message, x.id);
+        } finally {
+          end(unusable.code, message, 0, undefined);
+        }
+        return;
+      }
+      result = await up.callTool(c.target, c.args, { abort: x.abort, timeoutMs: up.cfg.timeoutMs, onProgress });
+    } else {
       const client = await up.ready(Math.min(10_000, up.cfg.timeoutMs));
       const opts = { signal: x.abort.signal, timeout: up.cfg.timeoutMs, ...(onProgress ? { onprogress: onProgress, resetTimeoutOnProgress: true } : {}) };
       if (c.method === 'resources/read') result = (await client.readResource({ uri: c.target }, opts)) as Record<string, unknown>;

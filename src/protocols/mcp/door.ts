@@ -16,9 +16,10 @@ import { readBody } from '../http/body.js';
 import { completionRequest, serveCompletion, type CompletionRef } from './completion.js';
 import { judgedCall, type JudgedCall, type JudgedMethod } from './calls.js';
 import type { McpHub } from './hub.js';
+import { SessionTable, type Session } from './sessions.js';
 import { NotificationStreams } from './streams.js';
 import type { ListKind } from './upstream.js';
-import { LEGACY_VERSIONS, MODERN_VERSION, PROTOCOL_VERSION_META, Reply, RPC, SERVER_INFO, SUBSCRIPTION_ID_META, type RpcId } from './wire.js';
+import { LEGACY_VERSIONS, MODERN_VERSION, nestedDeeper, PROTOCOL_VERSION_META, Reply, RPC, SERVER_INFO, SUBSCRIPTION_ID_META, type RpcId } from './wire.js';
 
 export interface McpDoorContext extends DoorContext {
   readonly mcpHub: McpHub;
@@ -26,7 +27,8 @@ export interface McpDoorContext extends DoorContext {
 
 const SEP = '__';
 const SESSION_IDLE_MS = 60 * 60_000;
-const MAX_SESSIONS = 10_000;
+/** Levels of objects and arrays a JSON-RPC message may nest: far beyond any tool's arguments, far below what overflows the stack. */
+const MAX_NESTING = 100;
 const ALL_LISTS: ReadonlySet<ListKind> = new Set(['tools', 'prompts', 'resources']);
 const CAPABILITIES = { tools: { listChanged: true }, resources: { listChanged: true }, prompts: { listChanged: true } };
 const LISTINGS = new Set(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
@@ -37,18 +39,8 @@ function capabilitiesOf(hub: McpHub, servers: string[]): Record<string, unknown>
   return servers.some((s) => hub.get(s)?.capabilities?.['completions'] !== undefined) ? WITH_COMPLETIONS : CAPABILITIES;
 }
 
-/** A session of the session-based generation, bound to the agent key that opened it. */
-interface Session {
-  id: string;
-  keyId: string;
-  scope: string | undefined;
-  protocolVersion: string;
-  streams: Set<ServerResponse>;
-  lastSeen: number;
-}
-
 interface DoorState {
-  sessions: Map<string, Session>;
+  sessions: SessionTable;
   streams: NotificationStreams;
   /** In-flight requests by caller key + session + JSON-RPC id, for notifications/cancelled. */
   inFlight: Map<string, { abort(reason?: unknown): void }>;
@@ -59,12 +51,9 @@ const states = new WeakMap<McpHub, DoorState>();
 function stateOf(hub: McpHub): DoorState {
   let s = states.get(hub);
   if (!s) {
-    const st: DoorState = { sessions: new Map(), streams: new NotificationStreams(), inFlight: new Map() };
+    const st: DoorState = { sessions: new SessionTable(), streams: new NotificationStreams(), inFlight: new Map() };
     hub.onChange((server, lists) => st.streams.changed(server, lists));
-    setInterval(() => {
-      const now = Date.now();
-      for (const [id, ses] of st.sessions) if (ses.streams.size === 0 && now - ses.lastSeen > SESSION_IDLE_MS) st.sessions.delete(id);
-    }, 60_000).unref();
+    setInterval(() => st.sessions.sweep(Date.now(), SESSION_IDLE_MS), 60_000).unref();
     states.set(hub, st);
     s = st;
   }
@@ -109,11 +98,10 @@ export async function serveMcp(gw: McpDoorContext, req: IncomingMessage, res: Se
   const sid = req.headers['mcp-session-id'];
   const sessionOf = (): Session | 'missing' | 'unknown' => {
     if (typeof sid !== 'string') return 'missing';
+    // Another agent's session id is as good as unknown (and is not marked as used).
     const s = st.sessions.get(sid);
-    // Another agent's session id is as good as unknown.
     if (!s || s.keyId !== caller.keyId || s.scope !== scope) return 'unknown';
-    s.lastSeen = Date.now();
-    return s;
+    return st.sessions.use(sid, Date.now())!;
   };
 
   if (method === 'GET') {
@@ -159,6 +147,11 @@ export async function serveMcp(gw: McpDoorContext, req: IncomingMessage, res: Se
   const id = m['id'];
   const validId = typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id));
   const name = m['method'];
+  // Refused before anything walks it: canonical() (the loop guard's key), the SDK and the upstream
+  // all recurse once per level, and arguments nested ~10,000 deep overflow the stack.
+  if (nestedDeeper(m, MAX_NESTING)) {
+    return refuseHttp('bad_request', `the message is nested more than ${MAX_NESTING} levels deep (objects and arrays); flatten the arguments`, RPC.INVALID_PARAMS, validId ? (id as RpcId) : null, 400);
+  }
   if (m['jsonrpc'] !== '2.0') return refuseHttp('bad_request', 'not a JSON-RPC 2.0 message ("jsonrpc": "2.0" missing)', RPC.INVALID_REQUEST, validId ? (id as RpcId) : null, 400);
   const params = m['params'] ?? {};
   if (params === null || typeof params !== 'object' || Array.isArray(params)) return refuseHttp('bad_request', 'params must be an object', RPC.INVALID_PARAMS, validId ? (id as RpcId) : null, 400);
@@ -195,12 +188,15 @@ export async function serveMcp(gw: McpDoorContext, req: IncomingMessage, res: Se
   let session: Session | undefined;
   if (!modern) {
     if (name === 'initialize') {
-      if (st.sessions.size >= MAX_SESSIONS) {
-        for (const [k, v] of st.sessions) if (v.streams.size === 0) { st.sessions.delete(k); break; }
-      }
       const asked = typeof p['protocolVersion'] === 'string' ? p['protocolVersion'] : LEGACY_VERSIONS[0]!;
-      session = { id: randomUUID(), keyId: caller.keyId, scope, protocolVersion: LEGACY_VERSIONS.includes(asked) ? asked : LEGACY_VERSIONS[0]!, streams: new Set(), lastSeen: Date.now() };
-      st.sessions.set(session.id, session);
+      session = { id: randomUUID(), agent: caller.agent.name, keyId: caller.keyId, scope, protocolVersion: LEGACY_VERSIONS.includes(asked) ? asked : LEGACY_VERSIONS[0]!, streams: new Set(), lastSeen: Date.now() };
+      const refused = st.sessions.open(session);
+      if (refused === 'agent_full') {
+        return refuseHttp('concurrency_limited', `agent "${printable(caller.agent.name)}" already has ${st.sessions.perAgent} MCP sessions, each with an open GET stream; end one (DELETE) or close its stream before starting another`, RPC.INVALID_REQUEST, rid);
+      }
+      if (refused === 'table_full') {
+        return refuseHttp('concurrency_limited', `airlock already holds its ${st.sessions.max} MCP sessions, none of them this agent's to replace; retry later, end sessions no longer used (DELETE), or speak ${MODERN_VERSION}, which needs no session`, RPC.INVALID_REQUEST, rid);
+      }
     } else {
       const s = sessionOf();
       if (s === 'missing') return refuseHttp('bad_request', `no Mcp-Session-Id: initialize first (or speak ${MODERN_VERSION} with the MCP-Protocol-Version header)`, RPC.INVALID_REQUEST, rid, 400);

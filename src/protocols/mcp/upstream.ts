@@ -38,7 +38,14 @@ export const MAX_LIST_PAGES = 100;
 
 export class Upstream {
   catalogue: Catalogue = { tools: [], resources: [], templates: [], prompts: [] };
+  /**
+   * The usable connection: set only once its first catalogue is loaded (and checked against the
+   * pins by the hub), so no call is judged against the previous connection's catalogue and sent to
+   * a server that may have come back different.
+   */
   private client: Client | undefined;
+  /** The newest connection, usable or still loading its first catalogue; an older one's late news is ignored. */
+  private latest: Client | undefined;
   /** The Streamable HTTP transport of `client`, whose session and version the direct tools/call uses. */
   private http: StreamableHTTPClientTransport | undefined;
   /** Tools whose inputSchema declares x-mcp-header parameters: only the SDK client mirrors those into headers. */
@@ -65,6 +72,7 @@ export class Upstream {
     return this.cfg.name;
   }
 
+  /** Connected with its catalogue loaded: calls may be judged against `catalogue`. */
   get connected(): boolean {
     return this.client !== undefined;
   }
@@ -137,13 +145,18 @@ export class Upstream {
       await client.close().catch(() => {});
       throw new Error('stopped');
     }
-    this.client = client;
-    this.http = http;
+    this.latest = client;
     this.capabilities = client.getServerCapabilities() as Record<string, unknown> | undefined;
     this.connectedAt = Date.now();
     this.lastError = undefined;
     this.log.info({ mcp: this.name, transport: spec.kind }, 'MCP server connected');
     await this.refresh(client);
+    if (this.stopped || this.latest !== client) {
+      await client.close().catch(() => {});
+      throw new Error(this.stopped ? 'stopped' : 'the connection closed while its catalogue was loading');
+    }
+    this.client = client;
+    this.http = http;
     clearInterval(this.pinger);
     this.pinger = setInterval(() => {
       client.ping({ timeout: 10_000 }).catch((e: unknown) => {
@@ -183,11 +196,14 @@ export class Upstream {
   }
 
   private lost(client: Client, why: string): void {
-    if (this.client !== client) return;
+    if (this.latest !== client) return;
+    const wasUsable = this.client === client;
+    this.latest = undefined;
     this.client = undefined;
     this.http = undefined;
     clearInterval(this.pinger);
-    if (this.stopped) return;
+    // Lost while loading its first catalogue: connect() fails, and start() schedules the restart.
+    if (this.stopped || !wasUsable) return;
     this.lastError = why;
     this.log.warn({ mcp: this.name, why }, 'MCP server connection lost; reconnecting');
     this.scheduleRestart();
@@ -209,7 +225,7 @@ export class Upstream {
   }
 
   /** Re-reads the catalogue from the server, every page of each list; tells the hub which lists changed. */
-  async refresh(client: Client | undefined = this.client): Promise<void> {
+  async refresh(client: Client | undefined = this.latest): Promise<void> {
     if (!client) return;
     const caps = client.getServerCapabilities() ?? {};
     const previous = this.catalogue;
@@ -219,7 +235,7 @@ export class Upstream {
       caps.resources ? this.listAll(client, 'resources/templates/list', 'resourceTemplates', previous.templates) : [],
       caps.prompts ? this.listAll(client, 'prompts/list', 'prompts', previous.prompts) : [],
     ]);
-    if (client !== this.client) return;
+    if (client !== this.latest) return;
     this.catalogue = { tools, resources, templates, prompts };
     this.headerTools = new Set(tools.filter((t) => JSON.stringify(t.inputSchema ?? {}).includes('"x-mcp-header"')).map((t) => t.name));
     const same = (a: unknown[], b: unknown[]) => a.length === b.length && JSON.stringify(a) === JSON.stringify(b);
@@ -266,8 +282,10 @@ export class Upstream {
     clearTimeout(this.timer);
     clearInterval(this.pinger);
     for (const w of this.waiters.splice(0)) w.reject(new Error('the MCP server connection is closed'));
-    const c = this.client;
+    // A connection still loading its first catalogue is closed too, rather than waited for.
+    const c = this.client ?? this.latest;
     this.client = undefined;
+    this.latest = undefined;
     if (c) await c.close().catch(() => {});
     else if (this.connecting) await this.connecting.then((c2) => c2.close()).catch(() => {});
   }
