@@ -14,10 +14,19 @@ export interface ChainHead {
   hash: string;
 }
 
+/** The mirror buffer's usual size: 20 ms of records at tens of thousands of exchanges a second. */
+const MIRROR_BUFFER_BYTES = 1 << 20;
+
 export class ChainWriter {
   private jsonl: number | undefined;
-  /** Mirror lines of committed records not yet written (see `append`'s `mirrorLater`). */
-  private unmirrored = '';
+  /**
+   * Mirror lines of committed records not yet written (see `append`'s `mirrorLater`), as UTF-8 in
+   * a reused buffer, outside the JavaScript heap. Kept as strings for the up to 20 ms they wait
+   * (MIRROR_DELAY_MS in log.ts), they were live at young-generation collections and copied by them
+   * (interleaved A/B at c=50: ~3% more requests a second with the buffer, and less GC time).
+   */
+  private unmirrored = Buffer.allocUnsafe(MIRROR_BUFFER_BYTES);
+  private unmirroredBytes = 0;
 
   constructor(
     private readonly store: Store,
@@ -54,22 +63,32 @@ export class ChainWriter {
     }
     this.store.appendAudit(rows);
     if (this.jsonl !== undefined) {
-      for (const r of rows) this.unmirrored += mirrorLine(r);
+      for (const r of rows) this.keepMirrorLine(mirrorLine(r));
       if (!mirrorLater) this.writeMirror();
     }
     return { seq, hash };
   }
 
+  private keepMirrorLine(line: string): void {
+    const most = line.length * 3; // UTF-8 bytes of a JS string, at most
+    if (this.unmirroredBytes + most > this.unmirrored.length) {
+      this.writeMirror();
+      if (most > this.unmirrored.length) this.unmirrored = Buffer.allocUnsafe(most); // one huge record
+    }
+    this.unmirroredBytes += this.unmirrored.write(line, this.unmirroredBytes);
+  }
+
   /** Writes the mirror lines kept back by `append(…, mirrorLater)`. */
   writeMirror(): void {
-    if (this.jsonl === undefined || this.unmirrored === '') return;
-    const text = this.unmirrored;
-    this.unmirrored = '';
+    if (this.jsonl === undefined || this.unmirroredBytes === 0) return;
+    const bytes = this.unmirrored.subarray(0, this.unmirroredBytes);
+    this.unmirroredBytes = 0;
     try {
-      writeAll(this.jsonl, text);
+      writeAll(this.jsonl, bytes);
     } catch (e) {
       this.warn(`audit.jsonl write failed: ${String(e)}`);
     }
+    if (this.unmirrored.length > MIRROR_BUFFER_BYTES) this.unmirrored = Buffer.allocUnsafe(MIRROR_BUFFER_BYTES);
   }
 
   close(): void {
@@ -79,9 +98,8 @@ export class ChainWriter {
   }
 }
 
-/** Writes all of `text`, however many write calls that takes. */
-function writeAll(fd: number, text: string): void {
-  const buf = Buffer.from(text);
+/** Writes all of `buf`, however many write calls that takes. */
+function writeAll(fd: number, buf: Buffer): void {
   for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
 }
 
