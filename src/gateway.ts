@@ -349,6 +349,7 @@ export class Gateway implements AgentPortDeps {
     await Promise.all([...this.processes.values()].map((p) => p.stop()));
     await this.mcpHub.close();
     await this.audit.close();
+    this.a2aTasks.flush();
     try {
       this.deferredWrites.flush();
     } catch (e) {

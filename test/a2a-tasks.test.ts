@@ -294,6 +294,8 @@ describe('a2a: task owners survive a restart and a locked store', () => {
       assert.equal((await call(`${t.adminUrl}/healthz`)).status, 200);
       assert.ok(performance.now() - admin < 500, 'the event loop is not stalled');
       assert.equal(stored(id), undefined, 'nothing can be written while the lock is held');
+      // Owners are written in batches, every 100 ms: the log says when the batch meets the lock.
+      for (let i = 0; i < 100 && !/the store did not take .*A2A task owner/.test(t.logs()); i++) await new Promise((r) => setTimeout(r, 20));
       assert.match(t.logs(), /the store did not take .*A2A task owner/);
       other.exec('COMMIT');
       for (let i = 0; i < 150 && stored(id) === undefined; i++) await new Promise((r) => setTimeout(r, 20));
@@ -320,7 +322,10 @@ describe('a2a: task owner memory is bounded', () => {
     let clock = Date.parse('2026-01-01T00:00:00Z');
     const store = new SqliteStore(join(dir, 'a'));
     const owners = new TaskOwners(store, new DeferredWrites(store, () => {}), () => clock, { maxIds: 5, maxPerOwner: 3 });
-    const stored = () => (store.db.prepare('SELECT id FROM a2a_owners ORDER BY created_at, id').all() as { id: string }[]).map((r) => r.id);
+    const stored = () => {
+      owners.flush(); // written in batches: hand over what waits
+      return (store.db.prepare('SELECT id FROM a2a_owners ORDER BY created_at, id').all() as { id: string }[]).map((r) => r.id);
+    };
     assert.ok(owners.claim('travel', 'task', 'old', 'alice'));
     clock += 29 * DAY;
     assert.equal(owners.owner('travel', 'task', 'old'), 'alice');

@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Approval, ApprovalStatus, Remembered } from '../approvals/types.js';
 import type { KeyRecord } from '../identity/keys.js';
-import type { A2AOwned, A2AOwnedKind, Alert, AuditFilter, AuditRow, KillScope, KillSwitch, Store, ToolPin, UsageBy, UsageGroup } from './types.js';
+import type { A2AOwned, A2AOwnedChange, A2AOwnedKind, Alert, AuditFilter, AuditRow, KillScope, KillSwitch, Store, ToolPin, UsageBy, UsageGroup } from './types.js';
 
 /** The WAL file's size after it starts over (SQLite's `journal_size_limit`). */
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
@@ -331,12 +331,15 @@ export class SqliteStore implements Store {
     return rows.map((r) => ({ remote: r.remote, kind: r.kind, id: r.id, owner: r.owner, createdAt: r.created_at }));
   }
 
-  saveA2AOwned(o: A2AOwned): void {
-    this.db.prepare('INSERT OR IGNORE INTO a2a_owners (remote, kind, id, owner, created_at) VALUES (?,?,?,?,?)').run(o.remote, o.kind, o.id, o.owner, o.createdAt);
-  }
-
-  forgetA2AOwned(remote: string, kind: A2AOwnedKind, id: string): void {
-    this.db.prepare('DELETE FROM a2a_owners WHERE remote = ? AND kind = ? AND id = ?').run(remote, kind, id);
+  changeA2AOwned(changes: readonly A2AOwnedChange[]): void {
+    const save = this.db.prepare('INSERT OR IGNORE INTO a2a_owners (remote, kind, id, owner, created_at) VALUES (?,?,?,?,?)');
+    const forget = this.db.prepare('DELETE FROM a2a_owners WHERE remote = ? AND kind = ? AND id = ?');
+    this.db.transaction(() => {
+      for (const { op, owned: o } of changes) {
+        if (op === 'save') save.run(o.remote, o.kind, o.id, o.owner, o.createdAt);
+        else forget.run(o.remote, o.kind, o.id);
+      }
+    })();
   }
 
   forgetA2AOwnedBefore(before: number): void {

@@ -93,6 +93,8 @@ export interface A2AOwned {
   createdAt: number;
 }
 
+export type A2AOwnedChange = { op: 'save'; owned: A2AOwned } | { op: 'forget'; owned: A2AOwned };
+
 export interface Store {
   insertApproval(a: Approval): void;
   getApproval(id: string): Approval | undefined;
@@ -118,9 +120,11 @@ export interface Store {
 
   /** A2A task and context owners first seen at or after `since` (epoch ms): the newest `limit`, oldest first. */
   listA2AOwned(since: number, limit: number): A2AOwned[];
-  /** Stores an owner; an id already stored keeps its first owner. */
-  saveA2AOwned(o: A2AOwned): void;
-  forgetA2AOwned(remote: string, kind: A2AOwnedKind, id: string): void;
+  /**
+   * Applies owner changes in order, in one transaction: `save` stores an owner (an id already
+   * stored keeps its first owner), `forget` removes one.
+   */
+  changeA2AOwned(changes: readonly A2AOwnedChange[]): void;
   /** Forgets owners first seen before `before` (epoch ms). */
   forgetA2AOwnedBefore(before: number): void;
 
