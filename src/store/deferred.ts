@@ -1,8 +1,9 @@
 /**
  * Store writes that must not wait for the store's lock: an operator's stop orders (kill switches,
  * key revocations, forgotten remembered approvals), MCP tool pins and A2A task owners, which the
- * gateway puts in force in memory first; alerts, which it publishes first; and the ends of held calls that no
- * person decided (expired, cancelled), which it answers first. Their store writes come here.
+ * gateway puts in force in memory first; alerts, which it publishes first; and the ends of held
+ * calls that no person decided (expired, cancelled), which it answers first. Their store writes
+ * come here.
  *
  * A write waits for another connection's write lock (an operator's sqlite3 shell in a transaction,
  * a long checkpoint) at most LOCK_WAIT_MS, so an order never stalls the event loop for the store's
