@@ -292,7 +292,9 @@ export class Gateway implements AgentPortDeps {
   /** Turns a kill switch on and cuts that scope's in-flight exchanges. */
   kill(scope: KillScope, value: string, reason: string | undefined, by: string | undefined): { kill: KillSwitch; aborted: number } {
     const k = this.kills.add(scope, value, reason, by);
-    const covered = (x: Exchange) => this.kills.covering({ agent: x.agent.name, team: x.agent.team, action: x.action }) !== undefined;
+    const covered = (x: Exchange) =>
+      this.kills.covering({ agent: x.agent.name, team: x.agent.team, action: x.action }) !== undefined ||
+      (x.servedAction !== undefined && this.kills.covering({ agent: x.agent.name, team: x.agent.team, action: x.servedAction }) !== undefined);
     let aborted = this.pipeline.abortWhere(covered, 'killed');
     // Held calls are not in flight yet; their abort signal denies them at once.
     for (const x of this.approvals.heldExchanges()) {

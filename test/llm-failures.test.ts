@@ -279,6 +279,29 @@ llm:
     }
   });
 
+  it('a target kill switch on a fallback model cuts a call that fell back to it, mid-stream', async () => {
+    up1.next({ status: 503 });
+    up2.next({ chunkDelayMs: 100 });
+    const { data: s, response } = await oa.chat.completions.create({ model: 'primary', messages: msg(LONG), stream: true }).withResponse();
+    let n = 0;
+    const kill = (method: string) => call(`${t.adminUrl}/api/kill`, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ target: 'llm: backup' }) });
+    try {
+      await assert.rejects(
+        (async () => {
+          for await (const _ of s) {
+            if (++n === 2) assert.equal((await kill('POST')).json.aborted, 1, 'the call served by the killed fallback is cut');
+          }
+        })(),
+        (e: unknown) => e instanceof OpenAI.APIError && e.code === 'killed',
+      );
+      const rec = await finalRecord(t.adminUrl, response.headers.get('x-airlock-request-id')!);
+      assert.equal(rec.code, 'killed');
+      await eventually('the fallback provider call to be cancelled', () => up2.seen.at(-1)!.aborted);
+    } finally {
+      await kill('DELETE');
+    }
+  });
+
   it('a target kill switch hides the models it covers from the model list', async () => {
     const kill = (method: string) => call(`${t.adminUrl}/api/kill`, { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ target: 'llm: unreachable*' }) });
     await kill('POST');

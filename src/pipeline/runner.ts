@@ -79,6 +79,7 @@ export class Pipeline {
       user: init.user,
       session: init.session,
       action: init.action,
+      servedAction: undefined,
       target: init.target,
       argsKey: init.argsKey,
       summary: init.summary,

@@ -19,6 +19,11 @@ export interface Exchange {
   session: string | undefined;
   /** `<protocol>: <target>`, what rules match against. */
   action: string;
+  /**
+   * The action of the target really being called, when a front door serves the exchange elsewhere
+   * than it was judged (an LLM fallback model): a kill switch on that target cuts it too.
+   */
+  servedAction: string | undefined;
   /** Structured target for the audit record: service+method+path, model, server+tool, agent+method. */
   target: Record<string, unknown>;
   /** What makes two calls "the same" for the loop guard (arguments, query, body digest). */

@@ -108,6 +108,7 @@ async function serveChain(gw: DoorContext, x: Exchange, res: ServerResponse, cal
     if (next !== -1) {
       // undici turns destroy() into an error event; nobody else listens any more.
       if (r.kind === 'status') r.reply.body.on('error', () => {}).destroy();
+      x.servedAction = `llm: ${chain[next]!.name}`; // a kill switch on the fallback now cuts this call
       gw.log.info({ exchange: x.id, model: model.name, next: chain[next]!.name, why: r.kind === 'status' ? r.reply.statusCode : r.code }, 'LLM call failed before any byte reached the agent; trying the fallback');
       i = next;
       continue;
