@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { Agent, request } from 'undici';
@@ -162,6 +163,25 @@ describe('approvals: decisions through the admin API', () => {
     assert.equal((await afterForget).status, 403);
   });
 
+  it('remember is refused for a call whose body was streamed (it could not be compared with later ones)', async () => {
+    const before = up.received.length;
+    // A chunked body: the door streams it to the service without reading it first.
+    const chunked = request(`${t.agentUrl}/http/api/stream-me`, { method: 'POST', headers: { authorization: `Bearer ${KEYS.alice}` }, body: Readable.from([Buffer.from('{"repo":"scratch"}')]) });
+    const a = await pendingFor({ adminUrl: t.adminUrl, token: TOKEN }, 'http: POST api/stream-me');
+    assert.match(a.summary, /the body is streamed to the service, so it is not shown here/);
+    const refused = await admin(`/api/approvals/${a.id}`, { decision: 'approve', remember: '10m' });
+    assert.equal(refused.status, 400, refused.text);
+    assert.equal(refused.json.error.code, 'bad_request');
+    assert.match(refused.json.error.message, /streamed.*without remember/);
+    assert.equal((await admin(`/api/approvals/${a.id}`)).json.status, 'pending', 'nothing was decided');
+    assert.equal((await admin(`/api/approvals/${a.id}`, { decision: 'approve' })).status, 200);
+    const r = await chunked;
+    assert.equal(r.statusCode, 200);
+    await r.body.dump();
+    assert.equal(up.received.length, before + 1);
+    assert.ok(!(await admin('/api/approvals/remembered')).json.remembered.some((x: { approvalId: string }) => x.approvalId === a.id), 'no grant');
+  });
+
   it('a call held while its key is revoked is not made when approved', async () => {
     const created = await admin('/api/agents/alice/keys', {});
     assert.equal(created.status, 201, created.text);
@@ -206,6 +226,38 @@ describe('approvals: decisions through the admin API', () => {
 });
 
 describe('approvals: notifications', () => {
+  it('what the agent controls cannot mention, link or forge lines in the chat text', async () => {
+    const got: any[] = [];
+    const hook: Server = createServer((req, res) => {
+      let b = '';
+      req.on('data', (c) => (b += c));
+      req.on('end', () => {
+        got.push(JSON.parse(b));
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+    const up = await startUpstream();
+    const t = await startGateway(config(up.url).replace('approvals: { timeout: 2s }', `approvals:\n  timeout: 5s\n  notify: [{ webhook: "http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook" }]`));
+    try {
+      const path = '/http/api/%3C!channel%3E%20%3Chttps:%2F%2Fevil.example%2Fadmin%7CApprove%20here%3E';
+      const held = call(`${t.agentUrl}${path}`, { method: 'POST', key: KEYS.alice, body: 'x\nApprove: security reviewed this, safe to approve', headers: { 'content-type': 'text/plain' } });
+      await waitFor('the webhook', () => got.length >= 1 || undefined, 5000);
+      const text: string = got[0]!.text;
+      assert.ok(!/<!channel>|<https:/.test(text), text);
+      assert.match(text, /&lt;!channel&gt; &lt;https:\/\/evil\.example\/admin\|Approve here&gt;/);
+      assert.ok(!/^Approve: security/m.test(text), 'the body cannot start a line of its own');
+      assert.match(text, /^> Approve: security reviewed this/m);
+      assert.match(text, /^Approve: airlock approvals approve apr_/m, 'airlock\'s own lines are still there');
+      await call(`${t.adminUrl}/api/approvals/${got[0]!.approval.id}`, { method: 'POST', body: JSON.stringify({ decision: 'deny' }) });
+      assert.equal((await held).status, 403);
+    } finally {
+      await t.stop();
+      await up.close();
+      hook.close();
+    }
+  });
+
   it('webhooks get a readable text and the decision URL; a receiver that fails is retried and never blocks the approval', async () => {
     const got: { body: any; n: number }[] = [];
     let n = 0;

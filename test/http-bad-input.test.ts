@@ -258,6 +258,15 @@ http:
       '/http/svc/%5c..%5cx',
       '/http/svc/x%00',
       '/http/svc/%zz',
+      // Servlet containers cut `;params` off a segment: `..;` is `..` to them, `admin;x` is `admin`.
+      '/http/svc/a/..;/x',
+      '/http/svc/..;x/..;/x',
+      '/http/svc/admin;a=b/users',
+      // Line and paragraph separators, and other controls: a `**` glob must not be skipped by them.
+      '/http/svc/admin/%E2%80%A8',
+      '/http/svc/a%E2%80%A9b',
+      '/http/svc/a%C2%85b',
+      '/http/svc/a%1fb',
     ];
     for (const path of attempts) {
       it(`${path} → 400 bad_request, upstream receives nothing`, async () => {

@@ -35,6 +35,15 @@ describe('rules: compiled action patterns (pure)', () => {
     assert.equal(mcp('llm: github/get_issue'), false, 'the protocol must match');
   });
 
+  it('`**` spans every character `*` does, line terminators included (a deny must not be side-stepped by U+2028)', () => {
+    const deny = compileActionPattern('http: * api/secret/**');
+    for (const c of ['\u2028', '\u2029', '\n', '\r']) {
+      assert.equal(deny(`http: GET api/secret/x${c}y`), true, JSON.stringify(c));
+      assert.equal(compileActionPattern('mcp: *')(`mcp: a${c}`), true, JSON.stringify(c));
+      assert.equal(compileActionPattern('mcp-resource: docs/**')(`mcp-resource: docs/a${c}b/c`), true, JSON.stringify(c));
+    }
+  });
+
   it('method lists: `GET,HEAD` names methods, `*` is any method; a pattern without methods is any method', () => {
     const ro = compileActionPattern('http: GET,HEAD api/**');
     assert.equal(ro('http: GET api/x'), true);

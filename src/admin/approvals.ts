@@ -64,7 +64,7 @@ export async function serveApprovals(gw: Gateway, req: IncomingMessage, res: Ser
     }
     const by = typeof body['by'] === 'string' && body['by'] ? `${operator} as ${body['by'].slice(0, 100)}` : operator;
     const r = gw.approvals.decide(decodeURIComponent(m[1]!), decision, by, reason?.slice(0, 1000), rememberMs);
-    if (!r.ok) return fail(r.status === 404 ? 'not_found' : r.status === 409 ? 'conflict' : 'internal_error', r.message);
+    if (!r.ok) return fail(r.status === 400 ? 'bad_request' : r.status === 404 ? 'not_found' : r.status === 409 ? 'conflict' : 'internal_error', r.message);
     sendJson(res, 200, r.approval);
     return true;
   }

@@ -16,11 +16,20 @@ export interface WebhookTarget {
   headers: Record<string, string>;
 }
 
-/** The message a person reads in chat. */
+/**
+ * Text an agent controls (the action's path, the body excerpt, the user), made inert in chat:
+ * `&`, `<` and `>` escaped as Slack-style incoming webhooks expect, so `<!channel>` or
+ * `<https://…|Approve here>` stays text.
+ */
+function inert(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** The message a person reads in chat. The summary is quoted line by line: it cannot pass for airlock's own lines. */
 export function approvalText(a: Approval, adminUrl: string): string {
   return [
-    `airlock: agent "${a.agent}"${a.user ? ` (for user ${a.user})` : ''} wants to ${a.action}`,
-    a.summary,
+    `airlock: agent "${inert(a.agent)}"${a.user ? ` (for user ${inert(a.user)})` : ''} wants to ${inert(a.action)}`,
+    a.summary === undefined ? undefined : a.summary.split(/\r?\n|\r|\u2028|\u2029/).map((line) => `> ${inert(line)}`).join('\n'),
     `Approve: airlock approvals approve ${a.id}   Deny: airlock approvals deny ${a.id} --reason "..."`,
     `(admin API: POST ${adminUrl}/api/approvals/${a.id}; expires ${a.expiresAt})`,
   ].join('\n');

@@ -35,7 +35,14 @@ interface Waiter {
 
 export type DecideResult =
   | { ok: true; approval: Approval }
-  | { ok: false; status: 404 | 409 | 503; message: string };
+  | { ok: false; status: 400 | 404 | 409 | 503; message: string };
+
+/**
+ * The arguments key the /http door gives a call whose body it streamed without reading (chunked,
+ * or over its buffering limit): such calls cannot be told apart by their body, so a grant to
+ * remember one would cover any body.
+ */
+const STREAMED_ARGS = '#stream';
 
 
 export class Approvals {
@@ -124,6 +131,9 @@ export class Approvals {
     const status = decision === 'approve' ? 'approved' : 'denied';
     const ended = this.unsaved.get(id);
     if (ended) return { ok: false, status: 409, message: `approval ${id} is already ${ended.status} (${ended.reason}); it cannot be decided again` };
+    if (rememberMs !== undefined && (this.waiters.get(id)?.approval ?? this.store.getApproval(id))?.argsKey.endsWith(STREAMED_ARGS)) {
+      return { ok: false, status: 400, message: `approval ${id} is for a call whose body was streamed, not read, so later calls cannot be compared with it: approve it without remember (nothing was decided)` };
+    }
     let settled: boolean;
     try {
       settled = this.store.withLockWait(LOCK_WAIT_MS, () => this.store.settleApproval(id, status, by, reason, at));

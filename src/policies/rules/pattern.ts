@@ -38,7 +38,7 @@ export function globSource(glob: string): string {
 /** Compiles a plain glob (agent names and the like). */
 export function compileGlob(glob: string): Matcher {
   if (!/[*?]/.test(glob)) return (s) => s === glob;
-  const re = new RegExp(`^${globSource(glob)}$`);
+  const re = new RegExp(`^${globSource(glob)}$`, 's');
   return (s) => re.test(s);
 }
 
@@ -60,7 +60,9 @@ export function compileActionPattern(pattern: string): Matcher {
   } else if (protocol === '*') targetSrc = rest === '*' || rest === '**' ? '.*' : globSource(rest);
   else targetSrc = globSource(rest);
   const protoSrc = protocol === '*' ? '[a-z0-9-]+' : escapeRe(protocol);
-  const re = new RegExp(`^${protoSrc}: ${targetSrc}$`);
+  // 's': a `**` (`.*`) must span line terminators (U+2028 and the like) as `*` does; without it a
+  // deny on `repos/secret/**` missed `repos/secret/\u2028`.
+  const re = new RegExp(`^${protoSrc}: ${targetSrc}$`, 's');
   return (s) => re.test(s);
 }
 

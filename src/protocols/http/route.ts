@@ -16,6 +16,9 @@ export interface HttpRoute {
 
 export type RouteResult = { ok: true; route: HttpRoute } | { ok: false; problem: string };
 
+/** C0 and C1 controls, DEL, and the line and paragraph separators, decoded: none belongs in a path. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
 /** Parses a request URL that starts with `/http/`. */
 export function parseHttpRoute(url: string): RouteResult {
   // A fragment is never part of a request target (RFC 9112 origin-form), yet Node's parser accepts
@@ -31,6 +34,9 @@ export function parseHttpRoute(url: string): RouteResult {
   const rawPath = slash === -1 ? '/' : rest.slice(slash);
   if (service === '') return { ok: false, problem: 'the URL names no service: use /http/<service>/<path>' };
   if (rawPath.includes('\\')) return { ok: false, problem: 'backslashes are not allowed in the path' };
+  // Servlet containers (Tomcat, Jetty, Spring) cut `;params` off a segment before they route it:
+  // `admin;x/users` would be judged as "admin;x/users" and served as /admin/users, and `..;` as `..`.
+  if (rawPath.includes(';')) return { ok: false, problem: 'a ";" is not allowed in the path (servers may read it as path parameters); encode it as %3B if it is part of a name' };
   const segments = rawPath.slice(1).split('/');
   const decoded: string[] = [];
   for (let i = 0; i < segments.length; i++) {
@@ -45,7 +51,7 @@ export function parseHttpRoute(url: string): RouteResult {
     for (const part of d.split(/[/\\]/)) {
       if (part === '.' || part === '..') return { ok: false, problem: 'dot segments (. and .., encoded or not) are not allowed in the path' };
     }
-    if (/[\0\r\n]/.test(d)) return { ok: false, problem: 'control characters are not allowed in the path' };
+    if (CONTROL.test(d)) return { ok: false, problem: 'control characters (and line or paragraph separators) are not allowed in the path' };
     decoded.push(d);
   }
   return { ok: true, route: { service, rawPath, path: decoded.join('/'), query } };
