@@ -215,6 +215,19 @@ http:
 
   const explain = (agent: string, action: string, ...extra: string[]) => runCli(['explain', '-c', file, '--agent', agent, action, ...extra]);
 
+  it('explains A2A actions too, and says when it falls back to the quickstart example', async () => {
+    const r = await explain('bot', 'a2a: travel SendMessage');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /decision: denied \(no rule allows it: default deny\)/);
+    const empty = tempDir();
+    try {
+      const q = await runCli(['check'], { cwd: empty.dir });
+      assert.match(q.stderr, /no -c FILE and no \.\/airlock\.yaml: using the quickstart example/);
+    } finally {
+      empty.cleanup();
+    }
+  });
+
   it('prints the decision and the deciding rule: allowed, denied by rule, held, default deny', async () => {
     const [allowed, denied, held, dflt, other] = await Promise.all([
       explain('bot', 'http: DELETE github/repos/x'),
@@ -338,6 +351,15 @@ http:
     assert.deepEqual(lj.map((k: { scope: string; value: string }) => [k.scope, k.value]), [['all', '*']]);
     await cli('unkill', '--all');
     assert.deepEqual([await status(KEYS.alice), await status(KEYS.bob, 'other/z')], [200, 200]);
+  });
+
+  it('a kill switch on an agent or team nobody declared is refused (exit 1): it would stop nothing', async () => {
+    for (const args of [['kill', 'alicee'], ['kill', '--team', 'rde']]) {
+      const r = await runCli([...args, '--admin', gw.adminUrl]);
+      assert.equal(r.code, 1, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, /not_found: no (agent|team) named "(alicee|rde)"/);
+    }
+    assert.deepEqual(JSON.parse((await cli('kill', '--list', '--json')).stdout), []);
   });
 
   it('usage errors exit 2; lifting a switch that is not on exits 1', async () => {

@@ -119,6 +119,15 @@ mcp:
     assert.match(r.stderr, new RegExp(`${r.file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:\\d+: invalid YAML`));
   });
 
+  it('refuses a ${…} that is not exactly ${env:…} or ${file:…}, rather than use it as the literal value', async () => {
+    for (const [i, v] of ['${ ENV:AIRLOCK_ADMIN_TOKEN }', '${ENV:X}', '${vault:secret/x}', 'prefix-${env:X'].entries()) {
+      const r = await check(`stray-${i}.yaml`, `admin:\n  listen: "0.0.0.0:0"\n  token: "${v}"\n`, [], { X: 'x', AIRLOCK_ADMIN_TOKEN: 't' });
+      assert.equal(r.code, 1, `${v}: ${r.stdout}${r.stderr}`);
+      assert.ok(r.stderr.includes(`${r.file}:3: admin.token:`), r.stderr);
+      assert.match(r.stderr, /is not an interpolation airlock knows/);
+    }
+  });
+
   it('names the missing ${env:NOPE} variable, its line and key', async () => {
     const r = await check('missing-env.yaml', 'agents:\n  x:\n    keys: ["${env:NOPE}"]\n', [], { NOPE: undefined });
     assert.equal(r.code, 1);

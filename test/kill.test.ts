@@ -326,8 +326,8 @@ describe('stop orders while another process holds the store', () => {
   it('a write the store refuses for good is reported and dropped, and holds up no later one', async () => {
     const other = new Database(join(t.dir, 'data', 'airlock.db'));
     try {
-      other.exec("CREATE TRIGGER refuse_poison BEFORE INSERT ON kills WHEN NEW.value = 'poison' BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END");
-      assert.equal((await call(`${t.adminUrl}/api/kill`, { method: 'POST', ...json({ agent: 'poison' }) })).status, 200);
+      other.exec("CREATE TRIGGER refuse_poison BEFORE INSERT ON kills WHEN NEW.value = 'http: * poison/**' BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END");
+      assert.equal((await call(`${t.adminUrl}/api/kill`, { method: 'POST', ...json({ target: 'http: * poison/**' }) })).status, 200);
       assert.match(t.logs(), /refused a kill switch, key revocation.* for good \(refused by a test trigger\)/);
       assert.equal((await call(`${t.adminUrl}/api/kill`, { method: 'POST', ...json({ agent: 'carol' }) })).status, 200);
       const stored = (other.prepare('SELECT value FROM kills ORDER BY value').all() as { value: string }[]).map((r) => r.value);
@@ -336,7 +336,7 @@ describe('stop orders while another process holds the store', () => {
     } finally {
       other.exec('DROP TRIGGER IF EXISTS refuse_poison');
       other.close();
-      await call(`${t.adminUrl}/api/kill`, { method: 'DELETE', ...json({ agent: 'poison' }) });
+      await call(`${t.adminUrl}/api/kill`, { method: 'DELETE', ...json({ target: 'http: * poison/**' }) });
       await call(`${t.adminUrl}/api/kill`, { method: 'DELETE', ...json({ agent: 'carol' }) });
     }
   });

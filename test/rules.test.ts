@@ -95,6 +95,15 @@ describe('rules: compiled action patterns (pure)', () => {
     assert.equal(h.rule, 'gate');
     assert.equal(gated.decide('nobody', 'http: GET api/x').decision, 'deny');
   });
+
+  it('RuleSet: `agents: []` selects no agent (not every one); `team: x` with a space still names the team', () => {
+    const agents = [{ name: 'intern-bot', team: 'contractors' }];
+    const none = new RuleSet([{ name: 'nobody-yet', agents: [], allow: ['mcp: postgres/*'] }], agents);
+    assert.equal(none.decide('intern-bot', 'mcp: postgres/drop_table').decision, 'deny');
+    const team = new RuleSet([{ name: 'all', allow: ['mcp: postgres/*'] }, { name: 'no-contractors', agents: ['team: contractors'], deny: ['mcp: postgres/drop_*'] }], agents);
+    assert.equal(team.decide('intern-bot', 'mcp: postgres/drop_table').decision, 'deny');
+    assert.equal(team.decide('intern-bot', 'mcp: postgres/select').decision, 'allow');
+  });
 });
 
 describe('rules: end to end over /http', () => {

@@ -179,6 +179,11 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
       const t = killTarget(body);
       if (typeof t === 'string') return fail('bad_request', t);
       if (method === 'POST') {
+        // A kill switch on a name nothing carries would stop nothing while looking like it did
+        // (a typo during an incident): only declared agents and teams.
+        const c = gw.config();
+        if (t.scope === 'agent' && !c.agents.has(t.value)) return fail('not_found', `no agent named "${t.value}" is declared in the config, so a kill switch on it would stop nothing; check the name (airlock kill --list shows switches, GET /api/agents the agents)`);
+        if (t.scope === 'team' && !c.teams.has(t.value) && ![...c.agents.values()].some((a) => a.team === t.value)) return fail('not_found', `no team named "${t.value}" is declared or used by an agent, so a kill switch on it would stop nothing; check the name`);
         const reason = typeof body['reason'] === 'string' ? body['reason'].slice(0, 500) : undefined;
         try {
           const { kill, aborted } = gw.kill(t.scope, t.value, reason, operator);

@@ -18,11 +18,19 @@ export class UsageError extends Error {}
 /** The repository / package root (holds examples/). */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
-/** `--config`, else ./airlock.yaml, else the quickstart example. */
+let toldQuickstart = false;
+
+/**
+ * `--config`, else ./airlock.yaml, else the quickstart example — said on stderr, so that
+ * `airlock check` run in the wrong directory does not pass by checking the example instead.
+ */
 export function configPath(given: string | undefined): string {
   if (given) return resolve(given);
   if (existsSync('airlock.yaml')) return resolve('airlock.yaml');
-  return join(PACKAGE_ROOT, 'examples', 'quickstart.yaml');
+  const quickstart = join(PACKAGE_ROOT, 'examples', 'quickstart.yaml');
+  if (!toldQuickstart) process.stderr.write(`airlock: no -c FILE and no ./airlock.yaml: using the quickstart example (${quickstart})\n`);
+  toldQuickstart = true;
+  return quickstart;
 }
 
 export function loadRuntime(file: string): RuntimeConfig {

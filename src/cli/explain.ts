@@ -27,7 +27,7 @@ export function explain(argv: string[]): number {
 
 /** Accepts `http: delete github/x` as `http: DELETE github/x`; checks the shape. */
 function normalise(action: string): string {
-  const m = /^\s*([a-z-]+)\s*:\s*(.+?)\s*$/.exec(action);
+  const m = /^\s*([a-z0-9-]+)\s*:\s*(.+?)\s*$/.exec(action); // digits: `a2a`
   if (!m) throw new UsageError(`"${action}" is not an action; expected "<protocol>: <target>"`);
   let rest = m[2]!;
   if (m[1] === 'http') {

@@ -52,6 +52,10 @@ const INTERPOLATION = /\$\{(env|file):([^}]+)\}/g;
 function interpolate(value: unknown, path: PathKey[], baseDir: string, fail: (path: readonly PathKey[], problem: string) => never, env: NodeJS.ProcessEnv): unknown {
   if (typeof value === 'string') {
     if (!value.includes('${')) return value;
+    // A `${…}` that is not exactly `${env:…}` or `${file:…}` (`${ENV:X}`, `${ env:X }`, `${vault:X}`)
+    // would otherwise be used as the literal text: an admin token or a credential nobody meant.
+    const stray = /\$\{[^}]*\}?/.exec(value.replace(INTERPOLATION, ''));
+    if (stray) fail(path, `"${stray[0].slice(0, 40)}" is not an interpolation airlock knows: write \${env:NAME} or \${file:path} (lowercase, no spaces)`);
     return value.replace(INTERPOLATION, (_m, kind: string, ref: string) => {
       const r = ref.trim();
       if (kind === 'env') {

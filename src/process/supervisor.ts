@@ -2,6 +2,7 @@
  * Keeps a local child process running: started with the gateway, restarted with exponential
  * backoff when it dies, stopped (TERM, then KILL) on shutdown. Its output goes to the log.
  */
+import { getDefaultEnvironment } from '@modelcontextprotocol/client/stdio';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Logger } from '../telemetry/logger.js';
@@ -36,7 +37,9 @@ export class SupervisedProcess {
     if (this.stopping) return;
     const { spec } = this;
     this.startedAt = Date.now();
-    const child = spawn(spec.command, spec.args, { cwd: spec.cwd, env: { ...process.env, ...spec.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // A minimal environment plus the configured one, as for MCP stdio servers: the gateway's own
+    // (admin token, provider keys, anything its operator exported) is not the service's to read.
+    const child = spawn(spec.command, spec.args, { cwd: spec.cwd, env: { ...getDefaultEnvironment(), ...spec.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     for (const s of [child.stdout, child.stderr]) {
       if (s) createInterface({ input: s }).on('line', (line) => this.log.debug({ process: spec.name, line }, 'process output'));

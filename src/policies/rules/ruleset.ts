@@ -36,12 +36,16 @@ export interface RuleAgent {
   team: string | undefined;
 }
 
-/** Does a rule's `agents` list select this agent? Entries are names, globs or `team:<name>`. */
+/**
+ * Does a rule's `agents` list select this agent? Entries are names, globs or `team:<name>`. No
+ * list selects every agent; an empty list selects none (`agents: []  # nobody yet` must not grant
+ * everyone what the rule allows).
+ */
 function selects(selectors: readonly string[] | undefined, agent: RuleAgent): boolean {
-  if (!selectors || selectors.length === 0) return true;
+  if (!selectors) return true;
   for (const s of selectors) {
     if (s.startsWith('team:')) {
-      if (agent.team !== undefined && compileGlob(s.slice(5))(agent.team)) return true;
+      if (agent.team !== undefined && compileGlob(s.slice(5).trim())(agent.team)) return true;
     } else if (compileGlob(s)(agent.name)) return true;
   }
   return false;
