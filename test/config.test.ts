@@ -128,6 +128,18 @@ mcp:
     }
   });
 
+  it('refuses a rule naming an agent or team nobody declared (a typo would make the rule apply to nobody)', async () => {
+    const base = 'agents:\n  support-bot: { team: support }\nrules:\n  - name: all\n    allow: ["mcp: github/*"]\n  - name: no-contractors\n';
+    for (const [sel, what] of [['"suport-bot"', /agent named "suport-bot"/], ['"team: contractors"', /team named "contractors"/]] as const) {
+      const r = await check(`typo-${what.source.length}.yaml`, `${base}    agents: [${sel}]\n    deny: ["mcp: github/*"]\n`);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.ok(r.stderr.includes(`${r.file}:7: rules[1].agents[0]:`), r.stderr);
+      assert.match(r.stderr, what);
+    }
+    const ok = await check('typo-ok.yaml', `${base}    agents: ["team: support", "support-*"]\n    deny: ["mcp: github/*"]\n`);
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+
   it('names the missing ${env:NOPE} variable, its line and key', async () => {
     const r = await check('missing-env.yaml', 'agents:\n  x:\n    keys: ["${env:NOPE}"]\n', [], { NOPE: undefined });
     assert.equal(r.code, 1);

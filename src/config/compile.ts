@@ -178,10 +178,19 @@ export function compileConfig(loaded: LoadedConfig, overrides: { listen?: string
   }
 
   let rules: RuleSet;
+  const declaredTeams = new Set([...teams.keys(), ...[...agents.values()].flatMap((a) => (a.team === undefined ? [] : [a.team]))]);
   (c.rules ?? []).forEach((r, i) => {
     for (const effect of ['allow', 'approve', 'deny'] as const) {
       (r[effect] ?? []).forEach((p, j) => compilePattern(p, ['rules', i, effect, j], loaded));
     }
+    // A misspelt name in `agents` makes the rule quietly apply to nobody: for a deny, a rule that
+    // never stops anyone. Names without a glob must name a declared agent or team.
+    (r.agents ?? []).forEach((s, j) => {
+      if (/[*?]/.test(s)) return;
+      if (s.startsWith('team:')) {
+        if (!declaredTeams.has(s.slice(5).trim())) fail(['rules', i, 'agents', j], `no team named "${s.slice(5).trim()}" is declared (teams) or given to an agent; the rule would apply to nobody`);
+      } else if (!agents.has(s)) fail(['rules', i, 'agents', j], `no agent named "${s}" is declared; the rule would apply to nobody`);
+    });
   });
   rules = new RuleSet(c.rules ?? [], [...agents.values()]);
 
