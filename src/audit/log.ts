@@ -27,7 +27,7 @@
 import { Worker } from 'node:worker_threads';
 import type { EventBus } from '../events/bus.js';
 import { SqliteStore } from '../store/sqlite.js';
-import { catchUpMirror, ChainWriter, type ChainHead } from './chain.js';
+import { ChainWriter, type ChainHead } from './chain.js';
 import { canonicalRecord, GENESIS_HASH, type AuditRecord } from './record.js';
 import type { WriterIn, WriterInit, WriterOut } from './writer.js';
 
@@ -96,14 +96,8 @@ export class AuditLog {
     this.store = new SqliteStore(dataDir, { busyTimeoutMs: 0, autoCheckpoint: false });
     const h = this.store.auditHead();
     this.head = h ?? { seq: 0, hash: GENESIS_HASH };
-    if (opts.jsonlPath) {
-      try {
-        catchUpMirror(this.store, opts.jsonlPath);
-      } catch (e) {
-        warn(`audit.jsonl catch-up failed: ${String(e)}`);
-      }
-    }
     this.inline = new ChainWriter(this.store, opts.jsonlPath, warn);
+    this.inline.catchUp(this.head.seq);
     this.spawn();
   }
 
@@ -166,7 +160,7 @@ export class AuditLog {
     this.inline.writeMirror(); // audit.jsonl keeps chain order: what was committed here goes first
     this.out = b;
     // One string crosses to the thread more cheaply than an array of them (canonical JSON has no raw newline).
-    this.worker!.postMessage({ type: 'batch', lines: b.texts.join('\n'), head: this.head } satisfies WriterIn);
+    this.worker!.postMessage({ type: 'batch', lines: b.texts.join('\n'), head: this.head, mirrored: this.inline.mirrored } satisfies WriterIn);
   }
 
   /** The mirror write of inline commits: after the calls they let through, and one for many (MIRROR_DELAY_MS). */
@@ -208,7 +202,7 @@ export class AuditLog {
     } else if (w) {
       await w.terminate(); // still starting (or already gone): it holds nothing to commit
     }
-    this.inline.close();
+    this.inline.close(this.head.seq);
     this.store.close();
   }
 
@@ -226,8 +220,10 @@ export class AuditLog {
     // Batches go to the thread only once it has opened the store; until then they commit here.
     this.ready = new Promise<void>((resolve) => {
       worker.on('message', (m: WriterOut) => {
-        if (m.type === 'committed') this.outDone(m.head, undefined);
-        else if (m.type === 'failed') this.outDone(undefined, new Error(m.message));
+        if (m.type === 'committed') {
+          this.inline.mirrored = m.mirrored; // the file's turn comes back with the batch
+          this.outDone(m.head, undefined);
+        } else if (m.type === 'failed') this.outDone(undefined, new Error(m.message));
         else if (m.type === 'warn') this.opts.onWarn?.(m.message);
         else if (m.type === 'ready') {
           this.alive = true;
@@ -247,12 +243,10 @@ export class AuditLog {
       this.opts.onError?.(err);
       try {
         this.head = this.store.auditHead() ?? { seq: 0, hash: GENESIS_HASH };
-        // It may have died between its commit and its mirror write: fill audit.jsonl in from the
-        // store. Lines of inline commits still waiting for their write go first: they are in the
-        // store too, and the catch-up would otherwise copy them in before they are written again.
-        // (They are the newest: an inline commit never happens while the thread holds a batch.)
-        this.inline.writeMirror();
-        if (this.opts.jsonlPath) catchUpMirror(this.store, this.opts.jsonlPath);
+        // It may have died between its commit and its mirror write, or during the write: fill
+        // audit.jsonl in from the store. Lines of inline commits still waiting for their write go
+        // first (they are the newest: an inline commit never happens while the thread holds a batch).
+        this.inline.catchUp(this.head.seq);
       } catch (e) {
         this.opts.onError?.(e); // the next commit fails as well, and is refused; nothing to add here
       }
