@@ -237,10 +237,12 @@ export class AuditLog {
     worker.once('exit', (code) => {
       this.alive = false;
       if (this.closed) return;
-      // The writer died: the batch it held may or may not be stored, so its callers are told no
-      // (their calls are refused: write-ahead), and the chain resumes from what the store holds.
+      // The writer died: the batch it held may or may not be stored, and the store says which. If
+      // not, its callers are told no (their calls are refused: write-ahead). Either way the chain
+      // resumes from what the store holds.
       const err = new Error(`the audit writer thread stopped (exit code ${code})`);
       this.opts.onError?.(err);
+      const sent = this.head; // what its batch was chained to: nothing else writes while it holds one
       try {
         this.head = this.store.auditHead() ?? { seq: 0, hash: GENESIS_HASH };
         // It may have died between its commit and its mirror write, or during the write: fill
@@ -253,7 +255,11 @@ export class AuditLog {
       if (this.out) {
         const b = this.out;
         this.out = undefined;
-        this.failed(b, err);
+        // Died after its commit but before its answer: the batch is stored (and mirrored by the
+        // catch-up above), and must not be written again, or its outcome records would count
+        // twice in usage sums and budgets.
+        if (this.isStored(b, sent)) this.committed(b);
+        else this.failed(b, err);
       }
       if (this.batch?.urgent) this.flush();
       this.respawnLater();
@@ -280,6 +286,16 @@ export class AuditLog {
       this.failed(b, err);
       // Calls waiting for a decision record are tried at once; outcome records wait for their retry.
       if (this.batch?.urgent) this.flush();
+    }
+  }
+
+  /** Whether the store's head is `b`'s last record, chained after `sent`: the writer thread committed `b`. */
+  private isStored(b: Batch, sent: ChainHead): boolean {
+    if (this.head.seq !== sent.seq + b.texts.length) return false;
+    try {
+      return this.store.queryAudit({ afterSeq: this.head.seq - 1, limit: 1 })[0]?.record === b.texts.at(-1);
+    } catch {
+      return false; // the store cannot say: refused, as before
     }
   }
 
