@@ -189,9 +189,19 @@ function mirrorLine(r: AuditRow): string {
  * never a complete record (shippers wait for its newline), and is cut off here.
  */
 function mirrorEnd(path: string): number | undefined {
+  return lastMirrored(path, true)?.seq;
+}
+
+/**
+ * The place in the chain (seq and hash) of audit.jsonl's last complete record, or undefined when
+ * the file is missing, empty, or ends in something else (read from its last megabyte).
+ * `cutTorn`: cut off a torn last line (the gateway, before it appends); without it the file is
+ * only read (`audit verify`).
+ */
+export function lastMirrored(path: string, cutTorn = false): ChainHead | undefined {
   let fd: number;
   try {
-    fd = openSync(path, 'r+');
+    fd = openSync(path, cutTorn ? 'r+' : 'r');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
@@ -204,12 +214,12 @@ function mirrorEnd(path: string): number | undefined {
     readSync(fd, buf, 0, n, size - n);
     const end = buf.lastIndexOf(0x0a) + 1; // bytes up to and including the last newline
     if (end === 0 && size > n) return undefined; // one line longer than the window: leave it alone
-    if (end < n) ftruncateSync(fd, size - (n - end));
+    if (end < n && cutTorn) ftruncateSync(fd, size - (n - end));
     const lines = buf.subarray(0, end).toString('utf8').split('\n');
     for (let i = lines.length - 1; i >= 0; i--) {
       try {
-        const seq = (JSON.parse(lines[i]!) as { seq?: unknown }).seq;
-        if (typeof seq === 'number') return seq;
+        const { seq, hash } = JSON.parse(lines[i]!) as { seq?: unknown; hash?: unknown };
+        if (typeof seq === 'number' && typeof hash === 'string') return { seq, hash };
       } catch {
         // not a complete record; look further back
       }
