@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, constants, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -160,6 +161,76 @@ describe('audit writer', { timeout: 60_000 }, () => {
     await g.stop();
     const v = await runCli(['audit', 'verify', '-c', g.configFile, '--json']);
     assert.equal(v.code, 0, v.stdout + v.stderr);
+  });
+
+  it('a writer thread that dies after its commit, before it reports it, does not have its records written twice', async () => {
+    // The thread is stopped in the one place where this happens: its batch committed, its
+    // audit.jsonl write not done, so its answer not sent. audit.jsonl is a FIFO here, which this
+    // test fills up, so that the thread's write blocks until the test reads.
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-writer-late-'));
+    const data = join(dir, 'data');
+    mkdirSync(data, { recursive: true, mode: 0o700 });
+    const fifo = join(data, 'audit.jsonl');
+    assert.equal(spawnSync('mkfifo', ['-m', '600', fifo]).status, 0, 'mkfifo');
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK); // before the gateway opens it to write
+    const chunk = Buffer.alloc(1 << 16);
+    const drain = () => {
+      try {
+        while (readSync(reader, chunk) > 0);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      }
+    };
+    let draining: NodeJS.Timeout | undefined = setInterval(drain, 5);
+    let release: (() => void) | undefined;
+    up.handle((req, res, body) => (req.url === '/late' ? (release = () => echo(req, res, body)) : echo(req, res, body)));
+    const own = await startGateway(yaml(up.url), { dir });
+    const db = new Database(join(data, 'airlock.db'));
+    try {
+      assert.equal((await call(`${own.agentUrl}/http/svc/before`, { key: KEYS.alice })).status, 200);
+      const late = call(`${own.agentUrl}/http/svc/late`, { key: KEYS.alice });
+      while (!release) await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, 50)); // its decision record's mirror line written (20 ms)
+      // The call's outcome record meets a locked store: it goes to the writer thread, which waits.
+      db.exec('BEGIN IMMEDIATE');
+      release();
+      const r = await late;
+      assert.equal(r.status, 200);
+      const id = r.headers['x-airlock-request-id'] as string;
+      const audit = own.gw.audit as unknown as { worker: Worker; out: unknown };
+      while (!audit.out) await new Promise((res) => setTimeout(res, 5));
+      // Fill the FIFO: the thread's write after its commit blocks.
+      clearInterval(draining);
+      drain();
+      const writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+      try {
+        for (const size of [4096, 1]) for (;;) writeSync(writer, Buffer.alloc(size, 0x0a));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      } finally {
+        closeSync(writer);
+      }
+      db.exec('COMMIT');
+      const finals = () => (db.prepare("SELECT count(*) AS n FROM audit WHERE id = ? AND phase = 'final'").get(id) as { n: number }).n;
+      while (finals() === 0) await new Promise((res) => setTimeout(res, 5));
+      const stopped = audit.worker.terminate();
+      draining = setInterval(drain, 5);
+      await stopped;
+      // A refused batch's outcome records are tried again after a second: wait past that.
+      await new Promise((res) => setTimeout(res, 1500));
+      assert.equal((await call(`${own.agentUrl}/http/svc/after`, { key: KEYS.alice })).status, 200);
+      await own.gw.audit.settled();
+      assert.equal(finals(), 1, 'the outcome record is stored once');
+      const v = await runCli(['audit', 'verify', '-c', own.configFile, '--json']);
+      assert.equal(v.code, 0, v.stdout + v.stderr);
+    } finally {
+      db.close();
+      await own.stop();
+      clearInterval(draining);
+      closeSync(reader);
+      up.handle(echo);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('indexes, as it stops, every record not indexed yet', async () => {

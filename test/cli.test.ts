@@ -5,9 +5,10 @@
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { chainHash } from '../src/audit/record.js';
 import { call, KEYS } from './support/gateway.js';
 import { freePort, runCli, spawnCli, startCliGateway, tempDir, waitFor, writeConfig, type CliGateway } from './support/cli.js';
 import { startUpstream, type Upstream } from './support/upstream.js';
@@ -588,6 +589,48 @@ http:
     assert.equal(r.code, 1);
     assert.match(r.stderr, /no audit store at .*nostore/);
     assert.equal(existsSync(dir), false);
+  });
+
+  it('verify exits 1 when the newest records were deleted from the store, naming where audit.jsonl goes on', async () => {
+    const t = await tampered('truncated', (db) => db.prepare('DELETE FROM audit WHERE seq > (SELECT max(seq) - 3 FROM audit)').run(), true);
+    const last = t.rows.at(-1)!.seq;
+    assert.equal(t.human.code, 1, t.human.stdout);
+    assert.ok(t.human.stdout.includes(`the store ends at seq ${last - 3} but audit.jsonl has records up to ${last}`), t.human.stdout);
+    assert.equal(t.jsonCode, 1);
+    assert.equal(t.json.ok, false);
+    assert.deepEqual(t.json.mirror, { seq: last, problem: `the store ends at seq ${last - 3} but audit.jsonl has records up to ${last}` });
+  });
+
+  it('verify exits 1 when every record was deleted from the store while audit.jsonl has records', async () => {
+    const t = await tampered('emptied', (db) => db.prepare('DELETE FROM audit').run());
+    assert.equal(t.human.code, 1, t.human.stdout);
+    assert.ok(t.human.stdout.includes(`the store has no records but audit.jsonl has records up to ${t.rows.at(-1)!.seq}`), t.human.stdout);
+  });
+
+  it('verify exits 1 when the newest record was rewritten with a hash to match (audit.jsonl has the original)', async () => {
+    let seq = 0;
+    const t = await tampered('rewritten', (db) => {
+      const r = db.prepare('SELECT seq, record, prev_hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; record: string; prev_hash: string };
+      seq = r.seq;
+      const record = `${r.record.slice(0, -1)},"zz":"added later"}`;
+      db.prepare('UPDATE audit SET record = ?, hash = ? WHERE seq = ?').run(record, chainHash(r.prev_hash, record), seq);
+    });
+    assert.equal(t.human.code, 1, t.human.stdout);
+    assert.ok(t.human.stdout.includes(`record ${seq} differs between the store and audit.jsonl`), t.human.stdout);
+  });
+
+  it('verify passes a store that audit.jsonl lags behind (it is written after the store), or that has no audit.jsonl', async () => {
+    const dir = join(tmp.dir, 'lagging');
+    cpSync(dataDir, join(dir, 'data'), { recursive: true });
+    const jsonl = join(dir, 'data', 'audit.jsonl');
+    const lines = readFileSync(jsonl, 'utf8').split('\n');
+    writeFileSync(jsonl, `${lines.slice(0, -4).join('\n')}\n{"torn":`);
+    const cfg = writeConfig(dir, 'agents: {}\n');
+    const lagging = await runCli(['audit', 'verify', '-c', cfg]);
+    assert.equal(lagging.code, 0, lagging.stdout);
+    rmSync(jsonl);
+    const none = await runCli(['audit', 'verify', '-c', cfg]);
+    assert.equal(none.code, 0, none.stdout);
   });
 
   it('verify exits 1 when only an indexed column was altered', async () => {

@@ -27,7 +27,7 @@
 import { Worker } from 'node:worker_threads';
 import type { EventBus } from '../events/bus.js';
 import { SqliteStore } from '../store/sqlite.js';
-import { catchUpMirror, ChainWriter, type ChainHead } from './chain.js';
+import { ChainWriter, type ChainHead } from './chain.js';
 import { canonicalRecord, GENESIS_HASH, type AuditRecord } from './record.js';
 import type { WriterIn, WriterInit, WriterOut } from './writer.js';
 
@@ -96,14 +96,8 @@ export class AuditLog {
     this.store = new SqliteStore(dataDir, { busyTimeoutMs: 0, autoCheckpoint: false });
     const h = this.store.auditHead();
     this.head = h ?? { seq: 0, hash: GENESIS_HASH };
-    if (opts.jsonlPath) {
-      try {
-        catchUpMirror(this.store, opts.jsonlPath);
-      } catch (e) {
-        warn(`audit.jsonl catch-up failed: ${String(e)}`);
-      }
-    }
     this.inline = new ChainWriter(this.store, opts.jsonlPath, warn);
+    this.inline.catchUp(this.head.seq);
     this.spawn();
   }
 
@@ -166,7 +160,7 @@ export class AuditLog {
     this.inline.writeMirror(); // audit.jsonl keeps chain order: what was committed here goes first
     this.out = b;
     // One string crosses to the thread more cheaply than an array of them (canonical JSON has no raw newline).
-    this.worker!.postMessage({ type: 'batch', lines: b.texts.join('\n'), head: this.head } satisfies WriterIn);
+    this.worker!.postMessage({ type: 'batch', lines: b.texts.join('\n'), head: this.head, mirrored: this.inline.mirrored } satisfies WriterIn);
   }
 
   /** The mirror write of inline commits: after the calls they let through, and one for many (MIRROR_DELAY_MS). */
@@ -208,7 +202,7 @@ export class AuditLog {
     } else if (w) {
       await w.terminate(); // still starting (or already gone): it holds nothing to commit
     }
-    this.inline.close();
+    this.inline.close(this.head.seq);
     this.store.close();
   }
 
@@ -226,8 +220,10 @@ export class AuditLog {
     // Batches go to the thread only once it has opened the store; until then they commit here.
     this.ready = new Promise<void>((resolve) => {
       worker.on('message', (m: WriterOut) => {
-        if (m.type === 'committed') this.outDone(m.head, undefined);
-        else if (m.type === 'failed') this.outDone(undefined, new Error(m.message));
+        if (m.type === 'committed') {
+          this.inline.mirrored = m.mirrored; // the file's turn comes back with the batch
+          this.outDone(m.head, undefined);
+        } else if (m.type === 'failed') this.outDone(undefined, new Error(m.message));
         else if (m.type === 'warn') this.opts.onWarn?.(m.message);
         else if (m.type === 'ready') {
           this.alive = true;
@@ -241,25 +237,29 @@ export class AuditLog {
     worker.once('exit', (code) => {
       this.alive = false;
       if (this.closed) return;
-      // The writer died: the batch it held may or may not be stored, so its callers are told no
-      // (their calls are refused: write-ahead), and the chain resumes from what the store holds.
+      // The writer died: the batch it held may or may not be stored, and the store says which. If
+      // not, its callers are told no (their calls are refused: write-ahead). Either way the chain
+      // resumes from what the store holds.
       const err = new Error(`the audit writer thread stopped (exit code ${code})`);
       this.opts.onError?.(err);
+      const sent = this.head; // what its batch was chained to: nothing else writes while it holds one
       try {
         this.head = this.store.auditHead() ?? { seq: 0, hash: GENESIS_HASH };
-        // It may have died between its commit and its mirror write: fill audit.jsonl in from the
-        // store. Lines of inline commits still waiting for their write go first: they are in the
-        // store too, and the catch-up would otherwise copy them in before they are written again.
-        // (They are the newest: an inline commit never happens while the thread holds a batch.)
-        this.inline.writeMirror();
-        if (this.opts.jsonlPath) catchUpMirror(this.store, this.opts.jsonlPath);
+        // It may have died between its commit and its mirror write, or during the write: fill
+        // audit.jsonl in from the store. Lines of inline commits still waiting for their write go
+        // first (they are the newest: an inline commit never happens while the thread holds a batch).
+        this.inline.catchUp(this.head.seq);
       } catch (e) {
         this.opts.onError?.(e); // the next commit fails as well, and is refused; nothing to add here
       }
       if (this.out) {
         const b = this.out;
         this.out = undefined;
-        this.failed(b, err);
+        // Died after its commit but before its answer: the batch is stored (and mirrored by the
+        // catch-up above), and must not be written again, or its outcome records would count
+        // twice in usage sums and budgets.
+        if (this.isStored(b, sent)) this.committed(b);
+        else this.failed(b, err);
       }
       if (this.batch?.urgent) this.flush();
       this.respawnLater();
@@ -286,6 +286,16 @@ export class AuditLog {
       this.failed(b, err);
       // Calls waiting for a decision record are tried at once; outcome records wait for their retry.
       if (this.batch?.urgent) this.flush();
+    }
+  }
+
+  /** Whether the store's head is `b`'s last record, chained after `sent`: the writer thread committed `b`. */
+  private isStored(b: Batch, sent: ChainHead): boolean {
+    if (this.head.seq !== sent.seq + b.texts.length) return false;
+    try {
+      return this.store.queryAudit({ afterSeq: this.head.seq - 1, limit: 1 })[0]?.record === b.texts.at(-1);
+    } catch {
+      return false; // the store cannot say: refused, as before
     }
   }
 

@@ -1,5 +1,11 @@
-/** Recomputes the audit chain of a store and reports the first broken link. */
+/**
+ * Recomputes the audit chain of a store and reports the first broken link; and checks the store's
+ * end against audit.jsonl's, which is kept apart from the store (and often shipped off the host):
+ * records deleted from the store's end, or the last one rewritten with a hash to match, leave a
+ * chain that is whole by itself.
+ */
 import type { AuditRow, Store } from '../store/types.js';
+import type { ChainHead } from './chain.js';
 import { chainHash, GENESIS_HASH } from './record.js';
 
 export interface VerifyResult {
@@ -7,6 +13,8 @@ export interface VerifyResult {
   records: number;
   /** The first broken link, when not ok. */
   broken?: { seq: number; id: string; problem: string };
+  /** The store does not reach, or does not match, audit.jsonl's last record (`seq`). */
+  mirror?: { seq: number; problem: string };
   head?: string;
 }
 
@@ -26,17 +34,30 @@ function check(row: AuditRow, prevSeq: number, prevHash: string): string | undef
   return undefined;
 }
 
-/** Walks every record in order. */
-export function verifyChain(store: Store): VerifyResult {
+/**
+ * Walks every record in order. `mirrored`: audit.jsonl's last record, read before the store (the
+ * mirror is written after the store commits, so then the store holds everything it has; it may
+ * lag the store, which is fine).
+ */
+export function verifyChain(store: Store, mirrored?: ChainHead): VerifyResult {
   let prevSeq = 0;
   let prevHash = GENESIS_HASH;
   let n = 0;
+  let hashAtMirrored: string | undefined;
   for (const row of store.iterateAudit()) {
     const problem = check(row, prevSeq, prevHash);
     if (problem) return { ok: false, records: n, broken: { seq: row.seq, id: row.id, problem } };
     prevSeq = row.seq;
     prevHash = row.hash;
+    if (row.seq === mirrored?.seq) hashAtMirrored = row.hash;
     n++;
+  }
+  if (mirrored && mirrored.seq > prevSeq) {
+    const problem = prevSeq === 0 ? `the store has no records but audit.jsonl has records up to ${mirrored.seq}` : `the store ends at seq ${prevSeq} but audit.jsonl has records up to ${mirrored.seq}`;
+    return { ok: false, records: n, mirror: { seq: mirrored.seq, problem } };
+  }
+  if (mirrored && hashAtMirrored !== mirrored.hash) {
+    return { ok: false, records: n, mirror: { seq: mirrored.seq, problem: `record ${mirrored.seq} differs between the store and audit.jsonl` } };
   }
   return { ok: true, records: n, head: prevHash };
 }

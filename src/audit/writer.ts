@@ -4,8 +4,9 @@
  * calls are in flight (see `log.ts`). It keeps no chain state: each batch says which head to link
  * to, and the answer gives the new head, so the event loop and this thread can take turns.
  *
- * In:  { type: 'batch', lines, head } — canonical records joined by newlines; { type: 'close' }.
- * Out: { type: 'ready' }; { type: 'committed', head }; { type: 'failed', message };
+ * In:  { type: 'batch', lines, head, mirrored } — canonical records joined by newlines, and the seq
+ *      audit.jsonl ends at (see ChainWriter.mirrored); { type: 'close' }.
+ * Out: { type: 'ready' }; { type: 'committed', head, mirrored }; { type: 'failed', message };
  *      { type: 'warn', message } (a mirror problem: the store has the records).
  */
 import { parentPort, workerData } from 'node:worker_threads';
@@ -17,8 +18,8 @@ export interface WriterInit {
   jsonlPath: string | undefined;
 }
 
-export type WriterIn = { type: 'batch'; lines: string; head: ChainHead } | { type: 'close' };
-export type WriterOut = { type: 'ready' } | { type: 'committed'; head: ChainHead } | { type: 'failed'; message: string } | { type: 'warn'; message: string };
+export type WriterIn = { type: 'batch'; lines: string; head: ChainHead; mirrored: number } | { type: 'close' };
+export type WriterOut = { type: 'ready' } | { type: 'committed'; head: ChainHead; mirrored: number } | { type: 'failed'; message: string } | { type: 'warn'; message: string };
 
 /** How often the WAL is copied back into the database file. */
 const CHECKPOINT_EVERY_MS = 200;
@@ -66,7 +67,9 @@ function serve(): void {
       return;
     }
     try {
-      post({ type: 'committed', head: writer.append(m.lines.split('\n'), m.head) });
+      writer.mirrored = m.mirrored;
+      const head = writer.append(m.lines.split('\n'), m.head);
+      post({ type: 'committed', head, mirrored: writer.mirrored });
     } catch (e) {
       post({ type: 'failed', message: String(e) });
     }

@@ -1,17 +1,19 @@
 /**
  * `airlock audit verify | tail [-f] [-n N] | query [--agent --protocol --decision --since --limit]`.
- * Reads the store the config names directly, so it works whether or not the gateway runs.
+ * Reads the store the config names directly, so it works whether or not the gateway runs; verify
+ * also checks the store's end against audit.jsonl's.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { auditView } from '../admin/api.js';
+import { lastMirrored } from '../audit/chain.js';
 import { verifyChain } from '../audit/verify.js';
 import { parseSince } from '../config/units.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { AuditRow } from '../store/types.js';
 import { args, configPath, EXIT_FAILED, EXIT_OK, loadRuntime, printJson, UsageError } from './common.js';
 
-export const usage = 'airlock audit verify | audit tail [-f] [-n N] | audit query [--agent A] [--protocol P] [--decision D] [--since 1h|ISO] [--limit N]   [-c FILE] [--json]';
+export const usage = 'airlock audit verify (the hash chain, and the store against audit.jsonl) | audit tail [-f] [-n N] | audit query [--agent A] [--protocol P] [--decision D] [--since 1h|ISO] [--limit N]   [-c FILE] [--json]';
 
 export async function audit(argv: string[]): Promise<number> {
   const { values, positionals } = args(argv, {
@@ -32,13 +34,17 @@ export async function audit(argv: string[]): Promise<number> {
     process.stderr.write(`airlock: no audit store at ${join(c.dataDir, 'airlock.db')} (see \`data\` in ${c.file})\n`);
     return EXIT_FAILED;
   }
+  // audit.jsonl's end is read before the store: it is written after the store commits, so a
+  // running gateway cannot have put a record in it that the store, read next, lacks.
+  const mirrored = sub === 'verify' && c.audit.jsonl ? lastMirrored(join(c.dataDir, 'audit.jsonl')) : undefined;
   const store = new SqliteStore(c.dataDir);
   try {
     if (sub === 'verify') {
-      const r = verifyChain(store);
+      const r = verifyChain(store, mirrored);
       if (values.json) printJson(r);
-      else if (r.ok) process.stdout.write(`ok: ${r.records} audit records, chain intact (head ${r.head})\n`);
-      else process.stdout.write(`BROKEN at record #${r.broken!.seq} (exchange ${r.broken!.id}): ${r.broken!.problem}; ${r.records} records before it verified\n`);
+      else if (r.ok) process.stdout.write(`ok: ${r.records} audit records, chain intact (head ${r.head})${mirrored ? `, audit.jsonl agrees up to #${mirrored.seq}` : ''}\n`);
+      else if (r.broken) process.stdout.write(`BROKEN at record #${r.broken.seq} (exchange ${r.broken.id}): ${r.broken.problem}; ${r.records} records before it verified\n`);
+      else process.stdout.write(`BROKEN: ${r.mirror!.problem} (records deleted or rewritten in the store?); the store's own chain of ${r.records} records is intact\n`);
       return r.ok ? EXIT_OK : EXIT_FAILED;
     }
     if (sub === 'query') {
