@@ -1,7 +1,8 @@
 /**
  * `airlock mcp-stdio`: the stdio bridge as a real child process, between the official SDK's stdio
  * client (playing the desktop app) and a Streamable HTTP MCP server built with the official SDK
- * that insists on the bearer key — answering in SSE and, in a second server, in plain JSON.
+ * that insists on the bearer key — answering in SSE and, in a second server, in plain JSON — and
+ * then a real `airlock start` in front of that server, killed and restarted under the bridge.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -14,7 +15,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { NodeStreamableHTTPServerTransport } from '@modelcontextprotocol/node';
 import { McpServer } from '@modelcontextprotocol/server';
 import * as z from 'zod';
-import { BIN, ROOT, runCli, waitFor } from './support/cli.js';
+import { BIN, freePort, ROOT, runCli, startCli, tempDir, waitFor, writeConfig, type CliGateway } from './support/cli.js';
 
 const KEY = 'alk_stdioSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSS';
 
@@ -40,8 +41,8 @@ function mcpServer(): McpServer {
   return s;
 }
 
-/** A session-keeping Streamable HTTP MCP server on 127.0.0.1:0 that answers 401 without `Bearer KEY`. */
-async function startMcpHttp(json: boolean): Promise<McpHttp> {
+/** A session-keeping Streamable HTTP MCP server on 127.0.0.1:0 that answers 401 without `Bearer KEY`; `extra` adds tools to each session's server. */
+async function startMcpHttp(json: boolean, extra?: (s: McpServer) => void): Promise<McpHttp> {
   const sessions = new Map<string, NodeStreamableHTTPServerTransport>();
   const seen: McpHttp['seen'] = [];
   let latest: McpServer | undefined;
@@ -60,6 +61,7 @@ async function startMcpHttp(json: boolean): Promise<McpHttp> {
       }
       const transport = new NodeStreamableHTTPServerTransport({ sessionIdGenerator: () => randomUUID(), enableJsonResponse: json, onsessioninitialized: (id) => void sessions.set(id, transport), onsessionclosed: (id) => void sessions.delete(id) });
       latest = mcpServer();
+      extra?.(latest);
       await latest.connect(transport);
       t = transport;
     }
@@ -83,11 +85,11 @@ async function startMcpHttp(json: boolean): Promise<McpHttp> {
 }
 
 /** The SDK's stdio client, spawning `node bin/airlock mcp-stdio ...` like a desktop app would. */
-async function desktopApp(url: string, key = KEY): Promise<{ client: Client; stderr: () => string; transport: StdioClientTransport }> {
+async function desktopApp(url: string, key = KEY, onToolsChanged?: () => void): Promise<{ client: Client; stderr: () => string; transport: StdioClientTransport }> {
   const transport = new StdioClientTransport({ command: process.execPath, args: [BIN, 'mcp-stdio', '--url', url, '--key', key], cwd: ROOT, stderr: 'pipe' });
   let err = '';
   transport.stderr?.on('data', (c: Buffer) => (err += c.toString()));
-  const client = new Client({ name: 'desktop-app', version: '1.0.0' });
+  const client = new Client({ name: 'desktop-app', version: '1.0.0' }, onToolsChanged ? { listChanged: { tools: { autoRefresh: false, debounceMs: 0, onChanged: onToolsChanged } } } : {});
   await client.connect(transport);
   return { client, stderr: () => err, transport };
 }
@@ -213,6 +215,134 @@ describe('mcp-stdio: the process', () => {
       assert.equal(r.code, 2, `${argv.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /usage: airlock mcp-stdio/);
       assert.equal(r.stdout, '');
+    }
+  });
+});
+
+describe('mcp-stdio: through a real gateway that goes away', () => {
+  let up: McpHttp;
+  const tmp = tempDir('airlock-mcp-stdio-');
+  let config: string;
+  before(async () => {
+    up = await startMcpHttp(false, (s) => {
+      s.registerTool('hang', { description: 'Reports progress once, then never answers' }, async (ctx) => {
+        const progressToken = ctx.mcpReq._meta?.progressToken;
+        if (progressToken !== undefined) await ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken, progress: 1 } });
+        await new Promise((r) => setTimeout(r, 60_000).unref());
+        return { content: [] };
+      });
+    });
+    config = writeConfig(
+      tmp.dir,
+      // An open notification stream holds a draining gateway for all of shutdownTimeout (10 s by default).
+      `log: { level: warn }
+shutdownTimeout: 1s
+agents:
+  desk: { keys: ["${KEY}"] }
+rules:
+  - name: all
+    allow: ["mcp: **"]
+mcp:
+  servers:
+    fake: { url: "${up.url}", headers: { Authorization: "Bearer ${KEY}" } }
+`,
+    );
+  });
+  after(async () => {
+    await up.close();
+    tmp.cleanup();
+  });
+  const gateway = (port: number) => startCli(['-c', config, '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0']);
+  /** The gateway's tool names, once its catalogue of the upstream is loaded. */
+  const toolsOf = (client: Client) => waitFor('the gateway\'s catalogue', async () => {
+    const names = (await client.listTools()).tools.map((t) => t.name);
+    return names.includes('fake__echo') ? names : undefined;
+  }, 8000, 100);
+
+  it('a call in flight when the gateway dies is answered with an error instead of waiting forever', { timeout: 15_000 }, async () => {
+    const gw = await gateway(0);
+    let app: Awaited<ReturnType<typeof desktopApp>> | undefined;
+    try {
+      app = await desktopApp(`${gw.agentUrl}/mcp`);
+      assert.ok((await toolsOf(app.client)).includes('fake__hang'));
+      // With a progress token airlock answers in SSE: once progress has come, the response has begun.
+      let progressed = false;
+      const call = app.client.callTool({ name: 'fake__hang', arguments: {} }, { timeout: 8000, onprogress: () => void (progressed = true) }).then(
+        () => assert.fail('the call cannot succeed'),
+        (e: unknown) => e as Error,
+      );
+      await waitFor('progress from the call', () => progressed);
+      await gw.stop('SIGKILL');
+      const e = await call;
+      assert.match(e.message, /airlock: the connection to the gateway was lost before it answered; retry/);
+    } finally {
+      await app?.client.close();
+      await gw.stop('SIGKILL');
+    }
+  });
+
+  it('after a gateway restart the same client lists and calls tools again, without reconnecting', { timeout: 15_000 }, async () => {
+    const port = await freePort();
+    let gw: CliGateway = await gateway(port);
+    let app: Awaited<ReturnType<typeof desktopApp>> | undefined;
+    try {
+      app = await desktopApp(`http://127.0.0.1:${port}/mcp`);
+      const { client } = app;
+      await toolsOf(client);
+      assert.deepEqual((await client.callTool({ name: 'fake__echo', arguments: { text: 'before' } })).content, [{ type: 'text', text: 'echo: before' }]);
+      await gw.stop();
+      gw = await gateway(port);
+      // The new gateway knows nothing of the bridge's session: the bridge starts a new one by itself.
+      assert.ok((await toolsOf(client)).includes('fake__echo'));
+      assert.deepEqual((await client.callTool({ name: 'fake__echo', arguments: { text: 'after' } })).content, [{ type: 'text', text: 'echo: after' }]);
+      assert.match(app.stderr(), /the gateway forgot the session \(restarted\?\): started a new one/);
+    } finally {
+      await app?.client.close();
+      await gw.stop();
+    }
+  });
+
+  it('after a gateway crash and restart, notifications reach an idle app again (the bridge reopens its stream)', { timeout: 15_000 }, async () => {
+    const port = await freePort();
+    let gw: CliGateway = await gateway(port);
+    let app: Awaited<ReturnType<typeof desktopApp>> | undefined;
+    try {
+      let changed = 0;
+      app = await desktopApp(`http://127.0.0.1:${port}/mcp`, KEY, () => void changed++);
+      await toolsOf(app.client);
+      await gw.stop('SIGKILL');
+      gw = await gateway(port);
+      // The app sends nothing: the bridge finds the new gateway, and a new session, by itself.
+      let n = 0;
+      await waitFor('tools/list_changed after the restart', () => {
+        // Sent before the bridge's stream is back, a notification is lost: send another until one
+        // arrives (once a second: airlock waits for a pause in an upstream's list_changed notices).
+        if (changed === 0) up.latest().registerTool(`late${n++}`, { description: 'Registered later' }, () => ({ content: [] }));
+        return changed > 0;
+      }, 10_000, 1000);
+      assert.deepEqual((await app.client.callTool({ name: 'fake__echo', arguments: { text: 'after' } })).content, [{ type: 'text', text: 'echo: after' }]);
+    } finally {
+      await app?.client.close();
+      await gw.stop();
+    }
+  });
+
+  it('a JSON-RPC error from the gateway is shown once, as the gateway worded it', async () => {
+    const gw = await gateway(0);
+    try {
+      const child = spawn(process.execPath, [BIN, 'mcp-stdio', '--url', `${gw.agentUrl}/mcp/nope`, '--key', KEY], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+      const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+      child.stdin.end(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '0' } } })}\n`);
+      assert.equal(await exited, 0);
+      const reply = JSON.parse(stdout.trim()) as { id: number; error: { code: number; message: string; data: { status: number; airlock: { code: string } } } };
+      assert.equal(reply.id, 1);
+      assert.match(reply.error.message, /^airlock: not_found: no MCP server named "nope" is configured/);
+      assert.equal(reply.error.data.status, 404);
+      assert.equal(reply.error.data.airlock.code, 'not_found');
+    } finally {
+      await gw.stop();
     }
   });
 });
