@@ -112,4 +112,28 @@ describe('audit.jsonl after a failed write', { timeout: 60_000 }, () => {
       await gw?.stop();
     }
   });
+
+  it('a store that ends before audit.jsonl (newest rows deleted, or restored from a backup) does not stop the mirror', async () => {
+    const dir = join(tmp.dir, 'ahead');
+    mkdirSync(dir);
+    const data = join(dir, 'data');
+    const jsonl = join(data, 'audit.jsonl');
+    const file = writeConfig(dir, `agents:\n  alice: { keys: ["${KEYS.alice}"] }\nrules:\n  - name: reads\n    allow: ["http: GET svc/**"]\nhttp:\n  services:\n    svc: { url: "${up.url}" }\n`);
+    let gw: CliGateway | undefined = await startCliGateway(file);
+    try {
+      for (const p of ['one', 'two']) assert.equal((await call(`${gw.agentUrl}/http/svc/${p}`, { key: KEYS.alice })).status, 200);
+      await gw.stop();
+      const db = new Database(join(data, 'airlock.db'));
+      db.exec('DELETE FROM audit WHERE seq > 2');
+      db.close();
+      gw = await startCliGateway(file);
+      assert.equal((await call(`${gw.agentUrl}/http/svc/three`, { key: KEYS.alice })).status, 200);
+      await gw.stop();
+      gw = undefined;
+      // The mirror keeps its own history (1-4) and goes on with the store's chain (3, 4 again).
+      assert.deepEqual(mirrorSeqs(jsonl), [1, 2, 3, 4, 3, 4]);
+    } finally {
+      await gw?.stop();
+    }
+  });
 });

@@ -119,6 +119,12 @@ export class ChainWriter {
     } catch (e) {
       this.warn(`audit.jsonl cannot be read to catch it up: ${String(e)}`);
     }
+    if (end !== undefined && end > upto) {
+      // The store ends before the mirror (restored from a backup, or its newest rows deleted):
+      // new records follow the store's chain; `audit verify` reports the difference.
+      this.warn(`audit.jsonl has records up to seq ${end} but the store ends at ${upto}; new records are appended after them`);
+      end = upto;
+    }
     this.mirrored = end ?? (this.unmirroredBytes > 0 ? this.firstWaiting - 1 : upto);
     this.writeMirror();
     this.copyFromStore(upto);

@@ -49,20 +49,33 @@ export function guardsPolicy(onLoop: (x: Exchange) => void = () => {}, now: () =
         let s = sessions.get(key);
         if (s) sessions.delete(key); // re-inserted below: the Map's order is then least recently used first
         else s = { calls: 0, last: t };
+        s.last = t;
         sessions.set(key, s);
-        if (sessions.size > maxSessions) sessions.delete(sessions.keys().next().value!);
+        // Past the cap, the least recently used 1% go at once: finding a Map's first entry walks
+        // over every entry deleted before it, so one at a time would cost a long walk per call.
+        if (sessions.size > maxSessions) evictOldest(sessions, sessions.size - maxSessions + Math.ceil(maxSessions / 100));
         if (s.calls >= sessionMaxCalls) {
           return { kind: 'deny', code: 'rate_limited', message: `session "${x.session}" has made its ${sessionMaxCalls} calls (guards.session.maxCalls); start a new session` };
         }
         s.calls++;
-        s.last = t;
         if (t - lastSweep > 60_000) {
           lastSweep = t;
-          for (const [k, v] of sessions) if (t - v.last > SESSION_IDLE_MS) sessions.delete(k);
+          for (const [k, v] of sessions) {
+            if (t - v.last <= SESSION_IDLE_MS) break; // least recently used first: the rest are newer
+            sessions.delete(k);
+          }
         }
       }
       if (loop && loopKey !== undefined) repeats.add(loopKey, loop.windowMs, t);
       return ALLOW;
     },
   };
+}
+
+/** Deletes the first `n` entries of a Map (its oldest, in insertion order), in one walk. */
+function evictOldest(m: Map<string, unknown>, n: number): void {
+  for (const k of m.keys()) {
+    if (n-- <= 0) return;
+    m.delete(k);
+  }
 }

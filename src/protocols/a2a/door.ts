@@ -225,13 +225,14 @@ async function judgeAndForward(gw: A2ADoorContext, req: IncomingMessage, res: Se
   const rpcId = call.rpc?.id ?? null;
 
   // Task ownership, before any approval is asked or limit counted. A call that a kill switch or
-  // the rules refuse anyway is left to the pipeline, whose refusal names the switch or the rule.
+  // the rules refuse anyway is left to the pipeline, whose refusal names the switch or the rule;
+  // should the pipeline let it through after all (a switch lifted meanwhile), it is refused below.
   const owners = gw.a2aTasks;
   const me = caller.agent.name;
-  const refusedAnyway = gw.kills?.covering({ agent: me, team: caller.agent.team, action }) !== undefined || caller.config.rules.decide(me, action).decision === 'deny';
-  if (!refusedAnyway) {
-    const no = ownershipRefusal(owners, agent.name, me, method, isTaskScoped(method), call.refs);
-    if (no !== undefined) return refuse(no.code, no.message, { action, target, rpcId, ...(no.code === 'bad_request' ? { rpcCode: RPC.INVALID_PARAMS } : {}) });
+  const notOwner = ownershipRefusal(owners, agent.name, me, method, isTaskScoped(method), call.refs);
+  if (notOwner !== undefined) {
+    const refusedAnyway = gw.kills?.covering({ agent: me, team: caller.agent.team, action }) !== undefined || caller.config.rules.decide(me, action).decision === 'deny';
+    if (!refusedAnyway) return refuse(notOwner.code, notOwner.message, { action, target, rpcId, ...(notOwner.code === 'bad_request' ? { rpcCode: RPC.INVALID_PARAMS } : {}) });
   }
 
   const push = carriesPushUrl(method);
@@ -269,6 +270,7 @@ async function judgeAndForward(gw: A2ADoorContext, req: IncomingMessage, res: Se
   };
   const verdict = await gw.pipeline.decide(x);
   if (verdict.kind === 'deny') return refuseIn(res, x, f, verdict.code, verdict.message, { rule: verdict.rule, retryAfterS: verdict.retryAfterS });
+  if (notOwner !== undefined) return failAfterAllow(gw, x, res, f, notOwner.code, notOwner.message);
 
   const got = cardsOf(gw).get(agent, '1.0');
   const r = got instanceof Promise ? await got : got;

@@ -107,7 +107,10 @@ export class TaskOwners {
     if (id === '' || id.length > MAX_ID_CHARS) return false;
     this.expireOldest();
     const mine = this.byOwner.get(owner);
-    if (mine !== undefined && mine.size >= this.maxPerOwner) this.forget(mine.first(this.live)!);
+    // Also drops the entries forgotten since (by the caps or expiry: always an agent's oldest) from
+    // the front of its queue, so that the queue holds no more than the agent's live ids for long.
+    const oldestOfMine = mine?.first(this.live);
+    if (mine !== undefined && mine.size >= this.maxPerOwner) this.forget(oldestOfMine!);
     if (this.byKey.size >= this.maxIds) this.forget(this.oldest.first(this.live)!);
     const o: A2AOwned = { remote, kind, id, owner, createdAt: this.now() };
     this.remember(o);
