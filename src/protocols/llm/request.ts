@@ -3,7 +3,7 @@
  * (model, stream, output cap), with the prompt's text for estimates and a short summary for
  * approvals. Everything else is the provider's to validate.
  */
-import { nestedDeeperThan } from './json.js';
+import { nestedDeeperThan } from '../json.js';
 import type { Operation } from './routes.js';
 
 export interface LlmRequest {

@@ -6,7 +6,7 @@
  * `inputTokens` always includes cached input.
  */
 
-import { CLOSE_BRACE, isSpace, OPEN_BRACE, OPEN_BRACKET, QUOTE, stringEnd, StructuralScan } from './json.js';
+import { CLOSE_BRACE, isSpace, OPEN_BRACE, OPEN_BRACKET, QUOTE, stringEnd, StructuralScan } from '../json.js';
 
 const COLON = 0x3a;
 

@@ -19,7 +19,8 @@ import type { McpHub } from './hub.js';
 import { SessionTable, type Session } from './sessions.js';
 import { NotificationStreams } from './streams.js';
 import type { ListKind } from './upstream.js';
-import { LEGACY_VERSIONS, MODERN_VERSION, nestedDeeper, PROTOCOL_VERSION_META, Reply, RPC, SERVER_INFO, SUBSCRIPTION_ID_META, type RpcId } from './wire.js';
+import { nestedDeeperThan } from '../json.js';
+import { LEGACY_VERSIONS, MODERN_VERSION, PROTOCOL_VERSION_META, Reply, RPC, SERVER_INFO, SUBSCRIPTION_ID_META, type RpcId } from './wire.js';
 
 export interface McpDoorContext extends DoorContext {
   readonly mcpHub: McpHub;
@@ -149,7 +150,7 @@ export async function serveMcp(gw: McpDoorContext, req: IncomingMessage, res: Se
   const name = m['method'];
   // Refused before anything walks it: canonical() (the loop guard's key), the SDK and the upstream
   // all recurse once per level, and arguments nested ~10,000 deep overflow the stack.
-  if (nestedDeeper(m, MAX_NESTING)) {
+  if (nestedDeeperThan(raw, MAX_NESTING)) {
     return refuseHttp('bad_request', `the message is nested more than ${MAX_NESTING} levels deep (objects and arrays); flatten the arguments`, RPC.INVALID_PARAMS, validId ? (id as RpcId) : null, 400);
   }
   if (m['jsonrpc'] !== '2.0') return refuseHttp('bad_request', 'not a JSON-RPC 2.0 message ("jsonrpc": "2.0" missing)', RPC.INVALID_REQUEST, validId ? (id as RpcId) : null, 400);

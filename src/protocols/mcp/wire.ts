@@ -95,24 +95,6 @@ export function deniedError(code: ErrorCode, message: string, requestId: string)
   return { code: code === 'bad_request' ? RPC.INVALID_PARAMS : code === 'not_found' ? RPC.INVALID_PARAMS : RPC.AIRLOCK, message: `airlock: ${code}: ${message}`, data: { 'airlock/error': { code, requestId }, airlock_code: code, request_id: requestId } };
 }
 
-/** Whether `v` nests objects and arrays more than `max` levels deep (`v` itself is level 1); without recursion, so any depth is safe to ask about. */
-export function nestedDeeper(v: unknown, max: number): boolean {
-  const values: unknown[] = [v];
-  const depths: number[] = [1];
-  while (values.length > 0) {
-    const x = values.pop()!;
-    const d = depths.pop()!;
-    if (d > max) return true;
-    for (const y of Array.isArray(x) ? x : Object.values(x as object)) {
-      if (y !== null && typeof y === 'object') {
-        values.push(y);
-        depths.push(d + 1);
-      }
-    }
-  }
-  return false;
-}
-
 /** An SSE event on a long-lived stream (GET stream or subscriptions/listen). */
 export function sseEvent(res: ServerResponse, message: unknown): void {
   if (!res.destroyed && !res.writableEnded) res.write(`event: message\ndata: ${JSON.stringify(message)}\n\n`);
