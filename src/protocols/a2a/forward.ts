@@ -143,8 +143,10 @@ export async function forward(gw: DoorContext, x: Exchange, req: IncomingMessage
     if (!res.writableFinished) body.destroy();
   });
   body.on('end', () => {
-    tap?.end(); // first: a task's owner is recorded before the agent has the whole answer
     res.end();
+    // Reads the answer's task and context ids (and records their owner) in this same callback:
+    // no request of the agent's can be judged before it, however fast the agent follows up.
+    tap?.end();
     end(status, undefined, undefined, bytesOut, tap);
   });
   body.on('error', (err: Error) => {
