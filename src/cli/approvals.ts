@@ -76,20 +76,29 @@ export async function approvals(argv: string[]): Promise<number> {
 
 /** Prints pending approvals, then each new one as it appears, until interrupted. */
 async function watch(base: string, json: boolean): Promise<number> {
-  const pending = await adminCall(base, 'GET', '/api/approvals?status=pending');
-  if (pending.status !== 200) {
-    process.stderr.write(`airlock: ${apiError(pending.json)}\n`);
-    return EXIT_FAILED;
-  }
-  const show = (a: Row) => process.stdout.write(json ? `${JSON.stringify(a)}\n` : describe(a));
-  for (const a of (pending.json['approvals'] as Row[]).reverse()) show(a);
+  // The event feed first, then the pending list: an approval created in between is then in both
+  // (and shown once), where the other order would miss it.
   const headers: Record<string, string> = { accept: 'text/event-stream' };
   if (process.env['AIRLOCK_ADMIN_TOKEN']) headers['authorization'] = `Bearer ${process.env['AIRLOCK_ADMIN_TOKEN']}`;
   const res = await request(`${base}/api/events`, { headers, bodyTimeout: 0 });
   if (res.statusCode !== 200) {
+    await res.body.dump().catch(() => {});
     process.stderr.write(`airlock: the event feed answered ${res.statusCode}\n`);
     return EXIT_FAILED;
   }
+  const pending = await adminCall(base, 'GET', '/api/approvals?status=pending');
+  if (pending.status !== 200) {
+    res.body.destroy();
+    process.stderr.write(`airlock: ${apiError(pending.json)}\n`);
+    return EXIT_FAILED;
+  }
+  const shown = new Set<string>();
+  const show = (a: Row) => {
+    if (shown.has(String(a['id']))) return;
+    shown.add(String(a['id']));
+    process.stdout.write(json ? `${JSON.stringify(a)}\n` : describe(a));
+  };
+  for (const a of (pending.json['approvals'] as Row[]).reverse()) show(a);
   let buf = '';
   for await (const chunk of res.body) {
     buf += (chunk as Buffer).toString('utf8');
