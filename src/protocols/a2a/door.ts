@@ -22,7 +22,7 @@ import { CardCache } from './cards.js';
 import { ambiguousJson } from './duplicate-keys.js';
 import { forward, refuseIn, type Forwarding } from './forward.js';
 import { parseRpc, RPC, sendRpcError, type RpcId } from './jsonrpc.js';
-import { ALL_METHODS, carriesPushUrl, isStreaming, isTaskScoped, METHOD_LIST_TEXT, messageExcerpt, methodInfo, requestIds, taskRefs, type A2AMethod, type A2AVersion, type ResponseFacts, type TaskRefs } from './methods.js';
+import { ALL_METHODS, carriesPushUrl, isStreaming, isTaskScoped, METHOD_LIST_TEXT, messageExcerpt, methodInfo, taskRefs, type A2AMethod, type A2AVersion, type ResponseFacts, type TaskRefs } from './methods.js';
 import { ownershipRefusal, type TaskOwners } from './owners.js';
 import { pushUrlProblem, urlsIn } from './push.js';
 import { parseRestPath } from './rest.js';
@@ -216,7 +216,8 @@ async function serveRest(gw: A2ADoorContext, req: IncomingMessage, res: ServerRe
 async function judgeAndForward(gw: A2ADoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller, call: Call, refuse: Refuse): Promise<void> {
   const { agent, method } = call;
   const action = `a2a: ${agent.name} ${method}`;
-  const ids = requestIds(method, call.version, call.params);
+  // The audit record names the first task and context the call refers to (as the ownership check read them).
+  const ids = { taskId: call.refs.tasks[0]?.slice(0, 200), contextId: call.refs.contexts[0]?.slice(0, 200) };
   const excerpt = messageExcerpt(call.params, caller.config.a2a.excerptChars);
   const target: Record<string, unknown> = { agent: agent.name, method };
   if (ids.taskId !== undefined) target['taskId'] = ids.taskId;

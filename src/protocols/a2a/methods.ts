@@ -155,16 +155,6 @@ export function taskRefs(m: A2AMethod, v: A2AVersion, params: Obj): TaskRefs {
   return refs;
 }
 
-/** The task and context a request names, from its params (either generation, camel or snake case). */
-export function requestIds(m: A2AMethod, v: A2AVersion, params: Obj): { taskId: string | undefined; contextId: string | undefined } {
-  const message = obj(params['message']);
-  let taskId = str(params['taskId']) ?? str(params['task_id']) ?? str(message?.['taskId']) ?? str(message?.['task_id']);
-  if (taskId === undefined && idIsTask(m, v)) taskId = str(params['id']);
-  if (taskId === undefined && typeof params['name'] === 'string') taskId = /^tasks\/([^/]+)/.exec(params['name'])?.[1];
-  const contextId = str(params['contextId']) ?? str(params['context_id']) ?? str(message?.['contextId']) ?? str(message?.['context_id']);
-  return { taskId, contextId };
-}
-
 /**
  * Text read past the excerpt's cut before secrets are scrubbed, so that a secret straddling the cut
  * is still recognised whole (a cut one would no longer match, and its first part would be kept).
