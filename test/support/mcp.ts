@@ -92,6 +92,22 @@ export interface ChangingUpstream extends Upstream {
   describe(name: string, description: string): void;
 }
 
+/** Serves an SDK MCP handler built from `factory` on a loopback port: its URL, its handler (for notifications) and a close. */
+async function serveMcpHandler(factory: Parameters<typeof createMcpHandler>[0]): Promise<{ url: string; mcp: ReturnType<typeof createMcpHandler>; close: () => Promise<void> }> {
+  const mcp = createMcpHandler(factory);
+  const handler = toNodeHandler(mcp);
+  const srv = createServer((req, res) => void handler(req as Parameters<typeof handler>[0], res));
+  const url = `${await listen(srv)}/mcp`;
+  return {
+    url,
+    mcp,
+    close: async () => {
+      await mcp.close();
+      await new Promise<void>((r) => (srv.closeAllConnections(), srv.close(() => r())));
+    },
+  };
+}
+
 /**
  * A Streamable HTTP MCP server (v2 SDK, `createMcpHandler`) whose tools can be added or changed
  * while it runs: each change is published on the handler's bus, which the SDK delivers as
@@ -105,10 +121,7 @@ export async function startChangingUpstream(): Promise<ChangingUpstream> {
     for (const [n, description] of tools) s.registerTool(n, { description, inputSchema: z.object({ text: z.string() }) }, async ({ text }) => ({ content: [{ type: 'text', text: `${n}: ${text}` }] }));
     return s;
   };
-  const mcp = createMcpHandler(factory);
-  const handler = toNodeHandler(mcp);
-  const srv = createServer((req, res) => void handler(req as Parameters<typeof handler>[0], res));
-  const url = `${await listen(srv)}/mcp`;
+  const { url, mcp, close } = await serveMcpHandler(factory);
   return {
     url,
     auth: [],
@@ -120,10 +133,7 @@ export async function startChangingUpstream(): Promise<ChangingUpstream> {
       tools.set(name, description);
       mcp.notify.toolsChanged();
     },
-    close: async () => {
-      await mcp.close();
-      await new Promise<void>((r) => (srv.closeAllConnections(), srv.close(() => r())));
-    },
+    close,
   };
 }
 
@@ -150,19 +160,8 @@ export async function startResourceUpstream(): Promise<ResourceUpstream> {
     });
     return s;
   };
-  const mcp = createMcpHandler(factory);
-  const handler = toNodeHandler(mcp);
-  const srv = createServer((req, res) => void handler(req as Parameters<typeof handler>[0], res));
-  const url = `${await listen(srv)}/mcp`;
-  return {
-    url,
-    auth: [],
-    reads,
-    close: async () => {
-      await mcp.close();
-      await new Promise<void>((r) => (srv.closeAllConnections(), srv.close(() => r())));
-    },
-  };
+  const { url, close } = await serveMcpHandler(factory);
+  return { url, auth: [], reads, close };
 }
 
 /** Polls `f` every 25 ms until it returns something truthy; throws after `ms`. */
