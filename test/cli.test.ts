@@ -206,6 +206,10 @@ rules:
     allow: ["http: POST github/**"]
   - name: writes-need-a-human
     approve: ["http: POST,PUT github/**"]
+  - name: docs
+    allow: ["mcp-resource: docs/file:///handbook/**"]
+  - name: no-menu
+    deny: ["mcp-resource: docs/file:///handbook/caf%C3%A9/**"]
 http:
   services:
     github: { url: "http://127.0.0.1:9" }
@@ -215,6 +219,15 @@ http:
   after(() => tmp.cleanup());
 
   const explain = (agent: string, action: string, ...extra: string[]) => runCli(['explain', '-c', file, '--agent', agent, action, ...extra]);
+
+  it('reads an mcp-resource action in the spelling the MCP door judges: percent-encoding case and raw UTF-8 do not matter', async () => {
+    for (const uri of ['caf%C3%A9', 'caf%c3%a9', 'café']) {
+      const r = await explain('bot', `mcp-resource: docs/file:///handbook/${uri}/menu.md`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /decision: denied \(rule "no-menu"\)/, uri);
+    }
+    assert.match((await explain('bot', 'mcp-resource: docs/file:///handbook/intro.md')).stdout, /decision: allowed \(rule "docs"\)/);
+  });
 
   it('explains A2A actions too, and says when it falls back to the quickstart example', async () => {
     const r = await explain('bot', 'a2a: travel SendMessage');

@@ -101,6 +101,17 @@ mcp:
     const name = await modern({ id: 2, method: 'tools/call', params: { name: 'echo', arguments: { text: 'm' } } }, { 'mcp-name': 'crash' });
     assert.equal(name.status, 400);
     assert.match(name.json.error.message, /Mcp-Name/);
+    // A name the client had to base64 (SEP-2243) is compared decoded: the right one passes, a
+    // different one, or a sentinel around no valid base64, is refused.
+    const b64 = (s: string) => `=?base64?${Buffer.from(s, 'utf8').toString('base64')}?=`;
+    const encoded = await modern({ id: 5, method: 'tools/call', params: { name: 'echo', arguments: { text: 'b' } } }, { 'mcp-name': b64('echo') });
+    assert.equal(encoded.status, 200, JSON.stringify(encoded.json));
+    assert.equal(encoded.json.result.content[0].text, 'echo: b');
+    for (const bad of [b64('crash'), '=?base64?ZWNobw?=', '=?base64?/w==?=']) {
+      const r = await modern({ id: 6, method: 'tools/call', params: { name: 'echo', arguments: { text: 'b' } } }, { 'mcp-name': bad });
+      assert.equal(r.status, 400, bad);
+      assert.match(r.json.error.message, /Mcp-Name/);
+    }
     const method = await modern({ id: 3, method: 'tools/call', params: { name: 'echo', arguments: {} } }, { 'mcp-method': 'tools/list' });
     assert.equal(method.status, 400);
     assert.match(method.json.error.message, /Mcp-Method/);

@@ -64,7 +64,7 @@ rules:
   - name: handbook
     allow: ["mcp-resource: docs/file:///handbook/**", "mcp-resource: docs/memory://notes/*"]
   - name: not-private
-    deny: ["mcp-resource: docs/file:///handbook/private/**"]
+    deny: ["mcp-resource: docs/file:///handbook/private/**", "mcp-resource: docs/file:///handbook/caf%C3%A9/**", "mcp-resource: docs/file:///handbook/my%20drafts/**", "mcp-resource: docs/file:///handbook/h%c3%b4tel/**"]
     reason: private pages are off limits
 mcp:
   servers:
@@ -98,6 +98,33 @@ mcp:
       const r = await c.readResource({ uri });
       assert.equal((r.contents[0] as { text: string }).text, `read ${uri}`);
     }
+  });
+
+  it('judges every spelling of a character alike: hex case, raw spaces and raw UTF-8 do not slip past a deny', async () => {
+    const spellings = [
+      'file:///handbook/caf%C3%A9/menu.md',
+      'file:///handbook/caf%c3%a9/menu.md',
+      'file:///handbook/caf%C3%a9/menu.md',
+      'file:///handbook/café/menu.md',
+      'file:///handbook/my%20drafts/a.md',
+      'file:///handbook/my drafts/a.md',
+      // the rule itself written in lower case
+      'file:///handbook/h%C3%B4tel/a.md',
+      'file:///handbook/hôtel/a.md',
+    ];
+    for (const uri of spellings) {
+      const e = await refusal(c.readResource({ uri }));
+      assert.match(e.message, /^airlock: denied: .*private pages are off limits/, uri);
+      assert.ok(!up.reads.includes(uri), `${uri}: the server was not asked`);
+      const rec = await waitFor(async () => ((await call(`${t.adminUrl}/api/audit?protocol=mcp&limit=100`)).json.records as Record<string, any>[]).find((x) => x['id'] === e.data['request_id']));
+      assert.equal(rec['rule'], 'not-private');
+      assert.equal(rec['target']['uri'], uri, 'the audit shows the URI as the agent sent it');
+    }
+    // Other names are still read, and forwarded exactly as sent (a raw UTF-8 URI travels in the
+    // modern client's Mcp-Name header as base64, which the gateway decodes to compare).
+    assert.equal(((await c.readResource({ uri: 'file:///handbook/naïve.md' })).contents[0] as { text: string }).text, 'read file:///handbook/naïve.md');
+    const r = await c.readResource({ uri: 'file:///handbook/caf%c3%a8/menu.md' });
+    assert.equal((r.contents[0] as { text: string }).text, 'read file:///handbook/caf%c3%a8/menu.md');
   });
 
   it('still denies the private pages by rule, and on /mcp the same refusals apply', async () => {

@@ -1,5 +1,5 @@
 /** `airlock explain --agent NAME "<action>"`: the decision for an action and the rules behind it; sends nothing. */
-import { compileActionPattern, PatternError } from '../policies/rules/pattern.js';
+import { compileActionPattern, PatternError, uriMatchForm } from '../policies/rules/pattern.js';
 import { args, configPath, EXIT_OK, loadRuntime, printJson, table, UsageError } from './common.js';
 
 export const usage = 'airlock explain --agent NAME "<protocol>: <target>" [-c FILE] [--json]';
@@ -35,7 +35,7 @@ function normalise(action: string): string {
     if (target.length !== 1) throw new UsageError('an HTTP action is "http: <METHOD> <service>/<path>"');
     const t = target[0]!.replace(/^\/+/, '');
     rest = `${method!.toUpperCase()} ${t.includes('/') ? t : `${t}/`}`;
-  }
+  } else if (m[1] === 'mcp-resource') rest = uriMatchForm(rest); // as the MCP door spells it
   const out = `${m[1]}: ${rest}`;
   try {
     compileActionPattern(out);

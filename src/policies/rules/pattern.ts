@@ -58,12 +58,31 @@ export function compileActionPattern(pattern: string): Matcher {
     if (extra !== undefined) throw new PatternError(`"${pattern}": an A2A pattern is "<agent> [method]"`);
     targetSrc = `${globSource(agent!)}${method === undefined ? '(?: .*)?' : ` ${globSource(method)}`}`;
   } else if (protocol === '*') targetSrc = rest === '*' || rest === '**' ? '.*' : globSource(rest);
+  else if (protocol === 'mcp-resource') targetSrc = globSource(uriMatchForm(rest));
   else targetSrc = globSource(rest);
   const protoSrc = protocol === '*' ? '[a-z0-9-]+' : escapeRe(protocol);
   // 's': a `**` (`.*`) must span line terminators (U+2028 and the like) as `*` does; without it a
   // deny on `repos/secret/**` missed `repos/secret/\u2028`.
   const re = new RegExp(`^${protoSrc}: ${targetSrc}$`, 's');
   return (s) => re.test(s);
+}
+
+/** Characters a URI may hold as they are (RFC 3986 unreserved, reserved and `%`), plus `{}` of URI templates. */
+const URI_RAW = /[^A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=%{}]+/g;
+
+/**
+ * The one spelling of a resource URI (or a pattern for one) that `mcp-resource` actions are matched
+ * in: hex digits of percent-encodings in upper case, and characters a URI cannot hold as they are
+ * (spaces, non-ASCII letters) percent-encoded as UTF-8. A server that decodes URIs reads
+ * `caf%c3%a9`, `caf%C3%A9` and `café` alike, so a deny rule must not tell them apart either
+ * (RFC 3986 section 6.2.2: case and percent-encoding normalisation). The URI itself is forwarded as sent.
+ */
+export function uriMatchForm(uri: string): string {
+  return uri.replace(/%[0-9a-f]{2}/gi, (m) => m.toUpperCase()).replace(URI_RAW, (m) => {
+    let out = '';
+    for (const b of Buffer.from(m, 'utf8')) out += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+    return out;
+  });
 }
 
 function httpTarget(pattern: string, rest: string): string {

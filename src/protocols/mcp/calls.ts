@@ -5,6 +5,7 @@
  * the upstream over its shared connection, and ends as one audit record with the server, the
  * target, a bounded secret-free excerpt of the arguments, the result size, isError and the duration.
  */
+import { uriMatchForm } from '../../policies/rules/pattern.js';
 import { createHash } from 'node:crypto';
 import { canonical } from '../../audit/record.js';
 import { SECRET_KEY_RE, scrubSecrets } from '../../audit/secrets.js';
@@ -50,7 +51,7 @@ export function argsExcerpt(args: unknown, max: number): string {
 }
 
 function actionOf(c: JudgedCall): string {
-  return c.method === 'tools/call' ? `mcp: ${c.server}/${c.target}` : c.method === 'resources/read' ? `mcp-resource: ${c.server}/${c.target}` : `mcp-prompt: ${c.server}/${c.target}`;
+  return c.method === 'tools/call' ? `mcp: ${c.server}/${c.target}` : c.method === 'resources/read' ? `mcp-resource: ${c.server}/${uriMatchForm(c.target)}` : `mcp-prompt: ${c.server}/${c.target}`;
 }
 
 function targetOf(c: JudgedCall, excerpt: string): Record<string, unknown> {

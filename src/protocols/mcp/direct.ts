@@ -324,7 +324,26 @@ function answerServerRequest(leg: HttpLeg, id: unknown, method: string): void {
   post(leg, method === 'ping' ? { jsonrpc: '2.0', id, result: {} } : { jsonrpc: '2.0', id, error: { code: -32601, message: 'Method not found' } });
 }
 
-/** SEP-2243: a header value the server can read back exactly (base64 when it could not be). */
+const BASE64_CANONICAL = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * An `Mcp-Name` (or `Mcp-Param-*`) header value as the client meant it: a value that could not go in
+ * a header as it is (non-ASCII, or with edge whitespace) arrives as `=?base64?<UTF-8 as base64>?=`.
+ * Undefined when it carries that sentinel but no canonical base64 of valid UTF-8 (the spec says to
+ * refuse such a value).
+ */
+export function fromHeaderValue(v: string): string | undefined {
+  if (!(v.startsWith('=?base64?') && v.endsWith('?=') && v.length >= 11)) return v;
+  const b64 = v.slice(9, -2);
+  if (!BASE64_CANONICAL.test(b64)) return undefined;
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(b64, 'base64'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** SEP-2243: a header value the server can read back exactly (base64 when it could not be); the inverse of `fromHeaderValue`. */
 function headerValue(s: string): string {
   // eslint-disable-next-line no-control-regex -- printable ASCII and tab are what may go as they are
   const plain = s.length > 0 && s === s.trim() && /^[\t\x20-\x7e]*$/.test(s) && !(s.startsWith('=?base64?') && s.endsWith('?='));

@@ -7,6 +7,7 @@
  * body, `subscriptions/listen`). Listings show an agent only what its rules let it use; calls are
  * judged in calls.ts.
  */
+import { uriMatchForm } from '../../policies/rules/pattern.js';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ExchangeAbort } from '../../pipeline/abort.js';
@@ -20,6 +21,7 @@ import { SessionTable, type Session } from './sessions.js';
 import { NotificationStreams } from './streams.js';
 import type { ListKind } from './upstream.js';
 import { nestedDeeperThan } from '../json.js';
+import { fromHeaderValue } from './direct.js';
 import { LEGACY_VERSIONS, MODERN_VERSION, PROTOCOL_VERSION_META, Reply, RPC, SERVER_INFO, SUBSCRIPTION_ID_META, type RpcId } from './wire.js';
 
 export interface McpDoorContext extends DoorContext {
@@ -169,10 +171,11 @@ export async function serveMcp(gw: McpDoorContext, req: IncomingMessage, res: Se
   if (modern) {
     const hm = req.headers['mcp-method'];
     if (hm !== undefined && hm !== name) return refuseHttp('bad_request', `the Mcp-Method header ("${printable(String(hm))}") disagrees with the body's method ("${printable(name)}")`, RPC.INVALID_REQUEST, validId ? (id as RpcId) : null, 400);
-    const hn = req.headers['mcp-name'];
+    const rawName = req.headers['mcp-name'];
+    const hn = typeof rawName === 'string' ? fromHeaderValue(rawName) : rawName;
     const bodyName = name === 'resources/read' ? p['uri'] : name === 'tools/call' || name === 'prompts/get' ? p['name'] : undefined;
-    if (hn !== undefined && bodyName !== undefined && hn !== bodyName) {
-      return refuseHttp('bad_request', `the Mcp-Name header ("${printable(String(hn))}") disagrees with the body ("${printable(String(bodyName))}")`, RPC.INVALID_REQUEST, validId ? (id as RpcId) : null, 400);
+    if (rawName !== undefined && bodyName !== undefined && hn !== bodyName) {
+      return refuseHttp('bad_request', `the Mcp-Name header ("${printable(String(rawName))}") disagrees with the body ("${printable(String(bodyName))}")`, RPC.INVALID_REQUEST, validId ? (id as RpcId) : null, 400);
     }
   }
   const inFlightKey = (rid: unknown) => `${caller.keyId}\n${typeof sid === 'string' ? sid : ''}\n${JSON.stringify(rid)}`;
@@ -251,14 +254,14 @@ export async function serveMcp(gw: McpDoorContext, req: IncomingMessage, res: Se
     }
     case 'resources/list': {
       const resources: Record<string, unknown>[] = [];
-      for (const s of servers) for (const r of hub.get(s)?.catalogue.resources ?? []) if (may(`mcp-resource: ${s}/${String(r['uri'])}`)) resources.push(r);
+      for (const s of servers) for (const r of hub.get(s)?.catalogue.resources ?? []) if (may(`mcp-resource: ${s}/${uriMatchForm(String(r['uri']))}`)) resources.push(r);
       return reply.result(rid, listResult({ resources }));
     }
     case 'resources/templates/list': {
       const resourceTemplates: Record<string, unknown>[] = [];
       // A template is judged as the resource its URI template names (as completion/complete is):
       // `mcp-resource: docs/file:///handbook/*` lists `file:///handbook/{name}`.
-      for (const s of servers) for (const r of hub.get(s)?.catalogue.templates ?? []) if (may(`mcp-resource: ${s}/${String(r['uriTemplate'])}`)) resourceTemplates.push(r);
+      for (const s of servers) for (const r of hub.get(s)?.catalogue.templates ?? []) if (may(`mcp-resource: ${s}/${uriMatchForm(String(r['uriTemplate']))}`)) resourceTemplates.push(r);
       return reply.result(rid, listResult({ resourceTemplates }));
     }
     case 'subscriptions/listen': {
