@@ -135,6 +135,7 @@ mcp:
       assert.equal((r._meta as any)['airlock/error'].code, 'tool_changed');
       const rec = await waitFor(async () => ((await call(`${t.adminUrl}/api/audit?protocol=mcp&limit=100`)).json.records as Record<string, any>[]).find((x) => x['id'] === requestId && x['phase'] === 'final'));
       assert.equal(rec['code'], 'tool_changed');
+      assert.equal(rec['decision'], 'denied', 'approved by a human, but refused by the gateway: the call was not made');
       assert.equal(rec['action'], 'mcp: ch/first');
       assert.equal(rec['approval']?.['id'], a.id, 'the record keeps who approved it');
       assert.match(String(rec['message']), /changed/);

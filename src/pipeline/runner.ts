@@ -156,7 +156,7 @@ export class Pipeline {
     const durationMs = round(performance.now() - x.startedHr);
     this.metrics.exchangeDuration.labels(x.protocol).observe(durationMs / 1000);
     this.record(x, 'final', {
-      decision: killed ? 'killed' : x.decision,
+      decision: killed ? 'killed' : outcome.refused && outcome.code ? auditDecisionFor(outcome.code) : x.decision,
       rule: x.rule,
       status: outcome.status,
       code: outcome.code,

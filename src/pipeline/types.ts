@@ -68,6 +68,12 @@ export interface Outcome {
   /** Set when the exchange failed at or after the gateway (upstream_error, killed …). */
   code?: ErrorCode | undefined;
   message?: string | undefined;
+  /**
+   * The gateway refused the call after it was allowed (a check made again right before forwarding,
+   * such as a tool quarantined while the call was held): it was not made, and the final record's
+   * decision says so (`code`'s decision, as for a refusal) rather than the allow it had.
+   */
+  refused?: true | undefined;
   bytesIn: number;
   bytesOut: number;
   usage?: AuditRecord['usage'];

@@ -124,9 +124,9 @@ export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c
     cancel.removeListener('abort', onCancel);
     return refusal(reply, c, verdict.code, verdict.message, x.id);
   }
-  const end = (code: ErrorCode | undefined, message: string | undefined, resultBytes: number, isError: boolean | undefined) => {
+  const end = (code: ErrorCode | undefined, message: string | undefined, resultBytes: number, isError: boolean | undefined, refused?: true) => {
     cancel.removeListener('abort', onCancel);
-    gw.pipeline.finish(x, { status: code ? ERROR_CODES[code].status : 200, code, message, bytesIn: c.bytesIn, bytesOut: resultBytes, details: { server: c.server, resultBytes, ...(isError !== undefined ? { isError } : {}) } });
+    gw.pipeline.finish(x, { status: code ? ERROR_CODES[code].status : 200, code, message, refused, bytesIn: c.bytesIn, bytesOut: resultBytes, details: { server: c.server, resultBytes, ...(isError !== undefined ? { isError } : {}) } });
   };
   const t0 = performance.now();
   try {
@@ -144,7 +144,7 @@ export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c
         try {
           refusal(reply, c, unusable.code, message, x.id);
         } finally {
-          end(unusable.code, message, 0, undefined);
+          end(unusable.code, message, 0, undefined, true);
         }
         return;
       }
