@@ -223,6 +223,7 @@ export function lastMirrored(path: string, cutTorn = false): ChainHead | undefin
     if (end < n && cutTorn) ftruncateSync(fd, size - (n - end));
     const lines = buf.subarray(0, end).toString('utf8').split('\n');
     for (let i = lines.length - 1; i >= 0; i--) {
+      if (!lines[i]!.startsWith('{')) continue; // not a record (a blank line, say): no parse, no throw
       try {
         const { seq, hash } = JSON.parse(lines[i]!) as { seq?: unknown; hash?: unknown };
         if (typeof seq === 'number' && typeof hash === 'string') return { seq, hash };
