@@ -72,13 +72,33 @@ class SentHandler implements Dispatcher.DispatchHandler {
   }
 }
 
+/** The request options of a call that wants to hear when its request was sent (read by `reportingSent`). */
+type SentOptions = Dispatcher.DispatchOptions & { airlockOnSent?: () => void };
+
+/**
+ * `dispatcher` with an interceptor that wraps the handler of each request carrying `airlockOnSent`
+ * in a SentHandler; made once per dispatcher, not per call (a composed dispatcher per call was a
+ * few objects and closures on every LLM call's path).
+ */
+const reporting = new WeakMap<Dispatcher, Dispatcher>();
+function reportingSent(dispatcher: Dispatcher): Dispatcher {
+  let d = reporting.get(dispatcher);
+  if (d === undefined) {
+    d = dispatcher.compose((dispatch) => (opts, handler) => {
+      const sent = (opts as SentOptions).airlockOnSent;
+      return dispatch(opts, sent ? new SentHandler(handler, sent) : handler);
+    });
+    reporting.set(dispatcher, d);
+  }
+  return d;
+}
+
 /** Calls an HTTP provider; rejects with undici's error when it cannot be reached. */
 export async function callHttpProvider(dispatcher: Dispatcher, call: ProviderCall): Promise<UpstreamReply> {
   const p = call.model.provider;
   const path = `${p.basePath}${p.type === 'anthropic' ? '/v1' : ''}${call.route.path}${call.route.query}`;
-  const { onSent } = call;
-  const d = onSent ? dispatcher.compose((dispatch) => (opts, handler) => dispatch(opts, new SentHandler(handler, onSent))) : dispatcher;
-  const r = await d.request({
+  // undici hands request() options to the dispatch chain as they are, extra keys included.
+  const r = await reportingSent(dispatcher).request({
     origin: p.origin,
     path,
     method: 'POST',
@@ -87,6 +107,7 @@ export async function callHttpProvider(dispatcher: Dispatcher, call: ProviderCal
     signal: call.signal,
     headersTimeout: call.timeoutMs,
     bodyTimeout: call.timeoutMs,
-  });
+    airlockOnSent: call.onSent,
+  } as Dispatcher.RequestOptions);
   return { statusCode: r.statusCode, headers: r.headers, body: r.body };
 }
