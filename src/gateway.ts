@@ -28,6 +28,7 @@ import { killPolicy } from './policies/kill/policy.js';
 import { KillSwitches } from './policies/kill/switches.js';
 import { LimitCounters, limitsPolicy } from './policies/limits/policy.js';
 import { rulesPolicy } from './policies/rules/policy.js';
+import { ServicePidFile } from './process/pidfile.js';
 import { SupervisedProcess } from './process/supervisor.js';
 import { agentHandler, type AgentPortDeps } from './server/agent.js';
 import { DeferredWrites } from './store/deferred.js';
@@ -94,6 +95,7 @@ export class Gateway implements AgentPortDeps {
   private agentServer: Server | undefined;
   private adminServer: Server | undefined;
   private processes = new Map<string, SupervisedProcess>();
+  private readonly servicePids: ServicePidFile;
   private draining = false;
   private listening = false;
   private stopped: Promise<void> | undefined;
@@ -113,6 +115,7 @@ export class Gateway implements AgentPortDeps {
     });
     this.deferredWrites = new DeferredWrites(this.store, (problem) => (problem ? this.log.error(problem) : this.log.info('the writes that waited for the store (kill switches, key revocations, alerts, approval ends, tool pins, A2A task owners) reached it')));
     this.kills = new KillSwitches(this.store, this.deferredWrites);
+    this.servicePids = new ServicePidFile(config.dataDir, this.log);
     this.alerts = new Alerts(this.store, this.bus, this.deferredWrites);
     this.pins = new Pins(this.store, this.deferredWrites);
     this.a2aTasks = new TaskOwners(this.store, this.deferredWrites);
@@ -162,6 +165,9 @@ export class Gateway implements AgentPortDeps {
 
   private async listen(): Promise<void> {
     const c = this.current;
+    // A gateway killed with its services' launchers (kill -9 of both) left them running: they hold
+    // the ports our services are about to need.
+    await this.servicePids.stopLeftovers();
     this.syncProcesses(c);
     this.mcpHub.sync(c.mcp);
     const agent = createServer(
@@ -268,7 +274,7 @@ export class Gateway implements AgentPortDeps {
     }
     for (const [name, w] of want) {
       if (this.processes.has(name)) continue;
-      const p = new SupervisedProcess({ name, ...w, cwd: dirname(c.file) }, this.log);
+      const p = new SupervisedProcess({ name, ...w, cwd: dirname(c.file) }, this.log, this.servicePids);
       this.processes.set(name, p);
       p.start();
     }

@@ -68,7 +68,7 @@ const httpService = z.strictObject({
   timeout: duration.optional(),
   retries: z.number().int().min(0).max(10).optional(),
   maxBodySize: size.optional(),
-  command: z.string().optional().describe('optional: a local process airlock starts with the gateway and stops on shutdown (for example services)'),
+  command: z.string().optional().describe('optional: a local process airlock starts with the gateway and stops, with every process it started, on shutdown or when the gateway dies (for example services)'),
   args: z.array(z.string()).optional(),
   env: z.record(z.string(), z.string()).optional(),
 });
