@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { request } from 'undici';
 import { compileConfig, type RuntimeConfig } from '../config/compile.js';
 import { loadConfigFile } from '../config/load.js';
 import { runningFile, runningGateway } from '../server/running.js';
@@ -87,6 +86,8 @@ export async function adminCall(base: string, method: string, path: string, body
   if (body !== undefined) headers['content-type'] = 'application/json';
   let res;
   try {
+    // Loaded here, not at the top: undici is most of the CLI's start-up time, and most verbs never call the admin API.
+    const { request } = await import('undici');
     res = await request(`${base}${path}`, { method: method as 'GET', headers, body: body === undefined ? null : JSON.stringify(body), headersTimeout: 10_000, bodyTimeout: 10_000 });
   } catch (e) {
     const code = (e as { code?: string }).code;

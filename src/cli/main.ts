@@ -1,37 +1,36 @@
 /** The CLI's entry: dispatches a verb; exit 0 success, 1 failure of the thing asked, 2 usage error. */
 import { ConfigError } from '../config/load.js';
-import * as approvalsV from './approvals.js';
-import * as auditV from './audit.js';
-import * as checkV from './check.js';
 import { AdminUnreachable, EXIT_FAILED, EXIT_USAGE, UsageError } from './common.js';
-import * as explainV from './explain.js';
-import * as initV from './init.js';
-import * as keysV from './keys.js';
-import * as killV from './kill.js';
-import * as mcpStdioV from './mcp-stdio.js';
-import * as schemaV from './schema.js';
-import * as startV from './start.js';
-import * as toolsV from './tools.js';
-import * as usageV from './usage.js';
 
-const VERBS: Record<string, { usage: string; run: (argv: string[]) => number | Promise<number> }> = {
-  init: { usage: initV.usage, run: initV.init },
-  start: { usage: startV.usage, run: startV.start },
-  check: { usage: checkV.usage, run: checkV.check },
-  schema: { usage: schemaV.usage, run: schemaV.schema },
-  explain: { usage: explainV.usage, run: explainV.explain },
-  keys: { usage: keysV.usage, run: keysV.keys },
-  kill: { usage: killV.usage, run: (a) => killV.kill(a, false) },
-  unkill: { usage: killV.usage.replace('kill', 'unkill'), run: (a) => killV.kill(a, true) },
-  audit: { usage: auditV.usage, run: auditV.audit },
-  approvals: { usage: approvalsV.usage, run: approvalsV.approvals },
-  usage: { usage: usageV.usage, run: usageV.usageVerb },
-  tools: { usage: toolsV.usage, run: toolsV.tools },
-  'mcp-stdio': { usage: mcpStdioV.usage, run: mcpStdioV.mcpStdio },
+interface Verb {
+  usage: string;
+  run: (argv: string[]) => number | Promise<number>;
+}
+
+/**
+ * Each verb's module is loaded only when that verb runs: `start` pulls in the whole gateway (the
+ * MCP SDK, undici, SQLite …), which `explain` or `keys list` have no use for, and start-up time is
+ * most of what a short verb costs.
+ */
+const VERBS: Record<string, () => Promise<Verb>> = {
+  init: async () => import('./init.js').then((m) => ({ usage: m.usage, run: m.init })),
+  start: async () => import('./start.js').then((m) => ({ usage: m.usage, run: m.start })),
+  check: async () => import('./check.js').then((m) => ({ usage: m.usage, run: m.check })),
+  schema: async () => import('./schema.js').then((m) => ({ usage: m.usage, run: m.schema })),
+  explain: async () => import('./explain.js').then((m) => ({ usage: m.usage, run: m.explain })),
+  keys: async () => import('./keys.js').then((m) => ({ usage: m.usage, run: m.keys })),
+  kill: async () => import('./kill.js').then((m) => ({ usage: m.usage, run: (a: string[]) => m.kill(a, false) })),
+  unkill: async () => import('./kill.js').then((m) => ({ usage: m.usage.replace('kill', 'unkill'), run: (a: string[]) => m.kill(a, true) })),
+  audit: async () => import('./audit.js').then((m) => ({ usage: m.usage, run: m.audit })),
+  approvals: async () => import('./approvals.js').then((m) => ({ usage: m.usage, run: m.approvals })),
+  usage: async () => import('./usage.js').then((m) => ({ usage: m.usage, run: m.usageVerb })),
+  tools: async () => import('./tools.js').then((m) => ({ usage: m.usage, run: m.tools })),
+  'mcp-stdio': async () => import('./mcp-stdio.js').then((m) => ({ usage: m.usage, run: m.mcpStdio })),
 };
 
-function help(): string {
-  return `airlock — the egress gateway for AI agents\n\nusage:\n${Object.values(VERBS)
+async function help(): Promise<string> {
+  const verbs = await Promise.all(Object.values(VERBS).map((load) => load()));
+  return `airlock — the egress gateway for AI agents\n\nusage:\n${verbs
     .map((v) => `  ${v.usage}`)
     .join('\n')}\n\nVerbs that act on a running gateway use its admin API (--admin URL; token from AIRLOCK_ADMIN_TOKEN).\n`;
 }
@@ -39,14 +38,15 @@ function help(): string {
 export async function main(argv: string[]): Promise<number> {
   const [verb, ...rest] = argv;
   if (!verb || verb === 'help' || verb === '--help' || verb === '-h') {
-    process.stdout.write(help());
+    process.stdout.write(await help());
     return verb ? 0 : EXIT_USAGE;
   }
-  const v = VERBS[verb];
-  if (!v) {
-    process.stderr.write(`airlock: unknown verb "${verb}"\n\n${help()}`);
+  const load = Object.hasOwn(VERBS, verb) ? VERBS[verb] : undefined;
+  if (!load) {
+    process.stderr.write(`airlock: unknown verb "${verb}"\n\n${await help()}`);
     return EXIT_USAGE;
   }
+  const v = await load();
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(`usage: ${v.usage}\n`);
     return 0;
