@@ -25,10 +25,12 @@ const jsonLines = (s: string) =>
 describe('airlock CLI', { concurrency: true, timeout: 180_000 }, () => {
 describe('exit codes (SPEC 11)', { concurrency: true }, () => {
   it('unknown verb → 2 with the usage', async () => {
-    const r = await runCli(['frobnicate']);
+    const [r, proto] = await Promise.all([runCli(['frobnicate']), runCli(['constructor'])]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /unknown verb "frobnicate"/);
     assert.match(r.stderr, /usage:/);
+    assert.equal(proto.code, 2, 'a name every object has is not a verb either');
+    assert.match(proto.stderr, /unknown verb "constructor"/);
   });
   it('no verb → 2 with the usage; VERB --help → 0', async () => {
     const [none, verbHelp] = await Promise.all([runCli([]), runCli(['keys', '--help'])]);
