@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { watchFile, unwatchFile } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import type { Agent as UndiciAgent } from 'undici';
 import { adminHandler } from './admin/api.js';
@@ -182,22 +183,11 @@ export class Gateway implements AgentPortDeps {
     // Without this listener Node answers `100 Continue` before any check; the front door sends it
     // only when it is ready to take the body (after the size check and authentication).
     agent.on('checkContinue', this.countingActive(agentHandler(this)));
-    agent.on('clientError', (err, socket) => {
-      // Malformed requests (bad headers, smuggling attempts, timeouts) get a plain 4xx and a closed socket.
-      if (!socket.writable) {
-        socket.destroy();
-        return;
-      }
-      const code = (err as { code?: string }).code;
-      const status = code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      // SPEC 10: every error carries a request_id, also in x-airlock-request-id (parser errors included).
-      const requestId = randomUUID();
-      const body = errorBody('bad_request', `malformed HTTP request (${code ?? 'parse error'})`, requestId);
-      socket.end(`HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-airlock-request-id: ${requestId}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`);
-    });
+    agent.on('clientError', answerMalformed);
     this.agentServer = agent;
     this.agentUrl = await listen(agent, c.listen);
     const admin = createServer({ headersTimeout: 10_000, requestTimeout: 0 }, adminHandler(this));
+    admin.on('clientError', answerMalformed);
     this.adminServer = admin;
     this.adminUrl = await listen(admin, c.admin.listen);
     this.listening = true;
@@ -370,4 +360,21 @@ export class Gateway implements AgentPortDeps {
     this.log.info('gateway stopped');
     await new Promise<void>((r) => this.log.flush(() => r()));
   }
+}
+
+/**
+ * Answers a request the HTTP parser rejected (bad headers, smuggling attempts, header timeouts) on
+ * either port: a plain 4xx with the SPEC's JSON error and request id, and a closed socket.
+ */
+function answerMalformed(err: Error, socket: Duplex): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const code = (err as { code?: string }).code;
+  const status = code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+  // SPEC 10: every error carries a request_id, also in x-airlock-request-id (parser errors included).
+  const requestId = randomUUID();
+  const body = errorBody('bad_request', `malformed HTTP request (${code ?? 'parse error'})`, requestId);
+  socket.end(`HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-airlock-request-id: ${requestId}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`);
 }

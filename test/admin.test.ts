@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -221,6 +222,29 @@ http:
       assert.equal(r.json.key, undefined);
       assert.equal((await admin('/api/keys')).status, 200);
       assert.equal((await admin('/api/agents')).status, 200);
+    });
+
+    it('malformed HTTP on the admin port gets the SPEC error (JSON body, request id in body and header), like the agent port', async () => {
+      const port = Number(new URL(t.adminUrl).port);
+      for (const data of ['GARBAGE\r\n\r\n', 'GET /api/agents HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n']) {
+        const text = await new Promise<string>((resolve) => {
+          const s = net.connect(port, '127.0.0.1');
+          let got = '';
+          s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+          s.on('error', () => {});
+          s.on('close', () => resolve(got));
+          s.write(data);
+        });
+        const [head, body] = text.split('\r\n\r\n') as [string, string];
+        assert.match(head, /^HTTP\/1\.1 400 /, text);
+        const id = /^x-airlock-request-id: (\S+)$/im.exec(head)?.[1];
+        assert.match(id ?? '', /^[0-9a-f-]{36}$/, head);
+        const j = JSON.parse(body);
+        assert.equal(j.error.type, 'airlock_error');
+        assert.equal(j.error.code, 'bad_request');
+        assert.equal(j.error.request_id, id);
+      }
+      assert.equal((await admin('/api/agents')).status, 200, 'the port still serves');
     });
 
     it('malformed percent-encoding in a path is 400 bad_request, not a server error', async () => {
