@@ -374,11 +374,14 @@ http:
       assert.equal(two.length, 2);
       assert.ok(two[0]!['seq'] > two[1]!['seq'], 'newest first');
 
-      for (const q of ['since=yesterday-ish', 'limit=abc', 'limit=-1']) {
+      // A misspelt protocol or decision (SPEC 8 lists them) is refused, not answered with "no records".
+      for (const q of ['since=yesterday-ish', 'limit=abc', 'limit=-1', 'decision=deny', 'decision=DENIED', 'protocol=https']) {
         const r = await admin(`/api/audit?${q}`);
         assert.equal(r.status, 400, q);
         assert.equal(r.json.error.code, 'bad_request');
       }
+      assert.match((await admin('/api/audit?decision=deny')).json.error.message, /allowed, denied, approved, rejected, expired, killed, limited/);
+      for (const d of ['allowed', 'denied', 'approved', 'rejected', 'expired', 'killed', 'limited']) assert.equal((await admin(`/api/audit?decision=${d}&limit=1`)).status, 200, d);
     });
 
     it('agent keys never appear in a record, in <data>/audit.jsonl or in the logs', async () => {

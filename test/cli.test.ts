@@ -46,6 +46,9 @@ describe('exit codes (SPEC 11)', { concurrency: true }, () => {
       runCli(['keys', 'create', 'bot', '--expires', 'soon']),
       runCli(['audit', 'explode']),
       runCli(['explain', 'http: GET x/y']),
+      // SPEC 8's decisions and the four protocols: a misspelt filter is not "no records".
+      runCli(['audit', 'query', '--decision', 'deny']),
+      runCli(['audit', 'query', '--protocol', 'https']),
     ]);
     for (const r of runs) {
       assert.equal(r.code, 2, `${r.stdout}${r.stderr}`);

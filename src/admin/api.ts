@@ -4,12 +4,14 @@
  * (and a token is required when the port is not on loopback).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { AUDIT_DECISIONS } from '../audit/record.js';
 import { isLoopbackHost } from '../config/compile.js';
 import { parseDuration, parseSince } from '../config/units.js';
 import type { ErrorCode } from '../errors.js';
 import type { Gateway } from '../gateway.js';
 import { sameDigest, hashKey } from '../identity/keys.js';
 import { createStoredKey, publicKey } from '../identity/keystore.js';
+import { PROTOCOLS } from '../pipeline/types.js';
 import { PatternError } from '../policies/rules/pattern.js';
 import { sendError, sendJson } from '../server/respond.js';
 import { ANSWERED_LOCK_WAIT_MS } from '../store/deferred.js';
@@ -161,6 +163,9 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
     const sinceIso = parseSince(q.get('since'));
     if (sinceIso instanceof Error) return fail('bad_request', 'since must be an ISO time or a duration such as 1h');
     if (limit !== null && !/^\d+$/.test(limit)) return fail('bad_request', 'limit must be a whole number');
+    // A misspelt filter (decision=deny) would otherwise answer "no records", which reads as "none happened".
+    const filterProblem = auditFilterProblem(q.get('protocol'), q.get('decision'));
+    if (filterProblem) return fail('bad_request', filterProblem);
     await gw.audit.settled(); // read-your-writes: records of exchanges already answered are in the result
     const rows = gw.store.queryAudit({
       agent: q.get('agent') ?? undefined,
@@ -229,3 +234,9 @@ function listKeys(gw: Gateway, agent: string | undefined): Record<string, unknow
   return out;
 }
 
+/** What is wrong with an audit query's protocol or decision filter, if anything. */
+export function auditFilterProblem(protocol: string | null | undefined, decision: string | null | undefined): string | undefined {
+  if (protocol != null && !(PROTOCOLS as readonly string[]).includes(protocol)) return `protocol must be one of ${PROTOCOLS.join(', ')}`;
+  if (decision != null && !(AUDIT_DECISIONS as readonly string[]).includes(decision)) return `decision must be one of ${AUDIT_DECISIONS.join(', ')}`;
+  return undefined;
+}

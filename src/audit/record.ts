@@ -6,6 +6,9 @@ import { hash } from 'node:crypto';
 
 export type AuditDecision = 'allowed' | 'denied' | 'approved' | 'rejected' | 'expired' | 'killed' | 'limited';
 
+/** Every audit decision (SPEC 8), for checking query filters. */
+export const AUDIT_DECISIONS: readonly AuditDecision[] = ['allowed', 'denied', 'approved', 'rejected', 'expired', 'killed', 'limited'];
+
 export interface AuditRecord {
   id: string;
   ts: string;

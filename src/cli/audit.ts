@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { auditView } from '../admin/api.js';
+import { auditFilterProblem, auditView } from '../admin/api.js';
 import { lastMirrored } from '../audit/chain.js';
 import { verifyChain } from '../audit/verify.js';
 import { parseSince } from '../config/units.js';
@@ -27,6 +27,8 @@ export async function audit(argv: string[]): Promise<number> {
   });
   const [sub] = positionals;
   if (positionals.length !== 1) throw new UsageError('audit takes verify, tail or query');
+  const filterProblem = auditFilterProblem(values.protocol, values.decision);
+  if (filterProblem) throw new UsageError(`--${filterProblem}`);
   const c = loadRuntime(configPath(values.config));
   if (sub === 'verify' && !existsSync(join(c.dataDir, 'airlock.db'))) {
     // Opening would create an empty store and report "ok: 0 records": a wrong `data` path (or a

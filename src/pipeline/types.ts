@@ -9,6 +9,9 @@ import type { ErrorCode } from '../errors.js';
 
 export type Protocol = 'http' | 'llm' | 'mcp' | 'a2a';
 
+/** Every protocol, for checking query filters. */
+export const PROTOCOLS: readonly Protocol[] = ['http', 'llm', 'mcp', 'a2a'];
+
 export interface Exchange {
   /** Also the request id the caller sees. */
   id: string;
