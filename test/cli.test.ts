@@ -33,11 +33,15 @@ describe('exit codes (SPEC 11)', { concurrency: true }, () => {
     assert.match(proto.stderr, /unknown verb "constructor"/);
   });
   it('no verb → 2 with the usage; VERB --help → 0', async () => {
-    const [none, verbHelp] = await Promise.all([runCli([]), runCli(['keys', '--help'])]);
+    const [none, verbHelp, unkillHelp] = await Promise.all([runCli([]), runCli(['keys', '--help']), runCli(['unkill', '--help'])]);
     assert.equal(none.code, 2);
     assert.match(none.stdout, /airlock start/);
+    assert.match(none.stdout, /^ {2}airlock unkill <agent> \| --team TEAM \| --target "<pattern>" \| --all /m);
     assert.equal(verbHelp.code, 0);
     assert.match(verbHelp.stdout, /keys create/);
+    assert.equal(unkillHelp.code, 0);
+    assert.match(unkillHelp.stdout, /^usage: airlock unkill <agent> \| --team TEAM \| --target "<pattern>" \| --all /);
+    assert.doesNotMatch(unkillHelp.stdout, /kill --list|airlock kill/, 'unkill has no --list, and is not kill');
   });
   it('bad flags and bad arguments → 2', async () => {
     const runs = await Promise.all([

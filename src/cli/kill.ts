@@ -8,7 +8,8 @@ import { SqliteStore } from '../store/sqlite.js';
 import type { KillScope } from '../store/types.js';
 import { adminBase, adminCall, AdminUnreachable, apiError, args, assertNoGateway, configPath, EXIT_FAILED, EXIT_OK, loadRuntime, printJson, table, UsageError } from './common.js';
 
-export const usage = 'airlock kill <agent> | --team TEAM | --target "<pattern>" | --all [--reason TEXT] | kill --list;  airlock unkill (same scopes)';
+export const usage = 'airlock kill <agent> | --team TEAM | --target "<pattern>" | --all [--reason TEXT] | kill --list   [-c FILE] [--admin URL] [--json]';
+export const unkillUsage = 'airlock unkill <agent> | --team TEAM | --target "<pattern>" | --all   [-c FILE] [--admin URL] [--json]';
 
 function scopeOf(values: { team?: string | undefined; target?: string | undefined; all?: boolean | undefined }, positionals: string[]): { scope: KillScope; value: string } {
   const given = [positionals.length > 0, values.team !== undefined, values.target !== undefined, values.all === true].filter(Boolean).length;

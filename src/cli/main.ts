@@ -20,7 +20,7 @@ const VERBS: Record<string, () => Promise<Verb>> = {
   explain: async () => import('./explain.js').then((m) => ({ usage: m.usage, run: m.explain })),
   keys: async () => import('./keys.js').then((m) => ({ usage: m.usage, run: m.keys })),
   kill: async () => import('./kill.js').then((m) => ({ usage: m.usage, run: (a: string[]) => m.kill(a, false) })),
-  unkill: async () => import('./kill.js').then((m) => ({ usage: m.usage.replace('kill', 'unkill'), run: (a: string[]) => m.kill(a, true) })),
+  unkill: async () => import('./kill.js').then((m) => ({ usage: m.unkillUsage, run: (a: string[]) => m.kill(a, true) })),
   audit: async () => import('./audit.js').then((m) => ({ usage: m.usage, run: m.audit })),
   approvals: async () => import('./approvals.js').then((m) => ({ usage: m.usage, run: m.approvals })),
   usage: async () => import('./usage.js').then((m) => ({ usage: m.usage, run: m.usageVerb })),
