@@ -219,6 +219,9 @@ rules:
     allow: ["mcp-resource: docs/file:///handbook/**"]
   - name: no-menu
     deny: ["mcp-resource: docs/file:///handbook/caf%C3%A9/**"]
+  - name: other-books-travel
+    agents: [other]
+    allow: ["a2a: travel SendMessage"]
 http:
   services:
     github: { url: "http://127.0.0.1:9" }
@@ -287,6 +290,16 @@ http:
     assert.equal(d.decision, 'deny');
     assert.equal(d.rule, null);
     assert.match(d.message, /default deny/);
+  });
+
+  it('an A2A 0.3 method name is judged under its 1.0 name, as the gateway judges it', async () => {
+    const [v03, v10, json] = await Promise.all([explain('other', 'a2a: travel message/send'), explain('other', 'a2a: travel SendMessage'), explain('other', 'a2a: travel tasks/cancel', '--json')]);
+    assert.equal(v03.code, 0, v03.stderr);
+    assert.match(v03.stdout, /^a2a: travel SendMessage$/m);
+    assert.match(v03.stdout, /decision: allowed \(rule "other-books-travel"\)/);
+    assert.equal(v03.stdout, v10.stdout);
+    assert.equal(JSON.parse(json.stdout).action, 'a2a: travel CancelTask');
+    assert.equal(JSON.parse(json.stdout).decision, 'deny');
   });
 
   it('an unknown agent or a malformed action is a usage error (exit 2)', async () => {

@@ -1,4 +1,5 @@
 /** `airlock explain --agent NAME "<action>"`: the decision for an action and the rules behind it; sends nothing. */
+import { methodInfo } from '../protocols/a2a/methods.js';
 import { compileActionPattern, PatternError, uriMatchForm } from '../policies/rules/pattern.js';
 import { args, configPath, EXIT_OK, loadRuntime, printJson, table, UsageError } from './common.js';
 
@@ -25,7 +26,11 @@ export function explain(argv: string[]): number {
   return EXIT_OK;
 }
 
-/** Accepts `http: delete github/x` as `http: DELETE github/x`; checks the shape. */
+/**
+ * Accepts `http: delete github/x` as `http: DELETE github/x`, a resource URI in the MCP door's
+ * spelling, and an A2A 0.3 method name as its 1.0 name (`a2a: travel message/send` →
+ * `a2a: travel SendMessage`), as the gateway judges them; checks the shape.
+ */
 function normalise(action: string): string {
   const m = /^\s*([a-z0-9-]+)\s*:\s*(.+?)\s*$/.exec(action); // digits: `a2a`
   if (!m) throw new UsageError(`"${action}" is not an action; expected "<protocol>: <target>"`);
@@ -36,6 +41,11 @@ function normalise(action: string): string {
     const t = target[0]!.replace(/^\/+/, '');
     rest = `${method!.toUpperCase()} ${t.includes('/') ? t : `${t}/`}`;
   } else if (m[1] === 'mcp-resource') rest = uriMatchForm(rest); // as the MCP door spells it
+  else if (m[1] === 'a2a') {
+    const [agent, method, ...more] = rest.split(/\s+/);
+    const info = method === undefined ? undefined : methodInfo(method);
+    if (info && more.length === 0) rest = `${agent!} ${info.method}`;
+  }
   const out = `${m[1]}: ${rest}`;
   try {
     compileActionPattern(out);
