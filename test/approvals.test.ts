@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { Agent, request } from 'undici';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
-import { runCli, spawnCli, startCliGateway, tempDir, waitFor, writeConfig } from './support/cli.js';
+import { freePort, runCli, spawnCli, startCliGateway, tempDir, waitFor, writeConfig } from './support/cli.js';
 import { startUpstream, type Upstream } from './support/upstream.js';
 
 function config(upUrl: string, extra = ''): string {
@@ -310,6 +310,11 @@ describe('approvals: the CLI in a separate process', () => {
       const list = await runCli(['approvals', 'list', '--status', 'pending', '--admin', t.adminUrl]);
       assert.equal(list.code, 0);
       assert.match(list.stdout, new RegExp(a.id));
+      // What a human decides on: the method, URL and body excerpt, indented under the approval's row.
+      assert.match(list.stdout, new RegExp(`^${a.id} .*\\n {4}POST http://127\\.0\\.0\\.1:\\d+/jobs\\n {4}run$`, 'm'), list.stdout);
+      const badStatus = await runCli(['approvals', 'list', '--status', 'open', '--admin', t.adminUrl]);
+      assert.equal(badStatus.code, 2, badStatus.stderr);
+      assert.match(badStatus.stderr, /--status is one of pending, approved, denied, expired, cancelled/);
       const ok = await runCli(['approvals', 'approve', a.id, '--admin', t.adminUrl]);
       assert.equal(ok.code, 0, ok.stderr);
       assert.equal((await held).status, 200);
@@ -331,6 +336,17 @@ describe('approvals: the CLI in a separate process', () => {
     } finally {
       await t.stop();
       await up.close();
+    }
+  });
+});
+
+describe('approvals: the CLI with no gateway', () => {
+  it('watch, like list, says no gateway answers (exit 1)', async () => {
+    const admin = `http://127.0.0.1:${await freePort()}`;
+    for (const sub of ['watch', 'list']) {
+      const r = await runCli(['approvals', sub, '--admin', admin], { timeoutMs: 10_000 });
+      assert.equal(r.code, 1, `${sub}: ${r.stderr}`);
+      assert.equal(r.stderr, `airlock: no gateway answers at ${admin} (is it running? pass --admin URL)\n`, sub);
     }
   });
 });

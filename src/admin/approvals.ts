@@ -7,13 +7,13 @@
  *   DELETE /api/approvals/remembered/<id>         revoke one
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ApprovalStatus } from '../approvals/types.js';
+import { APPROVAL_STATUSES, type ApprovalStatus } from '../approvals/types.js';
 import { parseDuration } from '../config/units.js';
 import type { Gateway } from '../gateway.js';
 import { sendError, sendJson } from '../server/respond.js';
 import { readJson } from './body.js';
 
-const STATUSES = new Set<ApprovalStatus>(['pending', 'approved', 'denied', 'expired', 'cancelled']);
+const STATUSES = new Set<ApprovalStatus>(APPROVAL_STATUSES);
 
 /** Serves the request if it is an approvals endpoint; returns false otherwise. */
 export async function serveApprovals(gw: Gateway, req: IncomingMessage, res: ServerResponse, url: URL, operator: string, requestId: string): Promise<boolean> {

@@ -2,6 +2,9 @@
 
 export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'cancelled';
 
+/** Every approval status, for checking filters. */
+export const APPROVAL_STATUSES: readonly ApprovalStatus[] = ['pending', 'approved', 'denied', 'expired', 'cancelled'];
+
 export interface Approval {
   id: string;
   exchangeId: string;

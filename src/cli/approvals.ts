@@ -3,18 +3,27 @@
  * deny <id> [--reason R] | watch | remembered | forget <id>` — through the running gateway's admin API.
  */
 import { request } from 'undici';
+import { APPROVAL_STATUSES } from '../approvals/types.js';
 import { parseDuration } from '../config/units.js';
-import { adminBase, adminCall, apiError, args, EXIT_FAILED, EXIT_OK, printJson, table, UsageError } from './common.js';
+import { adminBase, adminCall, AdminUnreachable, apiError, args, EXIT_FAILED, EXIT_OK, printJson, table, UsageError } from './common.js';
 
 export const usage = 'airlock approvals list [--status pending|approved|denied|expired|cancelled] | approve <id> [--remember 10m] [--reason R] | deny <id> [--reason R] | watch | remembered | forget <id>   [--admin URL] [--json]';
 
 type Row = Record<string, unknown>;
 
+/** One table row per approval, each followed by its summary (method and URL and body excerpt, tool and arguments …), indented: what a human decides on. */
 function rows(list: Row[]): string {
-  return table([
+  const lines = table([
     ['ID', 'STATUS', 'AGENT', 'ACTION', 'CREATED', 'EXPIRES', 'DECIDED BY'],
     ...list.map((a) => [String(a['id']), String(a['status']), String(a['agent']), String(a['action']), String(a['createdAt']), String(a['expiresAt']), String(a['decidedBy'] ?? '')]),
-  ]);
+  ]).split('\n');
+  let out = `${lines[0]!}\n`;
+  list.forEach((a, i) => {
+    out += `${lines[i + 1]!}\n`;
+    const detail = [...(a['user'] ? [`for user ${String(a['user'])}`] : []), ...(a['summary'] ? String(a['summary']).split('\n') : []), ...(a['reason'] ? [`reason: ${String(a['reason'])}`] : [])];
+    for (const d of detail) out += `    ${d}\n`;
+  });
+  return out;
 }
 
 function describe(a: Row): string {
@@ -36,6 +45,7 @@ export async function approvals(argv: string[]): Promise<number> {
   };
   switch (sub) {
     case 'list': {
+      if (values.status !== undefined && !(APPROVAL_STATUSES as readonly string[]).includes(values.status)) throw new UsageError(`--status is one of ${APPROVAL_STATUSES.join(', ')}`);
       const q = new URLSearchParams();
       if (values.status) q.set('status', values.status);
       if (values.limit) q.set('limit', values.limit);
@@ -80,7 +90,14 @@ async function watch(base: string, json: boolean): Promise<number> {
   // (and shown once), where the other order would miss it.
   const headers: Record<string, string> = { accept: 'text/event-stream' };
   if (process.env['AIRLOCK_ADMIN_TOKEN']) headers['authorization'] = `Bearer ${process.env['AIRLOCK_ADMIN_TOKEN']}`;
-  const res = await request(`${base}/api/events`, { headers, bodyTimeout: 0 });
+  let res;
+  try {
+    res = await request(`${base}/api/events`, { headers, bodyTimeout: 0 });
+  } catch (e) {
+    // Said as every other verb says it (not a bare "connect ECONNREFUSED").
+    if ((e as { code?: string }).code === 'ECONNREFUSED') throw new AdminUnreachable(`no gateway answers at ${base} (is it running? pass --admin URL)`);
+    throw e;
+  }
   if (res.statusCode !== 200) {
     await res.body.dump().catch(() => {});
     process.stderr.write(`airlock: the event feed answered ${res.statusCode}\n`);
