@@ -86,6 +86,26 @@ describe('approvals: decisions through the admin API', () => {
     assert.equal(rec['approval'].reason, 'looks fine');
   });
 
+  it('summaries leave secrets out, as MCP and A2A excerpts do: JSON bodies, forms and query strings; the call itself is unchanged', async () => {
+    const jsonBody = '{"title":"rotate","password":"hunter2","nested":{"api_key":"k-123"},"note":"uses sk-abcdefghijklmnopqrstuvwx"}';
+    const held = call(`${t.agentUrl}/http/api/secrets?token=tok-456&page=2`, { method: 'POST', key: KEYS.alice, headers: { 'content-type': 'application/json' }, body: jsonBody });
+    const a = await pendingFor({ adminUrl: t.adminUrl, token: TOKEN }, 'http: POST api/secrets');
+    for (const secret of ['hunter2', 'k-123', 'sk-abcdefghijklmnopqrstuvwx', 'tok-456']) assert.ok(!a.summary.includes(secret), `${secret} is not in: ${a.summary}`);
+    assert.match(a.summary, /\/secrets\?token=\[redacted\]&page=2/);
+    assert.match(a.summary, /"title":"rotate"/);
+    assert.match(a.summary, /"password":"\[redacted\]"/);
+    await admin(`/api/approvals/${a.id}`, { decision: 'approve' });
+    assert.equal((await held).status, 200);
+    assert.equal(up.received.at(-1)!.body.toString(), jsonBody, 'the upstream gets the body as sent');
+    assert.equal(up.received.at(-1)!.url, '/secrets?token=tok-456&page=2');
+
+    const form = call(`${t.agentUrl}/http/api/login`, { method: 'POST', key: KEYS.alice, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'user=ann&client_secret=s3cr3t&pass=pw1' });
+    const f = await pendingFor({ adminUrl: t.adminUrl, token: TOKEN }, 'http: POST api/login');
+    assert.match(f.summary, /user=ann&client_secret=\[redacted\]&pass=\[redacted\]/);
+    await admin(`/api/approvals/${f.id}`, { decision: 'deny' });
+    assert.equal((await form).status, 403);
+  });
+
   it('a denial answers 403 approval_denied with the reason, and the upstream never sees the call', async () => {
     const before = up.received.length;
     const held = call(`${t.agentUrl}/http/api/users/7`, { method: 'DELETE', key: KEYS.alice });

@@ -132,15 +132,16 @@ llm:
     assert.equal(rec.details.model, 'demo-mini');
   });
 
-  it('approvals: a held LLM call shows model and prompt excerpt, and runs once approved', async () => {
+  it('approvals: a held LLM call shows model and prompt excerpt (credential-shaped values redacted), and runs once approved', async () => {
     const bob = openaiAgent(t.agentUrl, KEYS.bob);
-    const held = bob.chat.completions.create({ model: 'demo-canned', messages: [{ role: 'user', content: 'please transfer the budget to marketing' }] });
+    const held = bob.chat.completions.create({ model: 'demo-canned', messages: [{ role: 'user', content: 'please transfer the budget to marketing; the key is sk-live0123456789abcdefghij' }] });
     const a = await eventually('a pending approval', async () => {
       const r = await call(`${t.adminUrl}/api/approvals?status=pending`);
       return (r.json.approvals as { action: string; id: string; summary: string }[]).find((x) => x.action === 'llm: demo-canned');
     });
     assert.match(a.summary, /chat completion with model demo-canned, 1 message/);
-    assert.match(a.summary, /user: please transfer the budget to marketing/);
+    assert.match(a.summary, /user: please transfer the budget to marketing; the key is \[redacted\]/);
+    assert.ok(!a.summary.includes('sk-live0123456789abcdefghij'), a.summary);
     const d = await call(`${t.adminUrl}/api/approvals/${a.id}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ decision: 'approve' }) });
     assert.equal(d.status, 200);
     assert.equal((await held).choices[0]!.message.content, 'Canned answer from the mock.');

@@ -1,6 +1,7 @@
 /** Reading and bounding request bodies. */
 import type { IncomingMessage } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
+import { scrubbedJson, scrubSecretText } from '../../audit/secrets.js';
 
 /** Bodies up to this size are read before judging (loop-guard identity, retries, excerpts); larger ones stream. */
 export const BUFFERED_BODY_LIMIT = 64 * 1024;
@@ -49,9 +50,21 @@ export class BoundedBody extends Transform {
   }
 }
 
-/** A short, printable excerpt of a body for approvals; never more than `max` characters. */
+/**
+ * A short, printable excerpt of a body for approval summaries; never more than `max` characters.
+ * Secrets are left out as in the other front doors' excerpts: a JSON body is shown with the values
+ * under secret-looking keys replaced, other text with secret-looking `key=value` pairs and values replaced.
+ */
 export function bodyExcerpt(body: Buffer, contentType: string | undefined, max = 500): string | undefined {
   if (contentType && !/json|text|xml|form/i.test(contentType)) return `<${body.length} bytes of ${contentType}>`;
-  const s = body.subarray(0, max * 4).toString('utf8').replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '');
+  const text = body.toString('utf8');
+  if (contentType ? /json/i.test(contentType) : /^\s*[[{]/.test(text)) {
+    try {
+      return scrubbedJson(JSON.parse(text), max);
+    } catch {
+      // not JSON after all: shown as text
+    }
+  }
+  const s = scrubSecretText(text.slice(0, max * 4).replace(/[\x00-\x08\x0b-\x1f\x7f]/g, ''));
   return s.length > max ? `${s.slice(0, max)}…` : s;
 }

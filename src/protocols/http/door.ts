@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline as pipe } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { scrubSecretText } from '../../audit/secrets.js';
 import type { HttpService } from '../../config/compile.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
 import type { ExchangeAbort } from '../../pipeline/abort.js';
@@ -57,7 +58,7 @@ export async function serveHttp(gw: DoorContext, req: IncomingMessage, res: Serv
   const streamBody = hasBody && body === undefined;
   const argsKey = `${route.query}#${body ? createHash('sha1').update(body).digest('base64') : streamBody ? 'stream' : ''}`;
   const shown = body ? `\n${bodyExcerpt(body, req.headers['content-type'])}` : streamBody ? '\n(the body is streamed to the service, so it is not shown here)' : '';
-  const summary = `${method} ${svc.url.origin}${svc.basePath}${route.rawPath}${route.query}${shown}`;
+  const summary = `${method} ${svc.url.origin}${svc.basePath}${route.rawPath}${scrubSecretText(route.query)}${shown}`;
 
   const x = gw.pipeline.begin({ id: requestId, protocol: 'http', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey, summary, config: caller.config });
   // An agent that hangs up cancels its call, whether it is held for approval or already upstream.

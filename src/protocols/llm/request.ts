@@ -3,6 +3,7 @@
  * (model, stream, output cap), with the prompt's text for estimates and a short summary for
  * approvals. Everything else is the provider's to validate.
  */
+import { scrubSecrets } from '../../audit/secrets.js';
 import { nestedDeeperThan } from '../json.js';
 import type { Operation } from './routes.js';
 
@@ -120,7 +121,7 @@ export function reserveInputTokens(body: Record<string, unknown>): number {
 }
 
 function excerpt(s: string, max: number): string {
-  const clean = s.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '').trim();
+  const clean = scrubSecrets(s.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '').trim());
   return clean.length > max ? `${clean.slice(0, max)}…` : clean;
 }
 

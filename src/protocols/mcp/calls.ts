@@ -8,7 +8,7 @@
 import { uriMatchForm } from '../../policies/rules/pattern.js';
 import { createHash } from 'node:crypto';
 import { canonical } from '../../audit/record.js';
-import { SECRET_KEY_RE, scrubSecrets } from '../../audit/secrets.js';
+import { scrubbedJson } from '../../audit/secrets.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
 import type { ExchangeAbort } from '../../pipeline/abort.js';
 import type { Exchange } from '../../pipeline/types.js';
@@ -35,19 +35,7 @@ export interface JudgedCall {
 /** Arguments as bounded JSON text, values under secret-looking keys and secret-looking values replaced. */
 export function argsExcerpt(args: unknown, max: number): string {
   if (max === 0 || args === undefined) return '';
-  const scrub = (v: unknown, depth: number): unknown => {
-    if (depth > 6) return '…';
-    if (typeof v === 'string') return scrubSecrets(v.length > max ? `${v.slice(0, max)}…` : v);
-    if (Array.isArray(v)) return v.slice(0, 20).map((x) => scrub(x, depth + 1));
-    if (v !== null && typeof v === 'object') {
-      const o: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(v).slice(0, 50)) o[k] = SECRET_KEY_RE.test(k) ? '[redacted]' : scrub(x, depth + 1);
-      return o;
-    }
-    return v;
-  };
-  const s = JSON.stringify(scrub(args, 0)) ?? '';
-  return s.length > max ? `${s.slice(0, max)}…` : s;
+  return scrubbedJson(args, max);
 }
 
 function actionOf(c: JudgedCall): string {
