@@ -320,6 +320,7 @@ http:
         assert.equal(recs[0]!['phase'], 'final');
         assert.equal(recs[0]!['decision'], decision);
         assert.equal(recs[0]!['code'], code);
+        assert.equal(recs[0]!['status'], r.status, `${decision}: the status the agent got`);
         if (decision === 'denied') assert.equal(recs[0]!['rule'], 'no-admin');
       }
     });

@@ -242,6 +242,9 @@ describe('approvals: decisions through the admin API', () => {
     assert.equal(await held, 'aborted');
     await waitFor('the approval cancelled', async () => (await admin(`/api/approvals/${a.id}`)).json.status === 'cancelled');
     assert.equal((await admin(`/api/approvals/${a.id}`, { decision: 'approve' })).status, 409);
+    const exchangeId = (await admin(`/api/approvals/${a.id}`)).json.exchangeId;
+    const rec = await waitFor('the final record', async () => ((await admin('/api/audit?limit=200')).json.records as Record<string, any>[]).find((r) => r['id'] === exchangeId && r['phase'] === 'final'));
+    assert.equal(rec['status'], undefined, 'nothing was answered: no status');
   });
 });
 

@@ -15,7 +15,7 @@ import { randomUUID } from 'node:crypto';
 import type { AuditLog } from '../audit/log.js';
 import type { AuditRecord } from '../audit/record.js';
 import type { AgentRuntime, RuntimeConfig } from '../config/compile.js';
-import type { ErrorCode } from '../errors.js';
+import { ERROR_CODES, type ErrorCode } from '../errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { auditDecisionFor } from './decision.js';
@@ -125,7 +125,9 @@ export class Pipeline {
         rule: verdict.rule ?? x.rule,
         code: verdict.code,
         message: verdict.message,
-        status: undefined,
+        // The code's status, as for callers refused before an exchange existed (`reject`): a
+        // denial's record says 403/429/402 like a 404's says 404. An agent that hung up got none.
+        status: x.abort.reason === 'client_closed' ? undefined : ERROR_CODES[verdict.code].status,
         durationMs: round(performance.now() - x.startedHr),
       });
       return verdict;
@@ -141,7 +143,7 @@ export class Pipeline {
       this.log.error({ err: e, exchange: x.id }, 'audit store failed; refusing the exchange (write-ahead)');
       const message = 'the audit store could not record this call, so it was not made';
       // The refusal itself goes on record once the store takes writes again: nothing goes unaudited.
-      this.record(x, 'final', { decision: 'denied', rule: x.rule, code: 'internal_error', message, durationMs: round(performance.now() - x.startedHr) }).catch(() => {});
+      this.record(x, 'final', { decision: 'denied', rule: x.rule, code: 'internal_error', message, status: ERROR_CODES.internal_error.status, durationMs: round(performance.now() - x.startedHr) }).catch(() => {});
       return { kind: 'deny', code: 'internal_error', message };
     }
     return verdict;
