@@ -91,7 +91,7 @@ export class Approvals {
       session: x.session,
       protocol: x.protocol,
       action: x.action,
-      summary: x.summary ?? x.action,
+      summary: (typeof x.summary === 'function' ? x.summary() : x.summary) ?? x.action,
       argsKey: x.argsKey,
       rule,
       createdAt: new Date(now).toISOString(),

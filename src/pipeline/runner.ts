@@ -33,7 +33,7 @@ export interface ExchangeInit {
   action: string;
   target: Record<string, unknown>;
   argsKey: string;
-  summary?: string | undefined;
+  summary?: string | (() => string) | undefined;
   config: RuntimeConfig;
   estimate?: Estimate | undefined;
 }

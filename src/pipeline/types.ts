@@ -31,8 +31,11 @@ export interface Exchange {
   target: Record<string, unknown>;
   /** What makes two calls "the same" for the loop guard (arguments, query, body digest). */
   argsKey: string;
-  /** A bounded, secret-free summary for approvals and audit. */
-  summary: string | undefined;
+  /**
+   * A bounded, secret-free summary for approvals. A function when building it costs something (an
+   * excerpt of the body, scrubbed): it is called only if the exchange is held for a person.
+   */
+  summary: string | (() => string) | undefined;
   /** The config this exchange is judged and served under, even if a reload happens meanwhile. */
   config: RuntimeConfig;
   /** Epoch ms when it began. */

@@ -57,8 +57,11 @@ export async function serveHttp(gw: DoorContext, req: IncomingMessage, res: Serv
   }
   const streamBody = hasBody && body === undefined;
   const argsKey = `${route.query}#${body ? createHash('sha1').update(body).digest('base64') : streamBody ? 'stream' : ''}`;
-  const shown = body ? `\n${bodyExcerpt(body, req.headers['content-type'])}` : streamBody ? '\n(the body is streamed to the service, so it is not shown here)' : '';
-  const summary = `${method} ${svc.url.origin}${svc.basePath}${route.rawPath}${scrubSecretText(route.query)}${shown}`;
+  // Built only if the call is held for a person: the excerpt parses and scrubs the body.
+  const summary = () => {
+    const shown = body ? `\n${bodyExcerpt(body, req.headers['content-type'])}` : streamBody ? '\n(the body is streamed to the service, so it is not shown here)' : '';
+    return `${method} ${svc.url.origin}${svc.basePath}${route.rawPath}${scrubSecretText(route.query)}${shown}`;
+  };
 
   const x = gw.pipeline.begin({ id: requestId, protocol: 'http', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey, summary, config: caller.config });
   // An agent that hangs up cancels its call, whether it is held for approval or already upstream.
