@@ -113,6 +113,13 @@ mcp:
     assert.match(r.stderr, /not ending with "_"/);
   });
 
+  it('refuses store.postgres and store.redis, which this version does not have, rather than quietly keeping everything in SQLite', async () => {
+    const r = await check('scale-out.yaml', `agents:\n  x: {}\nstore:\n  postgres: { url: "postgres://127.0.0.1/airlock" }\n  redis: { url: "redis://127.0.0.1:6379" }\n`);
+    assert.equal(r.code, 1, r.stdout);
+    assert.ok(r.stderr.includes(`${r.file}:4: store.postgres:`), r.stderr);
+    assert.match(r.stderr, /scale-out store .* is not in this version/);
+  });
+
   it('names FILE:LINE for invalid YAML', async () => {
     const r = await check('bad-yaml.yaml', 'agents:\n  x: {}\nrules: [\n  - name: r\n');
     assert.equal(r.code, 1);

@@ -76,6 +76,9 @@ const httpService = z.strictObject({
 const notify = z.strictObject({ webhook: z.url(), headers: headers.optional() });
 
 /** The whole config file. */
+const SCALE_OUT_MISSING =
+  'the scale-out store (PostgreSQL for records, Redis for shared counters) is not in this version of airlock: records, kill switches and counters are kept in the embedded SQLite store under `data`, for one gateway; remove the store section';
+
 export const configSchema = z.strictObject({
   listen: hostPort.optional().describe('agent port, default 127.0.0.1:8844'),
   data: z.string().optional().describe('directory of the embedded store and audit.jsonl, default ./.airlock'),
@@ -110,7 +113,14 @@ export const configSchema = z.strictObject({
   llm: llmSection.optional(),
   mcp: mcpSection.optional(),
   a2a: a2aSection.optional(),
-  store: z.looseObject({}).optional(),
+  store: z
+    .strictObject({
+      // SPEC's scale-out store. Not in this version: accepting the keys and keeping everything in
+      // SQLite anyway would let two gateways meant to share counters each count alone.
+      postgres: z.never({ error: SCALE_OUT_MISSING }).optional(),
+      redis: z.never({ error: SCALE_OUT_MISSING }).optional(),
+    })
+    .optional(),
 });
 
 export type ConfigFile = z.infer<typeof configSchema>;
