@@ -164,6 +164,10 @@ export class Gateway implements AgentPortDeps {
     return this.listening && !this.draining;
   }
 
+  isDraining(): boolean {
+    return this.draining;
+  }
+
   private async listen(): Promise<void> {
     const c = this.current;
     // A gateway killed with its services' launchers (kill -9 of both) left them running: they hold

@@ -443,6 +443,9 @@ http:
       assert.equal(sample(m1, 'airlock_approvals_pending'), 0, 'nothing is held');
       const lag = sample(m1, 'airlock_audit_lag_seconds');
       assert.ok(lag !== undefined && lag >= 0 && lag < 5, `audit lag ${lag}`);
+      // The process metrics carry one prefix, not two.
+      assert.match(m1, /^airlock_process_cpu_user_seconds_total /m);
+      assert.doesNotMatch(m1, /airlock_process_process_/);
     });
 
     it('/healthz and /readyz answer on both ports, without credentials', async () => {

@@ -98,6 +98,7 @@ describe('airlock start', { timeout: 180_000 }, () => {
       gw.child.kill('SIGTERM');
       // While it drains: readiness says so on the admin port, and the agent port takes no new connections.
       await waitFor('/readyz to report draining', async () => (await call(`${gw.adminUrl}/readyz`)).status === 503, 1000, 20);
+      assert.equal((await call(`${gw.adminUrl}/readyz`)).json.status, 'draining');
       await assert.rejects(call(`${gw.agentUrl}/healthz`), (e: NodeJS.ErrnoException) => e.code === 'ECONNREFUSED');
       const r = await inFlight;
       assert.equal(r.status, 200);

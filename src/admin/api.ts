@@ -79,7 +79,7 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
   const method = req.method ?? 'GET';
 
   if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
-  if (path === '/readyz') return gw.ready() ? sendJson(res, 200, { status: 'ready' }) : sendJson(res, 503, { status: 'draining' });
+  if (path === '/readyz') return gw.ready() ? sendJson(res, 200, { status: 'ready' }) : sendJson(res, 503, { status: gw.isDraining() ? 'draining' : 'starting' });
 
   const refused = browserRefusal(req, gw.config().admin.listen.host);
   if (refused) return fail('denied', refused);

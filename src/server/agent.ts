@@ -22,6 +22,8 @@ export interface AgentPortDeps extends McpDoorContext, A2ADoorContext {
   readonly keys: KeyRing;
   config(): RuntimeConfig;
   ready(): boolean;
+  /** Stopping: refusing new work while in-flight exchanges finish. */
+  isDraining(): boolean;
 }
 
 /** The request handler of the agent port. */
@@ -36,7 +38,7 @@ export function agentHandler(gw: AgentPortDeps): (req: IncomingMessage, res: Ser
     if (!url.startsWith('/http/')) res.setHeader('x-airlock-request-id', requestId);
     const bare = url.split('?', 1)[0];
     if (bare === '/healthz') return sendJson(res, 200, { status: 'ok' });
-    if (bare === '/readyz') return gw.ready() ? sendJson(res, 200, { status: 'ready' }) : sendJson(res, 503, { status: 'starting' });
+    if (bare === '/readyz') return gw.ready() ? sendJson(res, 200, { status: 'ready' }) : sendJson(res, 503, { status: gw.isDraining() ? 'draining' : 'starting' });
 
     const config = gw.config();
     const refuse = (code: ErrorCode, message: string, agentName?: string) => {

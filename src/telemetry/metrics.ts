@@ -46,6 +46,7 @@ export class Metrics {
   readonly inFlight = new Gauge({ name: 'airlock_exchanges_in_flight', help: 'Exchanges being served now', registers: [this.registry] });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'airlock_process_' });
+    // Their own names start process_ or nodejs_: airlock_process_cpu_seconds_total, airlock_nodejs_heap_size_used_bytes …
+    collectDefaultMetrics({ register: this.registry, prefix: 'airlock_' });
   }
 }
