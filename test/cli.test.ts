@@ -164,6 +164,19 @@ http:
     assert.match(down.stderr, /no gateway answers/);
   });
 
+  it('with admin.listen on port 0 and no gateway running, a verb that needs one says how to reach it instead of calling port 0', async () => {
+    const off = tempDir();
+    try {
+      const file = writeConfig(off.dir, `admin:\n  listen: "127.0.0.1:0"\nagents:\n  bot: {}\n`);
+      const r = await runCli(['approvals', 'list', '-c', file]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /no running gateway found .*admin\.listen is port 0.*pass --admin URL/);
+      assert.doesNotMatch(r.stderr, /127\.0\.0\.1:0/);
+    } finally {
+      off.cleanup();
+    }
+  });
+
   it('with no gateway running, create and revoke write to the store; the gateway honours them when it starts', async () => {
     const off = tempDir();
     try {

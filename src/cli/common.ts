@@ -55,6 +55,8 @@ export function adminBase(admin: string | undefined, config: string | undefined)
   const c = loadRuntime(configPath(config));
   const running = runningGateway(c.dataDir);
   if (running) return reachable(running.admin);
+  // Port 0 means "any free port": only a running gateway's gateway.json can say which it got.
+  if (c.admin.listen.port === 0) throw new AdminUnreachable(`no running gateway found on ${c.dataDir} (admin.listen is port 0, so its port is known only while it runs); pass --admin URL`);
   const h = c.admin.listen.host.includes(':') ? `[${c.admin.listen.host}]` : c.admin.listen.host;
   return reachable(`http://${h}:${c.admin.listen.port}`);
 }
