@@ -75,10 +75,10 @@ const httpService = z.strictObject({
 
 const notify = z.strictObject({ webhook: z.url(), headers: headers.optional() });
 
-/** The whole config file. */
 const SCALE_OUT_MISSING =
   'the scale-out store (PostgreSQL for records, Redis for shared counters) is not in this version of airlock: records, kill switches and counters are kept in the embedded SQLite store under `data`, for one gateway; remove the store section';
 
+/** The whole config file. */
 export const configSchema = z.strictObject({
   listen: hostPort.optional().describe('agent port, default 127.0.0.1:8844'),
   data: z.string().optional().describe('directory of the embedded store and audit.jsonl, default ./.airlock'),
