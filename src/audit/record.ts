@@ -3,6 +3,7 @@
  * and undefined values left out, so a hash over it is reproducible by anyone.
  */
 import { hash } from 'node:crypto';
+import type { AuditBodies } from './bodies.js';
 
 export type AuditDecision = 'allowed' | 'denied' | 'approved' | 'rejected' | 'expired' | 'killed' | 'limited';
 
@@ -32,7 +33,10 @@ export interface AuditRecord {
   costUsd?: number | undefined;
   bytesIn?: number | undefined;
   bytesOut?: number | undefined;
+  /** Values replaced by `[redacted]` in `bodies`; set with them. */
   redactions?: number | undefined;
+  /** With `audit.bodies: true`, final records only: the request and response bodies, redacted and cut (bodies.ts). */
+  bodies?: AuditBodies | undefined;
   /** Protocol-specific facts (attempts, upstream model, MCP isError …); never secrets. */
   details?: Record<string, unknown> | undefined;
 }
@@ -71,7 +75,7 @@ export function canonical(value: unknown): string {
 }
 
 /** Every field of an audit record, in sorted order. */
-const RECORD_KEYS = ['action', 'agent', 'approval', 'bytesIn', 'bytesOut', 'code', 'costUsd', 'decision', 'details', 'durationMs', 'id', 'message', 'phase', 'protocol', 'redactions', 'rule', 'session', 'status', 'target', 'team', 'ts', 'usage', 'user'] as const;
+const RECORD_KEYS = ['action', 'agent', 'approval', 'bodies', 'bytesIn', 'bytesOut', 'code', 'costUsd', 'decision', 'details', 'durationMs', 'id', 'message', 'phase', 'protocol', 'redactions', 'rule', 'session', 'status', 'target', 'team', 'ts', 'usage', 'user'] as const;
 // The compiler keeps the list whole: a field added to AuditRecord and missing here is a type error.
 const allKeysListed: Exclude<keyof AuditRecord, (typeof RECORD_KEYS)[number]> extends never ? true : never = true;
 void allKeysListed;

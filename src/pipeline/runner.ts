@@ -13,6 +13,7 @@
 import { ExchangeAbort } from './abort.js';
 import { randomUUID } from 'node:crypto';
 import type { AuditLog } from '../audit/log.js';
+import type { AuditBodies, ExchangeBodies } from '../audit/bodies.js';
 import type { AuditRecord } from '../audit/record.js';
 import type { AgentRuntime, RuntimeConfig } from '../config/compile.js';
 import { ERROR_CODES, type ErrorCode } from '../errors.js';
@@ -36,6 +37,8 @@ export interface ExchangeInit {
   summary?: string | (() => string) | undefined;
   config: RuntimeConfig;
   estimate?: Estimate | undefined;
+  /** Made by the front door only when `config.audit.bodies` is on. */
+  bodies?: ExchangeBodies | undefined;
 }
 
 /** A caller refused before an exchange could be formed (no key, unknown route, malformed request). */
@@ -93,6 +96,7 @@ export class Pipeline {
       approval: undefined,
       passed: [],
       estimate: init.estimate,
+      bodies: init.bodies,
     };
   }
 
@@ -222,6 +226,9 @@ export class Pipeline {
 
   /** The exchange's facts plus what this phase adds. */
   private record(x: Exchange, phase: AuditRecord['phase'], fields: Pick<AuditRecord, 'decision' | 'rule' | 'status' | 'code' | 'message' | 'durationMs' | 'usage' | 'costUsd' | 'bytesIn' | 'bytesOut' | 'details'>): Promise<void> {
+    let bodies: AuditBodies | undefined;
+    let redactions: number | undefined;
+    if (phase === 'final' && x.bodies !== undefined) ({ bodies, redactions } = this.bodiesOf(x));
     // Every field named, in one order, rather than spread: every record then has the same shape,
     // which keeps building and serializing it on V8's fast paths (the spread was ~2% of the event loop).
     const rec: AuditRecord = {
@@ -246,10 +253,25 @@ export class Pipeline {
       costUsd: fields.costUsd,
       bytesIn: fields.bytesIn,
       bytesOut: fields.bytesOut,
+      redactions,
+      bodies,
       details: fields.details,
     };
     if (phase === 'final') this.metrics.exchanges.labels(x.protocol, x.agent.name, rec.decision).inc();
     return this.audit.append(rec);
+  }
+
+  /**
+   * The final record's bodies, redacted. A failure here leaves the bodies out (never unredacted)
+   * and the record is written without them.
+   */
+  private bodiesOf(x: Exchange): { bodies: AuditBodies | undefined; redactions: number | undefined } {
+    try {
+      return x.bodies!.render();
+    } catch (e) {
+      this.log.error({ err: e, exchange: x.id }, 'redacting the bodies of an exchange failed; its final record is written without them');
+      return { bodies: undefined, redactions: undefined };
+    }
   }
 }
 

@@ -3,6 +3,7 @@
  * the outcome the front door reports back. Policies see only these, never sockets or bytes.
  */
 import type { ExchangeAbort } from './abort.js';
+import type { ExchangeBodies } from '../audit/bodies.js';
 import type { AuditDecision, AuditRecord } from '../audit/record.js';
 import type { AgentRuntime, RuntimeConfig } from '../config/compile.js';
 import type { ErrorCode } from '../errors.js';
@@ -55,6 +56,8 @@ export interface Exchange {
   passed: Policy[];
   /** What the call may consume, set by front doors that know (LLM): token limits and budgets reserve it. */
   estimate: Estimate | undefined;
+  /** With `audit.bodies: true` in the exchange's config: the bodies the front door captured, for the final record. */
+  bodies: ExchangeBodies | undefined;
 }
 
 /** An upper estimate of a call's consumption, reserved before it runs and settled with real usage after. */

@@ -9,6 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ExchangeBodies, injectedSecrets } from '../../audit/bodies.js';
 import { canonical } from '../../audit/record.js';
 import type { A2ARemoteAgent } from '../../config/a2a.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
@@ -246,7 +247,12 @@ async function judgeAndForward(gw: A2ADoorContext, req: IncomingMessage, res: Se
   }
 
   const summary = `${method} → A2A agent "${agent.name}"${ids.taskId !== undefined ? ` (task ${ids.taskId})` : ''}${excerpt !== '' ? `\n${excerpt}` : ''}`;
-  const x = gw.pipeline.begin({ id: caller.requestId, protocol: 'a2a', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey: argsKey(call.params), summary, config: caller.config });
+  let bodies: ExchangeBodies | undefined;
+  if (caller.config.audit.bodies) {
+    bodies = new ExchangeBodies(injectedSecrets(agent.headers));
+    if (call.body) bodies.request.describe(req.headers['content-type'], req.headers['content-encoding']).set(call.body);
+  }
+  const x = gw.pipeline.begin({ id: caller.requestId, protocol: 'a2a', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey: argsKey(call.params), summary, config: caller.config, bodies });
   // An agent that hangs up cancels its call, whether it is held for approval or already upstream.
   res.on('close', () => {
     if (!res.writableFinished && !x.abort.aborted) x.abort.abort('client_closed');

@@ -133,9 +133,12 @@ export async function forward(gw: DoorContext, x: Exchange, req: IncomingMessage
   const body = up.body;
   // Relayed by hand rather than with stream.pipeline, which would destroy the agent's response on
   // an upstream error before a last SSE event could say why the stream ended.
+  // With audit.bodies on, the answer is also copied (up to a cap) as it passes.
+  const capture = x.bodies?.response.describe(up.headers['content-type'], up.headers['content-encoding']);
   body.on('data', (c: Buffer) => {
     bytesOut += c.length;
     tap?.write(c);
+    if (capture) capture.write(c);
     if (!res.write(c)) body.pause();
   });
   res.on('drain', () => body.resume());
@@ -196,6 +199,7 @@ async function readWhole(gw: DoorContext, x: Exchange, res: ServerResponse, f: F
 /** A rewritten answer, sent whole with the upstream's status and headers (less what no longer fits). */
 function sendRewritten(x: Exchange, res: ServerResponse, up: UpstreamAnswer, out: string): void {
   const headers = agentResponseHeaders(up.headers, x.id, REWRITTEN_DROP);
+  x.bodies?.response.describe(up.headers['content-type']).set(out);
   headers['content-length'] = String(Buffer.byteLength(out));
   res.writeHead(up.statusCode, headers);
   res.end(out);

@@ -1,6 +1,7 @@
 /** Reading and bounding request bodies. */
 import type { IncomingMessage } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
+import type { BodyCapture } from '../../audit/bodies.js';
 import { scrubbedJson, scrubSecretText } from '../../audit/secrets.js';
 
 /** Bodies up to this size are read before judging (loop-guard identity, retries, excerpts); larger ones stream. */
@@ -32,11 +33,17 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
-/** Passes a streamed body through, counting it, and fails it once it passes `limit`. */
+/**
+ * Passes a streamed body through, counting it, and fails it once it passes `limit`. With a
+ * `capture` (audit.bodies), each chunk is also handed to it as it passes.
+ */
 export class BoundedBody extends Transform {
   bytes = 0;
   tooLarge = false;
-  constructor(private readonly limit: number) {
+  constructor(
+    private readonly limit: number,
+    private readonly capture?: BodyCapture | undefined,
+  ) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -46,6 +53,7 @@ export class BoundedBody extends Transform {
       cb(Object.assign(new Error('request body is over maxBodySize'), { code: 'payload_too_large' }));
       return;
     }
+    this.capture?.write(chunk);
     cb(null, chunk);
   }
 }

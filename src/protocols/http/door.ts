@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline as pipe } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ExchangeBodies, injectedSecrets } from '../../audit/bodies.js';
 import { scrubSecretText } from '../../audit/secrets.js';
 import type { HttpService } from '../../config/compile.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
@@ -63,7 +64,13 @@ export async function serveHttp(gw: DoorContext, req: IncomingMessage, res: Serv
     return `${method} ${svc.url.origin}${svc.basePath}${route.rawPath}${scrubSecretText(route.query)}${shown}`;
   };
 
-  const x = gw.pipeline.begin({ id: requestId, protocol: 'http', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey, summary, config: caller.config });
+  let bodies: ExchangeBodies | undefined;
+  if (caller.config.audit.bodies) {
+    bodies = new ExchangeBodies(injectedSecrets(svc.headers));
+    bodies.request.describe(req.headers['content-type'], req.headers['content-encoding']);
+    if (body) bodies.request.set(body);
+  }
+  const x = gw.pipeline.begin({ id: requestId, protocol: 'http', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey, summary, config: caller.config, bodies });
   // An agent that hangs up cancels its call, whether it is held for approval or already upstream.
   res.on('close', () => {
     if (!res.writableFinished && !x.abort.aborted) x.abort.abort('client_closed');
@@ -81,7 +88,7 @@ async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: Inco
   const signal = x.abort; // undici takes the emitter itself: no AbortSignal per call
   const headers = upstreamRequestHeaders(req.headers, svc.headers);
   if (streamBody) continueIfExpected(req, res);
-  const bounded = streamBody ? new BoundedBody(svc.maxBodySize) : undefined;
+  const bounded = streamBody ? new BoundedBody(svc.maxBodySize, x.bodies?.request) : undefined;
   if (bounded) pipe(req, bounded, () => {});
   const canRetry = svc.retries > 0 && isIdempotent(method) && !streamBody;
   let attempts = 0;
@@ -141,7 +148,17 @@ async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: Inco
     res.writeHead(up.statusCode, agentResponseHeaders(up.headers, x.id));
     let bytesOut = 0;
     const status = up.statusCode;
-    up.body.on('data', (c: Buffer) => (bytesOut += c.length));
+    // With audit.bodies on, the answer is also copied (up to a cap) as it passes.
+    const capture = x.bodies?.response.describe(up.headers['content-type'], up.headers['content-encoding']);
+    up.body.on(
+      'data',
+      capture
+        ? (c: Buffer) => {
+            bytesOut += c.length;
+            capture.write(c);
+          }
+        : (c: Buffer) => (bytesOut += c.length),
+    );
     relay(up.body, res, (err) => {
       if (!err) return end(status, undefined, undefined, bytesOut);
       if (signal.aborted) return aborted(gw, x, res, end, bytesOut, status);

@@ -7,6 +7,7 @@
  */
 import { hash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ExchangeBodies, injectedSecrets } from '../../audit/bodies.js';
 import { surfacesOf, type LlmModel, type Surface } from '../../config/llm.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
 import type { Estimate } from '../../pipeline/types.js';
@@ -98,6 +99,12 @@ export async function serveLlm(gw: DoorContext, req: IncomingMessage, res: Serve
     gw.log.error({ err: e, exchange: requestId }, 'LLM front door could not read a request');
     return refuse('internal_error', 'the gateway could not read this request, so it was not made', { action, target });
   }
+  let bodies: ExchangeBodies | undefined;
+  if (caller.config.audit.bodies) {
+    // Any provider along the fallback chain may answer; none of their keys may show in a record.
+    bodies = new ExchangeBodies(model.chain.length === 1 ? injectedSecrets(model.provider.headers) : [...new Set(model.chain.flatMap((m) => injectedSecrets(m.provider.headers)))]);
+    bodies.request.describe(req.headers['content-type'], req.headers['content-encoding']).set(raw);
+  }
   const x = gw.pipeline.begin({
     id: requestId,
     protocol: 'llm',
@@ -111,6 +118,7 @@ export async function serveLlm(gw: DoorContext, req: IncomingMessage, res: Serve
     summary,
     config: caller.config,
     estimate,
+    bodies,
   });
   // An agent that hangs up cancels its call, whether it is held for approval or already upstream.
   res.on('close', () => {

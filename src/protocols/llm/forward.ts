@@ -140,6 +140,7 @@ async function serveChain(gw: DoorContext, x: Exchange, res: ServerResponse, cal
     headers['content-length'] = String(buf.length);
     res.writeHead(r.reply.statusCode, headers);
     res.end(buf);
+    x.bodies?.response.describe(r.reply.headers['content-type'], r.reply.headers['content-encoding']).set(buf);
     return out.end(model, { status: r.reply.statusCode, message: `${model.name} (${model.provider.name}) answered ${r.reply.statusCode}`, bytesOut: buf.length });
   }
 }
@@ -218,6 +219,7 @@ async function attempt(gw: DoorContext, x: Exchange, res: ServerResponse, call: 
           () => out.promptTokens(),
           () => out.countText(replyText(buf)),
         );
+  x.bodies?.response.describe(reply.headers['content-type'], reply.headers['content-encoding']).set(buf);
   if (res.destroyed) {
     // Too late for the agent, but the provider answered in full and reported what it bills.
     out.end(model, { status: undefined, message: 'the agent disconnected before the reply was sent; the provider had answered', usage, upstreamModel: reported.model });

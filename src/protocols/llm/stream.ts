@@ -41,6 +41,8 @@ export function pumpStream(res: ServerResponse, x: Exchange, reply: UpstreamRepl
     let bytesOut = 0;
     let paused = false;
     let ttftMs = 0;
+    // With audit.bodies on: what the agent is sent, copied (up to a cap) as it goes.
+    const capture = x.bodies?.response;
     const resume = () => {
       paused = false;
       body.resume();
@@ -51,11 +53,13 @@ export function pumpStream(res: ServerResponse, x: Exchange, reply: UpstreamRepl
       if (!committed) {
         committed = true;
         stopTimer();
+        capture?.describe(reply.headers['content-type'], reply.headers['content-encoding']);
         ttftMs = Math.round((performance.now() - x.startedHr) * 1000) / 1000;
         res.writeHead(reply.statusCode, llmResponseHeaders(reply.headers, x.id));
         resolve('committed');
       }
       bytesOut += fwd.length;
+      if (capture) capture.write(fwd);
       if (!res.write(fwd) && !paused && !res.destroyed) {
         paused = true;
         body.pause();
@@ -113,6 +117,7 @@ export function pumpStream(res: ServerResponse, x: Exchange, reply: UpstreamRepl
       if (!res.destroyed && !res.writableEnded) {
         if (event) {
           bytesOut += Buffer.byteLength(event);
+          capture?.write(Buffer.from(event));
           res.write(event);
         }
         res.end();

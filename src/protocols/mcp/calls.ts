@@ -7,6 +7,7 @@
  */
 import { uriMatchForm } from '../../policies/rules/pattern.js';
 import { createHash } from 'node:crypto';
+import { ExchangeBodies, injectedSecrets } from '../../audit/bodies.js';
 import { canonical } from '../../audit/record.js';
 import { scrubbedJson } from '../../audit/secrets.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
@@ -30,6 +31,8 @@ export interface JudgedCall {
   rpcId: RpcId;
   progressToken: string | number | undefined;
   bytesIn: number;
+  /** The JSON-RPC request as the agent sent it (for the audit record's bodies, with audit.bodies on). */
+  raw: Buffer;
 }
 
 /** Arguments as bounded JSON text, values under secret-looking keys and secret-looking values replaced. */
@@ -93,7 +96,13 @@ export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c
   }
 
   const summary = `${c.method === 'tools/call' ? 'tool' : c.method === 'resources/read' ? 'resource' : 'prompt'} ${c.server}/${c.target}${excerpt !== '' ? ` ${excerpt}` : ''}`;
-  const x = gw.pipeline.begin({ id: caller.requestId, protocol: 'mcp', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey: createHash('sha1').update(canonical(c.args ?? {})).digest('base64'), summary, config: caller.config });
+  let bodies: ExchangeBodies | undefined;
+  if (caller.config.audit.bodies) {
+    const spec = up.cfg.spec;
+    bodies = new ExchangeBodies(injectedSecrets(spec.kind === 'stdio' ? spec.env : spec.headers));
+    bodies.request.describe('application/json').set(c.raw);
+  }
+  const x = gw.pipeline.begin({ id: caller.requestId, protocol: 'mcp', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey: createHash('sha1').update(canonical(c.args ?? {})).digest('base64'), summary, config: caller.config, bodies });
   const onCancel = () => x.abort.abort('client_closed');
   cancel.once('abort', onCancel);
   // While a human decides, a client that asked for progress hears that the call is waiting.
@@ -146,6 +155,8 @@ export async function judgedCall(gw: DoorContext, hub: McpHub, caller: Caller, c
     gw.metrics.upstreamDuration.labels('mcp', c.server).observe((performance.now() - t0) / 1000);
     const text = JSON.stringify(result);
     const isError = c.method === 'tools/call' ? result['isError'] === true : undefined;
+    // The result the server returned (what the agent receives inside its JSON-RPC response).
+    x.bodies?.response.describe('application/json').set(text);
     // The answer first, the bookkeeping (policies released, outcome record) after: the agent does not wait for it.
     try {
       reply.result(c.rpcId, result, text);

@@ -312,7 +312,7 @@ export async function serveMcp(gw: McpDoorContext, req: IncomingMessage, res: Se
     case 'resources/read': {
       let call: JudgedCall;
       const progressToken = meta['progressToken'];
-      const base = { method: name as JudgedMethod, rpcId: rid, progressToken: typeof progressToken === 'string' || typeof progressToken === 'number' ? progressToken : undefined, bytesIn: raw.length };
+      const base = { method: name as JudgedMethod, rpcId: rid, progressToken: typeof progressToken === 'string' || typeof progressToken === 'number' ? progressToken : undefined, bytesIn: raw.length, raw };
       const args = p['arguments'];
       if (args !== undefined && (args === null || typeof args !== 'object' || Array.isArray(args))) return reply.error(rid, RPC.INVALID_PARAMS, 'airlock: bad_request: arguments must be an object', { airlock_code: 'bad_request', request_id: caller.requestId });
       if (name === 'resources/read') {
