@@ -40,7 +40,14 @@ export async function startGateway(yaml: string, opts: { dir?: string } = {}): P
       cb();
     },
   });
-  const gw = await Gateway.start({ configFile, listen: '127.0.0.1:0', adminListen: '127.0.0.1:0', logDestination: sink, watch: false });
+  let gw: Gateway;
+  try {
+    gw = await Gateway.start({ configFile, listen: '127.0.0.1:0', adminListen: '127.0.0.1:0', logDestination: sink, watch: false });
+  } catch (e) {
+    // Tests that expect a config to be refused would otherwise leave their temp dir behind.
+    if (!opts.dir) rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     gw,
     dir,
