@@ -4,13 +4,14 @@
  *
  *   1. non-streamed chat completions: direct, through a bare pass-through proxy, through airlock
  *      (`/llm/v1/chat/completions` with token limits and budgets on) — req/s at c=50 and p50/p99
- *      at c=1. Targets: airlock ≥ 0.5× the bare proxy's req/s; ≤ 0.5 ms added p50 over direct.
+ *      at c=1. Targets: airlock ≥ 0.5× the bare proxy's req/s (judged on the median of
+ *      BENCH_PAIRED_ROUNDS back-to-back rounds, default 3); ≤ 0.5 ms added p50 over direct.
  *   2. streamed chat: time to the first chunk, one stream at a time. Target: ≤ 1 ms added p50.
  *   3. 1,000 concurrent open streams through airlock (20 chunks, 500 ms apart): every stream
  *      complete, airlock's peak RSS. Target: under 400 MB.
  *
  * Env knobs: BENCH_DURATION, BENCH_LATENCY_DURATION, BENCH_WARMUP (s), BENCH_LLM_TTFC (streams per
- * target, default 1000), BENCH_LLM_STREAMS (default 1000).
+ * target, default 1000), BENCH_LLM_STREAMS (default 1000), BENCH_PAIRED_ROUNDS (0: judge the table).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -92,6 +93,9 @@ const envNum = (k: string, d: number) => (process.env[k] ? Number(process.env[k]
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BENCH_DIR = fileURLToPath(new URL('./', import.meta.url));
 const PATH = '/v1/chat/completions';
+/** Back-to-back c=50 rounds (bare proxy, then airlock) the throughput target is judged on; 0 judges the table. */
+const PAIRED_ROUNDS = envNum('BENCH_PAIRED_ROUNDS', 3);
+const PAIRED_S = 5;
 const BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'system', content: 'You are a terse assistant.' }, { role: 'user', content: 'Summarise the benchmark in one sentence, please.' }], max_tokens: 64 });
 const streamBody = (chunks: number, delay: number) => JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Stream a few words, please.' }], max_tokens: 64, stream: true, user: `chunks=${chunks},delay=${delay}` });
 
@@ -252,8 +256,20 @@ export async function runLlmBench(log: (s: string) => void = (s) => process.stde
     }
     console.log(`\nLLM: non-streamed chat completions (POST ${PATH}, ~600-byte replies with usage)\n`);
     console.log(table(['target', 'req/s c=50', 'p50 ms c=50', 'p99 ms c=50', 'p50 ms c=1', 'p99 ms c=1', 'proxy CPU µs/req', 'proxy peak RSS MB'], rows));
-    const ratio = res['airlock']!.c50.rps / res['bare proxy']!.c50.rps;
+    const tableRatio = res['airlock']!.c50.rps / res['bare proxy']!.c50.rps;
     const added = (res['airlock']!.c1.p50 - res['direct']!.c1.p50) * 1000;
+    // The table measures bare and airlock minutes apart; on a shared VM the host's load moves both by
+    // more than the margin of the target. The ratio is judged on back-to-back rounds instead, as for /http.
+    const rounds: number[] = [];
+    for (let i = 1; i <= PAIRED_ROUNDS; i++) {
+      log(`llm paired round ${i}/${PAIRED_ROUNDS}: bare proxy, then airlock, c=50 for ${PAIRED_S}s each`);
+      const b = await loadPost(targets[1]!.url, 50, PAIRED_S, auth);
+      const a = await loadPost(targets[2]!.url, 50, PAIRED_S, auth);
+      if (a.failures + b.failures > 0) throw new Error(`${a.failures + b.failures} failed requests in a paired round`);
+      rounds.push(a.rps / b.rps);
+    }
+    const ratio = rounds.length > 0 ? [...rounds].sort((x, y) => x - y)[Math.floor(rounds.length / 2)]! : tableRatio;
+    if (rounds.length > 0) console.log(`\nLLM c=50 ratios, airlock / bare proxy: the table's ${tableRatio.toFixed(2)}x; back-to-back rounds ${rounds.map((r) => `${r.toFixed(2)}x`).join(', ')}`);
 
     log(`llm 2/3: time to first chunk, ${ttfcN} streams per target`);
     const tt: Record<string, Awaited<ReturnType<typeof ttfc>>> = {};
@@ -272,7 +288,7 @@ export async function runLlmBench(log: (s: string) => void = (s) => process.stde
 
     const ok = [ratio >= 0.5, added <= 500, ttfcAdded <= 1000, os.failed === 0 && os.peakRssMb < 400];
     console.log(`
-airlock / bare proxy throughput at c=50 (non-streamed):  ${ratio.toFixed(2)}x   (target >= 0.50: ${ok[0] ? 'met' : 'MISSED'})
+airlock / bare proxy throughput at c=50 (non-streamed):  ${ratio.toFixed(2)}x${rounds.length > 0 ? ' (median round)' : ''}   (target >= 0.50: ${ok[0] ? 'met' : 'MISSED'})
 added p50 latency at c=1, airlock over direct:          ${added.toFixed(0)} µs   (target <= 500 µs: ${ok[1] ? 'met' : 'MISSED'})
 added p50 time to first chunk, airlock over direct:     ${ttfcAdded.toFixed(0)} µs   (target <= 1000 µs: ${ok[2] ? 'met' : 'MISSED'})
 ${streamsN} open streams: peak RSS ${f(os.peakRssMb, 0)} MB, ${os.failed} failed   (target < 400 MB, none failed: ${ok[3] ? 'met' : 'MISSED'})`);
