@@ -32,6 +32,8 @@ const MCP_TOKEN = 'mcp-token-0123456789abcdef';
 const A2A_TOKEN = 'a2a-token-0123456789abcdef';
 const SK = `sk-proj${'Z9y8'.repeat(6)}`;
 const CAP = 64 * 1024;
+const BASIC_PASSWORD = 'basic-pw-0123456789';
+const BASIC_CREDS = `svc-user:${BASIC_PASSWORD}`;
 
 type Rec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- records are checked field by field
 
@@ -59,6 +61,12 @@ async function startMcpUpstream(): Promise<{ url: string; close(): Promise<void>
  * (as a careless upstream might), `/stream` sends the body back as text, `/image` answers PNG bytes.
  */
 const httpHandler: Handler = (req, res, body) => {
+  if (req.url === '/whoami') {
+    // A careless upstream that names the Basic credentials it was given, decoded.
+    const creds = Buffer.from(String(req.headers.authorization).replace(/^Basic /, ''), 'base64').toString();
+    res.writeHead(401, { 'content-type': 'text/plain' });
+    return void res.end(`invalid login ${creds}`);
+  }
   if (req.url === '/stream') {
     res.writeHead(200, { 'content-type': 'text/plain' });
     return void res.end(body);
@@ -80,10 +88,11 @@ function config(u: { http: string; llm: string; mcp: string; a2a: string }, bodi
 rules:
   - name: all
     agents: [alice]
-    allow: ["http: * api/**", "llm: gpt-4o-mini", "mcp: tools/*", "mcp-resource: tools/**", "mcp-prompt: tools/*", "a2a: travel"]
+    allow: ["http: * api/**", "http: * basic/**", "llm: gpt-4o-mini", "mcp: tools/*", "mcp-resource: tools/**", "mcp-prompt: tools/*", "a2a: travel"]
 http:
   services:
     api: { url: "${u.http}", headers: { Authorization: "Bearer ${SVC_TOKEN}" } }
+    basic: { url: "${u.http}", headers: { Authorization: "Basic ${Buffer.from(BASIC_CREDS).toString('base64')}" } }
 llm:
   providers:
     openai: { type: openai, url: "${u.llm}/v1", key: "${PROVIDER_KEY}" }
@@ -136,7 +145,7 @@ function auditText(t: TestGateway): string {
 }
 
 function assertNoSecrets(text: string): void {
-  for (const s of ['hunter2', 'letmein-42', SK, SVC_TOKEN, PROVIDER_KEY, MCP_TOKEN, A2A_TOKEN, KEYS.alice]) assert.ok(!text.includes(s), `${s} is in the audit log`);
+  for (const s of ['hunter2', 'letmein-42', SK, SVC_TOKEN, BASIC_PASSWORD, PROVIDER_KEY, MCP_TOKEN, A2A_TOKEN, KEYS.alice]) assert.ok(!text.includes(s), `${s} is in the audit log`);
 }
 
 async function verifyChain(t: TestGateway): Promise<void> {
@@ -217,6 +226,44 @@ describe('audit.bodies', { timeout: 120_000 }, () => {
       assert.equal(rec['bytesIn'], total);
       assert.equal(rec['bytesOut'], total);
       assertNoSecrets(auditText(t));
+    });
+
+    it('/http: a string longer than the cap (a file with .env lines) is redacted up to the cut like a whole one; keys such as accessTokens are secret, usage counts are not', async () => {
+      const file = `# settings\nDB_PASSWORD=hunter2-db\n${SK}\nnote: the password: hunter2-note\n` + 'x'.repeat(100_000);
+      const sent = JSON.stringify({ accessTokens: ['tok-abc-0123456789'], usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 }, file });
+      const r = await call(`${t.agentUrl}/http/api/echo`, { method: 'POST', key: KEYS.alice, headers: { 'content-type': 'application/json' }, body: sent });
+      assert.equal(r.status, 200);
+      assert.equal(r.json.got.file, file, 'the agent gets the answer unchanged');
+      const rec = await finalOf(t, String(r.headers['x-airlock-request-id']), 'http');
+      for (const k of ['request', 'response']) {
+        const b = rec['bodies'][k] as string;
+        assert.equal(rec['bodies'][`${k}Truncated`], true);
+        assert.ok(b.includes('DB_PASSWORD=[redacted]') && b.includes('the password: [redacted]'), b.slice(0, 300));
+        assert.ok(!b.includes('hunter2') && !b.includes(SK) && !b.includes('tok-abc-0123456789'), b.slice(0, 300));
+        assert.ok(b.includes('"prompt_tokens":3,"completion_tokens":4,"total_tokens":7'), b.slice(0, 300));
+      }
+      assertNoSecrets(auditText(t));
+    });
+
+    it('/http: Basic credentials an upstream quotes back decoded are [redacted]', async () => {
+      const r = await call(`${t.agentUrl}/http/basic/whoami`, { key: KEYS.alice });
+      assert.equal(r.status, 401);
+      const rec = await finalOf(t, String(r.headers['x-airlock-request-id']), 'http');
+      assert.equal(rec['bodies'].response, 'invalid login [redacted]');
+      assertNoSecrets(auditText(t));
+    });
+
+    it('/http: a 64 KiB run of word characters beside a secret word is redacted in milliseconds, not seconds (the event loop is not held)', async () => {
+      const body = 'w'.repeat(CAP) + ' password: hunter2';
+      const started = Date.now();
+      const r = await call(`${t.agentUrl}/http/api/stream`, { method: 'POST', key: KEYS.alice, headers: { 'content-type': 'text/plain' }, body });
+      assert.equal(r.status, 200);
+      const rec = await finalOf(t, String(r.headers['x-airlock-request-id']), 'http');
+      // Another exchange is served meanwhile, promptly.
+      const other = await call(`${t.agentUrl}/http/api/image`, { key: KEYS.alice });
+      assert.equal(other.status, 200);
+      assert.ok(Date.now() - started < 2000, `the exchange, its record and the next exchange took ${Date.now() - started} ms`);
+      assert.ok((rec['bodies'].request as string).startsWith('www'));
     });
 
     it('/http: a binary answer is a placeholder, not stored; a call with no body has no request body', async () => {

@@ -201,6 +201,14 @@ export function injectedSecrets(from: readonly (readonly [string, string])[] | R
     if (sp !== -1) {
       const bare = v.slice(sp + 1).trim();
       if (bare.length >= MIN_SECRET_LENGTH) out.add(bare);
+      // Basic credentials are base64 of `user:password`; an upstream that quotes them back
+      // ("invalid login alice:…") does so decoded.
+      if (/^basic$/i.test(v.slice(0, sp))) {
+        const plain = Buffer.from(bare, 'base64').toString('utf8');
+        const colon = plain.indexOf(':');
+        if (colon !== -1 && plain.length >= MIN_SECRET_LENGTH) out.add(plain);
+        if (colon !== -1 && plain.length - colon - 1 >= MIN_SECRET_LENGTH) out.add(plain.slice(colon + 1));
+      }
     }
   }
   s = [...out].sort((a, b) => b.length - a.length);

@@ -10,7 +10,13 @@
  * (`nextPageToken`) and authors are not credentials: LLM and A2A bodies are full of them, and a
  * record with every usage number replaced would say nothing.
  */
-const SECRET_KEY_WORDS = 'pass(?:word)?|secret|(?<!progress_?|page_?)token(?!s|_?count|izer)|api[_-]?key|auth(?!or(?!i))|credential|private[_-]?key|cookie|session';
+/**
+ * What stands before `tokens` in the token counts of LLM APIs (`max_tokens`, `prompt_tokens`,
+ * `cache_read_input_tokens`, `maxOutputTokens` …). Only these are spared: `tokens`,
+ * `access_tokens` or `apiTokens` hold credentials.
+ */
+const TOKEN_COUNTS = '(?:max|prompt|completion|total|input|output|cached|reasoning|audio|text|image|prediction|num)';
+const SECRET_KEY_WORDS = `pass(?:word)?|secret|(?<!progress_?|page_?|${TOKEN_COUNTS}_?)token(?!s?_?count|izer)|api[_-]?key|auth(?!or(?!i))|credential|private[_-]?key|cookie|session`;
 
 /** Object keys whose values are taken to be secrets whatever they hold. */
 export const SECRET_KEY_RE = new RegExp(SECRET_KEY_WORDS, 'i');
@@ -32,9 +38,12 @@ const CREDENTIAL_PREFIX_RE = new RegExp(CREDENTIAL_SHAPES.map(([p]) => p).join('
 
 /**
  * `key=value` and `"key": "value"` pairs (forms, query strings, JSON or YAML text that did not
- * parse) whose key is secret-looking: the value is replaced.
+ * parse) whose key is secret-looking: the value is replaced. The key is read whole and only from
+ * the start of a run of key characters (lookaheads, which do not backtrack): tried at every
+ * position and shortened a character at a time, a long run of word characters with a secret word
+ * in the text took time quadratic in its length (seconds for 64 KiB).
  */
-const SECRET_PAIR_RE = new RegExp(`(["']?)([\\w.%-]*(?:${SECRET_KEY_WORDS})[\\w.%-]*)\\1(\\s*[:=]\\s*)("(?:[^"\\\\]|\\\\.)*"?|'[^']*'?|[^\\s&,;"'}\\]][^&,;\\r\\n"'}\\]]*)`, 'gi');
+const SECRET_PAIR_RE = new RegExp(`(["']?)(?<![\\w.%-])(?=[\\w.%-]*?(?:${SECRET_KEY_WORDS}))(?=([\\w.%-]+))\\2\\1(\\s*[:=]\\s*)("(?:[^"\\\\]|\\\\.)*"?|'[^']*'?|[^\\s&,;"'}\\]][^&,;\\r\\n"'}\\]]*)`, 'gi');
 
 export const REDACTED = '[redacted]';
 
@@ -169,6 +178,28 @@ function redactStringContent(raw: string, count: RedactionCount, plain: boolean)
   return count.n === before ? raw : JSON.stringify(out).slice(1, -1);
 }
 
+/**
+ * The part of a string that the text ends inside (a body kept up to a cap), scrubbed like a whole
+ * string: a file's contents or a long prompt is one string, and its `.env` lines and `password:`
+ * pairs before the cut are what the record keeps. An escape cut in half (a lone backslash, `\u00`) is dropped
+ * so that what comes before it can be decoded.
+ */
+function redactCutString(raw: string, count: RedactionCount): string {
+  if (raw.indexOf('\\') === -1) return redactText(raw, count);
+  for (let cut = 0; cut <= 5 && cut <= raw.length; cut++) {
+    let decoded: string;
+    try {
+      decoded = JSON.parse(`"${cut === 0 ? raw : raw.slice(0, -cut)}"`) as string;
+    } catch {
+      continue;
+    }
+    const before = count.n;
+    const out = redactText(decoded, count);
+    return count.n === before ? raw : JSON.stringify(out).slice(1, -1);
+  }
+  return redactText(raw, count);
+}
+
 const enum Expect {
   Value,
   Key,
@@ -238,7 +269,7 @@ function scanJson(text: string, count: RedactionCount): string | undefined {
       if (c !== QUOTE) return undefined;
       const end = stringEnd(text, i);
       if (end === -1) {
-        replace(i + 1, text.length, redactValues(text.slice(i + 1), count));
+        replace(i + 1, text.length, redactCutString(text.slice(i + 1), count));
         break;
       }
       const raw = text.slice(i + 1, end - 1);
@@ -278,7 +309,7 @@ function scanJson(text: string, count: RedactionCount): string | undefined {
     if (c === QUOTE) {
       const end = stringEnd(text, i);
       if (end === -1) {
-        replace(i + 1, text.length, redactValues(text.slice(i + 1), count));
+        replace(i + 1, text.length, redactCutString(text.slice(i + 1), count));
         break;
       }
       const raw = text.slice(i + 1, end - 1);
