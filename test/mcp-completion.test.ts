@@ -11,23 +11,13 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
-import { agentClient, startHttpUpstream, type Generation, type Upstream, waitFor } from './support/mcp.js';
+import { agentClient, startHttpUpstream, type Generation, type Upstream, waitFor, refusal } from './support/mcp.js';
 import { startPagingUpstream, type PagingUpstream } from './support/mcp-paging.js';
 
 const require = createRequire(import.meta.url);
 const everything = join(dirname(require.resolve('@modelcontextprotocol/server-everything/package.json')), 'dist', 'index.js');
 const WEB_TOKEN = 'web-completion-token-0123456789';
 const TEXT_TEMPLATE = 'demo://resource/dynamic/text/{resourceId}';
-
-/** The JSON-RPC error the SDK client threw: code, message and airlock's data. */
-async function refusal(p: Promise<unknown>): Promise<{ code: number; message: string; data: Record<string, any> }> {
-  try {
-    await p;
-  } catch (e) {
-    return e as { code: number; message: string; data: Record<string, any> };
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('mcp: completion/complete', () => {
   let paged: PagingUpstream;

@@ -11,17 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Client } from '@modelcontextprotocol/client';
 import { resourceUriProblem } from '../src/protocols/mcp/resource-uri.js';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
-import { agentClient, startResourceUpstream, type ResourceUpstream, waitFor } from './support/mcp.js';
-
-/** The JSON-RPC error the SDK client threw. */
-async function refusal(p: Promise<unknown>): Promise<{ code: number; message: string; data: Record<string, any> }> {
-  try {
-    await p;
-  } catch (e) {
-    return e as { code: number; message: string; data: Record<string, any> };
-  }
-  throw new Error('expected a refusal');
-}
+import { agentClient, startResourceUpstream, type ResourceUpstream, waitFor, refusal } from './support/mcp.js';
 
 const UNSAFE = [
   'file:///handbook/..%2F..%2Fetc%2Fpasswd',

@@ -165,6 +165,16 @@ export async function startResourceUpstream(): Promise<ResourceUpstream> {
 }
 
 /** Polls `f` every 25 ms until it returns something truthy; throws after `ms`. */
+/** The JSON-RPC error an SDK client call was refused with (throws if it was not refused). */
+export async function refusal(p: Promise<unknown>): Promise<{ code: number; message: string; data: Record<string, any> }> {
+  try {
+    await p;
+  } catch (e) {
+    return e as { code: number; message: string; data: Record<string, any> };
+  }
+  throw new Error('expected a refusal');
+}
+
 export async function waitFor<T>(f: () => T | undefined | false | Promise<T | undefined | false>, ms = 20_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
