@@ -20,7 +20,7 @@ export interface AuditBodies {
 }
 
 /** Bytes of each body kept in the record (as UTF-8). */
-export const BODY_CAP = 64 * 1024;
+const BODY_CAP = 64 * 1024;
 /**
  * Bytes read past the cap before redacting: a credential or a secret key's value that straddles
  * the cut is replaced whole before the text is cut, not left half visible.
@@ -138,7 +138,7 @@ export class ExchangeBodies {
  * else (forms, plain text, JSON that does not parse) by the text patterns; then every configured
  * credential found verbatim.
  */
-export function redactBody(raw: string, type: string | undefined, secrets: readonly string[], count: RedactionCount): string {
+function redactBody(raw: string, type: string | undefined, secrets: readonly string[], count: RedactionCount): string {
   let text: string;
   if (!mayHoldSecrets(raw)) text = raw;
   else if (type === 'text/event-stream') text = redactSse(raw, count);

@@ -85,6 +85,11 @@ export function uriMatchForm(uri: string): string {
   });
 }
 
+/** The action of reading resource `uri` (or a template) on MCP server `server`, in the spelling rules match. */
+export function mcpResourceAction(server: string, uri: string): string {
+  return `mcp-resource: ${server}/${uriMatchForm(uri)}`;
+}
+
 function httpTarget(pattern: string, rest: string): string {
   const parts = rest.split(/\s+/);
   let methods = '*';

@@ -5,7 +5,6 @@
  * the upstream over its shared connection, and ends as one audit record with the server, the
  * target, a bounded secret-free excerpt of the arguments, the result size, isError and the duration.
  */
-import { uriMatchForm } from '../../policies/rules/pattern.js';
 import { createHash } from 'node:crypto';
 import { ExchangeBodies, injectedSecrets } from '../../audit/bodies.js';
 import { canonical } from '../../audit/record.js';
@@ -14,6 +13,7 @@ import { ERROR_CODES, type ErrorCode } from '../../errors.js';
 import type { ExchangeAbort } from '../../pipeline/abort.js';
 import type { Exchange } from '../../pipeline/types.js';
 import type { Caller, DoorContext } from '../../server/context.js';
+import { mcpResourceAction } from '../../policies/rules/pattern.js';
 import type { McpHub } from './hub.js';
 import { resourceUriProblem } from './resource-uri.js';
 import type { Upstream } from './upstream.js';
@@ -42,7 +42,7 @@ export function argsExcerpt(args: unknown, max: number): string {
 }
 
 function actionOf(c: JudgedCall): string {
-  return c.method === 'tools/call' ? `mcp: ${c.server}/${c.target}` : c.method === 'resources/read' ? `mcp-resource: ${c.server}/${uriMatchForm(c.target)}` : `mcp-prompt: ${c.server}/${c.target}`;
+  return c.method === 'tools/call' ? `mcp: ${c.server}/${c.target}` : c.method === 'resources/read' ? mcpResourceAction(c.server, c.target) : `mcp-prompt: ${c.server}/${c.target}`;
 }
 
 function targetOf(c: JudgedCall, excerpt: string): Record<string, unknown> {

@@ -6,10 +6,10 @@
  * to suggest, and the prompts/get or resources/read that follows is judged in full. Refusals are
  * audited; allowed completions are not (like listings).
  */
-import { uriMatchForm } from '../../policies/rules/pattern.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
 import { killMessage } from '../../policies/kill/switches.js';
 import type { Caller, DoorContext } from '../../server/context.js';
+import { mcpResourceAction } from '../../policies/rules/pattern.js';
 import type { McpHub } from './hub.js';
 import { deniedError, type Reply, type RpcId } from './wire.js';
 
@@ -32,7 +32,7 @@ const NO_SUGGESTIONS = { completion: { values: [], hasMore: false } };
 
 /** Judges a completion, asks the owning upstream and answers the agent. */
 export async function serveCompletion(gw: DoorContext, hub: McpHub, caller: Caller, ref: CompletionRef, req: CompletionRequest, reply: Reply, signal: AbortSignal): Promise<void> {
-  const action = ref.type === 'ref/prompt' ? `mcp-prompt: ${ref.server}/${ref.name}` : `mcp-resource: ${ref.server}/${uriMatchForm(ref.name)}`;
+  const action = ref.type === 'ref/prompt' ? `mcp-prompt: ${ref.server}/${ref.name}` : mcpResourceAction(ref.server, ref.name);
   const target = ref.type === 'ref/prompt' ? { server: ref.server, prompt: ref.name, completion: req.argument.name } : { server: ref.server, uri: ref.name, completion: req.argument.name };
   const refuse = (code: ErrorCode, message: string, rule?: string) => {
     gw.pipeline.reject({ id: caller.requestId, protocol: 'mcp', agent: caller.agent, user: caller.user, session: caller.session, action, target, code, message, rule, status: ERROR_CODES[code].status, startedHr: caller.startedHr });

@@ -7,12 +7,12 @@
  * body, `subscriptions/listen`). Listings show an agent only what its rules let it use; calls are
  * judged in calls.ts.
  */
-import { uriMatchForm } from '../../policies/rules/pattern.js';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ExchangeAbort } from '../../pipeline/abort.js';
 import { ERROR_CODES, type ErrorCode } from '../../errors.js';
 import type { Caller, DoorContext } from '../../server/context.js';
+import { mcpResourceAction } from '../../policies/rules/pattern.js';
 import { readBody } from '../http/body.js';
 import { completionRequest, serveCompletion, type CompletionRef } from './completion.js';
 import { judgedCall, type JudgedCall, type JudgedMethod } from './calls.js';
@@ -254,14 +254,14 @@ export async function serveMcp(gw: McpDoorContext, req: IncomingMessage, res: Se
     }
     case 'resources/list': {
       const resources: Record<string, unknown>[] = [];
-      for (const s of servers) for (const r of hub.get(s)?.catalogue.resources ?? []) if (may(`mcp-resource: ${s}/${uriMatchForm(String(r['uri']))}`)) resources.push(r);
+      for (const s of servers) for (const r of hub.get(s)?.catalogue.resources ?? []) if (may(mcpResourceAction(s, String(r['uri'])))) resources.push(r);
       return reply.result(rid, listResult({ resources }));
     }
     case 'resources/templates/list': {
       const resourceTemplates: Record<string, unknown>[] = [];
       // A template is judged as the resource its URI template names (as completion/complete is):
       // `mcp-resource: docs/file:///handbook/*` lists `file:///handbook/{name}`.
-      for (const s of servers) for (const r of hub.get(s)?.catalogue.templates ?? []) if (may(`mcp-resource: ${s}/${uriMatchForm(String(r['uriTemplate']))}`)) resourceTemplates.push(r);
+      for (const s of servers) for (const r of hub.get(s)?.catalogue.templates ?? []) if (may(mcpResourceAction(s, String(r['uriTemplate'])))) resourceTemplates.push(r);
       return reply.result(rid, listResult({ resourceTemplates }));
     }
     case 'subscriptions/listen': {
