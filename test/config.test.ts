@@ -113,11 +113,16 @@ mcp:
     assert.match(r.stderr, /not ending with "_"/);
   });
 
-  it('refuses store.postgres and store.redis, which this version does not have, rather than quietly keeping everything in SQLite', async () => {
-    const r = await check('scale-out.yaml', `agents:\n  x: {}\nstore:\n  postgres: { url: "postgres://127.0.0.1/airlock" }\n  redis: { url: "redis://127.0.0.1:6379" }\n`);
-    assert.equal(r.code, 1, r.stdout);
-    assert.ok(r.stderr.includes(`${r.file}:4: store.postgres:`), r.stderr);
-    assert.match(r.stderr, /scale-out store .* is not in this version/);
+  it('checks the scale-out store section: URLs of the right scheme, a plain schema name', async () => {
+    const ok = await check('scale-out.yaml', `agents:\n  x: {}\nstore:\n  postgres: { url: "postgres://127.0.0.1/airlock", schema: airlock_a }\n  redis: redis://127.0.0.1:6379\n`);
+    assert.equal(ok.code, 0, ok.stderr);
+    const badUrl = await check('scale-out-bad.yaml', `agents:\n  x: {}\nstore:\n  redis: { url: "http://127.0.0.1:6379" }\n`);
+    assert.equal(badUrl.code, 1, badUrl.stdout);
+    assert.ok(badUrl.stderr.includes(`${badUrl.file}:4: store.redis`), badUrl.stderr);
+    assert.match(badUrl.stderr, /redis:\/\//);
+    const badSchema = await check('scale-out-schema.yaml', `agents:\n  x: {}\nstore:\n  postgres: { url: "postgres://127.0.0.1/t", schema: "x; drop table y" }\n`);
+    assert.equal(badSchema.code, 1, badSchema.stdout);
+    assert.match(badSchema.stderr, /schema name/);
   });
 
   it('names FILE:LINE for invalid YAML', async () => {

@@ -12,7 +12,7 @@ import { compileMcp, type McpRuntime } from './mcp.js';
 import { compileLlm, type LlmRuntime } from './llm.js';
 import { compileHeaders } from './headers.js';
 import type { LoadedConfig, PathKey } from './load.js';
-import type { AgentLimitsConfig } from './schema.js';
+import type { AgentLimitsConfig, ConfigFile } from './schema.js';
 import { parseDuration, parseRate, parseSize, type Rate } from './units.js';
 
 export interface Budget {
@@ -95,9 +95,16 @@ export interface RuntimeConfig {
   mcp: McpRuntime;
   approvals: { timeoutMs: number; notify: { webhook: string; headers: Record<string, string> }[] };
   audit: { bodies: boolean; jsonl: boolean };
+  /** The scale-out store, when configured (SPEC section 1). */
+  store: StoreRuntime;
   configKeys: ConfigKey[];
   /** The raw sections of front doors that compile their own (llm, mcp, a2a, store). */
   raw: LoadedConfig['config'];
+}
+
+export interface StoreRuntime {
+  redis: { url: string; prefix: string } | undefined;
+  postgres: { url: string; schema: string } | undefined;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:8844';
@@ -265,7 +272,17 @@ export function compileConfig(loaded: LoadedConfig, overrides: { listen?: string
       notify: (c.approvals?.notify ?? []).map((n) => ({ webhook: n.webhook, headers: n.headers ?? {} })),
     },
     audit: { bodies: c.audit?.bodies ?? false, jsonl: c.audit?.jsonl ?? true },
+    store: compileStore(c.store),
     configKeys,
     raw: c,
+  };
+}
+
+function compileStore(s: ConfigFile['store']): StoreRuntime {
+  const r = s?.redis;
+  const p = s?.postgres;
+  return {
+    redis: r === undefined ? undefined : typeof r === 'string' ? { url: r, prefix: 'airlock:' } : { url: r.url, prefix: r.prefix ?? 'airlock:' },
+    postgres: p === undefined ? undefined : typeof p === 'string' ? { url: p, schema: 'airlock' } : { url: p.url, schema: p.schema ?? 'airlock' },
   };
 }

@@ -75,8 +75,23 @@ const httpService = z.strictObject({
 
 const notify = z.strictObject({ webhook: z.url(), headers: headers.optional() });
 
-const SCALE_OUT_MISSING =
-  'the scale-out store (PostgreSQL for records, Redis for shared counters) is not in this version of airlock: records, kill switches and counters are kept in the embedded SQLite store under `data`, for one gateway; remove the store section';
+/** `store.redis`: a URL, or the URL and the key prefix gateways of one cluster share. */
+const redisStore = z.union([
+  z.string().regex(/^rediss?:\/\//, 'a Redis URL starts with redis:// or rediss://'),
+  z.strictObject({
+    url: z.string().regex(/^rediss?:\/\//, 'a Redis URL starts with redis:// or rediss://'),
+    prefix: z.string().min(1).max(64).optional().describe('prefix of every Redis key and channel, default "airlock:"; gateways with the same prefix share counters and events'),
+  }),
+]);
+
+/** `store.postgres`: a URL, or the URL and the schema that holds airlock's tables. */
+const postgresStore = z.union([
+  z.string().regex(/^postgres(ql)?:\/\//, 'a PostgreSQL URL starts with postgres:// or postgresql://'),
+  z.strictObject({
+    url: z.string().regex(/^postgres(ql)?:\/\//, 'a PostgreSQL URL starts with postgres:// or postgresql://'),
+    schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a schema name is lower-case letters, digits and _').optional().describe('schema of airlock\'s tables, default "airlock"'),
+  }),
+]);
 
 /** The whole config file. */
 export const configSchema = z.strictObject({
@@ -115,10 +130,8 @@ export const configSchema = z.strictObject({
   a2a: a2aSection.optional(),
   store: z
     .strictObject({
-      // SPEC's scale-out store. Not in this version: accepting the keys and keeping everything in
-      // SQLite anyway would let two gateways meant to share counters each count alone.
-      postgres: z.never({ error: SCALE_OUT_MISSING }).optional(),
-      redis: z.never({ error: SCALE_OUT_MISSING }).optional(),
+      postgres: postgresStore.optional().describe('scale-out: every gateway\'s audit records in one PostgreSQL database'),
+      redis: redisStore.optional().describe('scale-out: counters, kill switches, keys and events shared by every gateway using the same Redis and prefix'),
     })
     .optional(),
 });
