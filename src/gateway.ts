@@ -13,6 +13,7 @@ import { adminHandler } from './admin/api.js';
 import { ApprovalNotifier } from './approvals/notify.js';
 import { Approvals } from './approvals/service.js';
 import { AuditLog } from './audit/log.js';
+import { PostgresAudit } from './audit/postgres.js';
 import { clearRunning, markRunning } from './server/running.js';
 import { compileConfig, isLoopbackHost, type HostPort, type RuntimeConfig } from './config/compile.js';
 import { loadConfigFile } from './config/load.js';
@@ -78,6 +79,8 @@ export class Gateway implements AgentPortDeps {
   readonly llmDispatcher: UndiciAgent = createLlmDispatcher();
   readonly store: Store;
   readonly audit: AuditLog;
+  /** store.postgres: ships this gateway's audit chain to PostgreSQL, and reads every gateway's there. */
+  readonly postgres: PostgresAudit | undefined;
   readonly alerts: Alerts;
   readonly kills: KillSwitches;
   /** Kill switch, key revocation and alert writes, made without stalling on a lock held elsewhere. */
@@ -114,6 +117,7 @@ export class Gateway implements AgentPortDeps {
       onError: (e) => this.log.error({ err: e }, 'audit write failed'),
       onWarn: (message) => this.log.warn(message),
     });
+    this.postgres = config.store.postgres ? new PostgresAudit(config.store.postgres, config.dataDir, this.log, this.metrics) : undefined;
     this.deferredWrites = new DeferredWrites(this.store, (problem) => (problem ? this.log.error(problem) : this.log.info('the writes that waited for the store (kill switches, key revocations, alerts, approval ends, tool pins, A2A task owners) reached it')));
     this.kills = new KillSwitches(this.store, this.deferredWrites);
     this.servicePids = new ServicePidFile(config.dataDir, this.log);
@@ -237,6 +241,11 @@ export class Gateway implements AgentPortDeps {
         return { ok: false, error };
       }
     }
+    if (JSON.stringify(prev.store) !== JSON.stringify(next.store)) {
+      // The stores are opened once, at start: a half-applied change (new URL in the config, old connections in use) would mislead.
+      this.log.error({ why }, 'the store section (store.postgres, store.redis) changes only on restart: this reload keeps the running store settings; restart the gateway to use the new ones');
+      next = { ...next, store: prev.store };
+    }
     this.current = next;
     this.loadKeys();
     this.syncProcesses(next);
@@ -351,6 +360,7 @@ export class Gateway implements AgentPortDeps {
     await Promise.all([...this.processes.values()].map((p) => p.stop()));
     await this.mcpHub.close();
     await this.audit.close();
+    await this.postgres?.close(); // after the local store has every record: ships the last ones (bounded)
     this.a2aTasks.flush();
     try {
       this.deferredWrites.flush();

@@ -4,6 +4,7 @@
  * (and a token is required when the port is not on loopback).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PostgresUnavailable } from '../audit/postgres.js';
 import { AUDIT_DECISIONS } from '../audit/record.js';
 import { isLoopbackHost } from '../config/compile.js';
 import { parseDuration, parseSince } from '../config/units.js';
@@ -23,9 +24,14 @@ import { serveTools } from './tools.js';
 import { serveUsage } from './usage.js';
 import { randomUUID } from 'node:crypto';
 
-/** Audit rows as the API returns them: the record, plus its place in the chain. */
-export function auditView(r: AuditRow): Record<string, unknown> {
-  return { ...(JSON.parse(r.record) as Record<string, unknown>), seq: r.seq, prevHash: r.prevHash, hash: r.hash };
+/**
+ * Audit rows as the API returns them: the record, plus its place in the chain — and, read from
+ * PostgreSQL (store.postgres), the node (gateway) whose chain it is in. None of these is part of
+ * the hashed record.
+ */
+export function auditView(r: AuditRow & { node?: string }): Record<string, unknown> {
+  const v = JSON.parse(r.record) as Record<string, unknown>;
+  return r.node === undefined ? { ...v, seq: r.seq, prevHash: r.prevHash, hash: r.hash } : { ...v, node: r.node, seq: r.seq, prevHash: r.prevHash, hash: r.hash };
 }
 
 function killTarget(body: Record<string, unknown>): { scope: KillScope; value: string } | string {
@@ -48,6 +54,10 @@ export function adminHandler(gw: Gateway): (req: IncomingMessage, res: ServerRes
       if (e instanceof BadBody) return sendError(res, requestId, 'bad_request', e.message);
       // decodeURIComponent of a path segment such as `%zz` throws URIError: the caller's mistake, not ours.
       if (e instanceof URIError) return sendError(res, requestId, 'bad_request', 'the path has malformed percent-encoding');
+      if (e instanceof PostgresUnavailable) {
+        gw.log.error({ url: req.url }, e.message);
+        return sendError(res, requestId, 'internal_error', e.message);
+      }
       gw.log.error({ err: e, url: req.url }, 'admin request failed');
       sendError(res, requestId, 'internal_error', 'the admin request failed; see the gateway log');
     });
@@ -167,13 +177,15 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
     const filterProblem = auditFilterProblem(q.get('protocol'), q.get('decision'));
     if (filterProblem) return fail('bad_request', filterProblem);
     await gw.audit.settled(); // read-your-writes: records of exchanges already answered are in the result
-    const rows = gw.store.queryAudit({
+    const filter = {
       agent: q.get('agent') ?? undefined,
       protocol: q.get('protocol') ?? undefined,
       decision: q.get('decision') ?? undefined,
       since: sinceIso,
       limit: limit === null ? 100 : Number(limit),
-    });
+    };
+    // With store.postgres, every gateway's records (this one's newest shipped first: read-your-writes again).
+    const rows = gw.postgres ? await gw.postgres.query(filter) : gw.store.queryAudit(filter);
     return sendJson(res, 200, { records: rows.map(auditView) });
   }
 
@@ -209,7 +221,8 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
 
   if (path === '/api/usage' && method === 'GET') {
     await gw.audit.settled(); // usage is read from final records: include calls already answered
-    return serveUsage(gw.store, url, res, (m) => fail('bad_request', m));
+    const pg = gw.postgres;
+    return serveUsage(pg ? (by, since) => pg.usage(by, since) : (by, since) => gw.store.usageSummary(by, since), url, res, (m) => fail('bad_request', m));
   }
 
   if (path === '/api/alerts' && method === 'GET') {

@@ -1,7 +1,8 @@
 /**
  * `GET /api/usage?by=agent|team|model&since=`: LLM requests, tokens and cost summed from the final
  * audit records (so it agrees with the audit trail and survives restarts). `since` is a duration
- * back from now (`1d`, `12h`) or an ISO time; without it, all records.
+ * back from now (`1d`, `12h`) or an ISO time; without it, all records. With store.postgres, the
+ * sums are over every gateway's records there.
  */
 import type { ServerResponse } from 'node:http';
 import { parseSince } from '../config/units.js';
@@ -22,7 +23,11 @@ const round = (usd: number) => Math.round(usd * 1e9) / 1e9;
 
 /** The usage report from the store. */
 export function usageReport(store: Store, by: UsageBy, since: string | undefined): UsageReport {
-  const rows = store.usageSummary(by, since);
+  return usageReportOf(store.usageSummary(by, since), by, since);
+}
+
+/** The usage report from summed groups (the local store's, or PostgreSQL's). */
+export function usageReportOf(rows: readonly UsageGroup[], by: UsageBy, since: string | undefined): UsageReport {
   const total = { requests: 0, refused: 0, inputTokens: 0, outputTokens: 0, cachedInputTokens: 0, costUsd: 0, estimated: 0 };
   const groups = rows.map((g) => {
     total.requests += g.requests;
@@ -39,11 +44,11 @@ export function usageReport(store: Store, by: UsageBy, since: string | undefined
   return { by, since: since ?? null, groups, total };
 }
 
-/** Serves the usage endpoint; `fail` renders a bad_request. */
-export function serveUsage(store: Store, url: URL, res: ServerResponse, fail: (message: string) => void): void {
+/** Serves the usage endpoint from `summary` (the store's usageSummary, or PostgreSQL's); `fail` renders a bad_request. */
+export async function serveUsage(summary: (by: UsageBy, since: string | undefined) => UsageGroup[] | Promise<UsageGroup[]>, url: URL, res: ServerResponse, fail: (message: string) => void): Promise<void> {
   const by = (url.searchParams.get('by') ?? 'agent') as UsageBy;
   if (!BY.includes(by)) return fail('by must be agent, team or model');
   const since = parseSince(url.searchParams.get('since'));
   if (since instanceof Error) return fail(since.message);
-  sendJson(res, 200, usageReport(store, by, since));
+  sendJson(res, 200, usageReportOf(await summary(by, since), by, since));
 }

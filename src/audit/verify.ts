@@ -18,7 +18,8 @@ export interface VerifyResult {
   head?: string;
 }
 
-function check(row: AuditRow, prevSeq: number, prevHash: string): string | undefined {
+/** What is wrong with `row` as the link after (`prevSeq`, `prevHash`), or undefined when it holds. */
+export function checkLink(row: AuditRow, prevSeq: number, prevHash: string): string | undefined {
   if (row.seq !== prevSeq + 1) return `expected record #${prevSeq + 1} next, found #${row.seq}: ${row.seq - prevSeq - 1} record(s) missing`;
   if (row.prevHash !== prevHash) return 'its prevHash does not match the hash of the record before it';
   if (chainHash(row.prevHash, row.record) !== row.hash) return 'its content does not match its hash (the record was altered)';
@@ -45,7 +46,7 @@ export function verifyChain(store: Store, mirrored?: ChainHead): VerifyResult {
   let n = 0;
   let hashAtMirrored: string | undefined;
   for (const row of store.iterateAudit()) {
-    const problem = check(row, prevSeq, prevHash);
+    const problem = checkLink(row, prevSeq, prevHash);
     if (problem) return { ok: false, records: n, broken: { seq: row.seq, id: row.id, problem } };
     prevSeq = row.seq;
     prevHash = row.hash;

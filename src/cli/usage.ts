@@ -1,9 +1,12 @@
 /**
  * `airlock usage [--by agent|team|model] [--since 1d] [--json]`: LLM requests, tokens and cost.
- * From the running gateway's admin API; with no gateway running, from the store the config names.
+ * From the running gateway's admin API; with no gateway running, from the store the config names
+ * (with store.postgres, every gateway's records there).
  */
-import { usageReport, type UsageReport } from '../admin/usage.js';
+import { usageReport, usageReportOf, type UsageReport } from '../admin/usage.js';
 import { parseSince } from '../config/units.js';
+import { PgAuditStore } from '../store/postgres/audit.js';
+import { describePostgres, errorText } from '../store/postgres/schema.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { UsageBy } from '../store/types.js';
 import { adminBase, adminCall, AdminUnreachable, apiError, args, configPath, EXIT_FAILED, EXIT_OK, loadRuntime, printJson, table, UsageError } from './common.js';
@@ -30,11 +33,25 @@ export async function usageVerb(argv: string[]): Promise<number> {
     report = r.json as unknown as UsageReport;
   } catch (e) {
     if (!(e instanceof AdminUnreachable) || values.admin) throw e;
-    const store = new SqliteStore(loadRuntime(configPath(values.config)).dataDir);
-    try {
-      report = usageReport(store, by, since);
-    } finally {
-      store.close();
+    const c = loadRuntime(configPath(values.config));
+    if (c.store.postgres) {
+      // Every gateway's records, as a running gateway would answer.
+      const pg = new PgAuditStore(c.store.postgres, { max: 1, applicationName: 'airlock cli' });
+      try {
+        report = usageReportOf(await pg.usage(by, since), by, since);
+      } catch (e2) {
+        process.stderr.write(`airlock: PostgreSQL ${describePostgres(c.store.postgres.url)}: ${errorText(e2, c.store.postgres.url)}\n`);
+        return EXIT_FAILED;
+      } finally {
+        await pg.close();
+      }
+    } else {
+      const store = new SqliteStore(c.dataDir);
+      try {
+        report = usageReport(store, by, since);
+      } finally {
+        store.close();
+      }
     }
   }
   if (values.json) {

@@ -22,3 +22,14 @@ export function nodeId(dataDir: string): string {
   writeFileSync(file, id + '\n', { mode: 0o600 });
   return id;
 }
+
+/** The node id kept in `<data>/node-id`, or undefined when there is none yet (never creates one). */
+export function readNodeId(dataDir: string): string | undefined {
+  try {
+    const id = readFileSync(join(dataDir, 'node-id'), 'utf8').trim();
+    return NODE_ID_RE.test(id) ? id : undefined;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}

@@ -45,6 +45,29 @@ export class Metrics {
   readonly auditLag = new Gauge({ name: 'airlock_audit_lag_seconds', help: 'Age of the oldest audit record not yet committed', registers: [this.registry] });
   readonly inFlight = new Gauge({ name: 'airlock_exchanges_in_flight', help: 'Exchanges being served now', registers: [this.registry] });
 
+  /**
+   * The lag of audit shipping to PostgreSQL (`store.postgres` only, so a gateway without it shows
+   * no gauge that would always read 0): read from `lag` when scraped.
+   */
+  auditShipping(lag: () => { records: number; seconds: number }): void {
+    new Gauge({
+      name: 'airlock_audit_shipping_lag_records',
+      help: 'Audit records in the local store not yet in PostgreSQL (store.postgres)',
+      registers: [this.registry],
+      collect() {
+        this.set(lag().records);
+      },
+    });
+    new Gauge({
+      name: 'airlock_audit_shipping_lag_seconds',
+      help: 'How long the oldest audit record not yet in PostgreSQL has waited (store.postgres)',
+      registers: [this.registry],
+      collect() {
+        this.set(lag().seconds);
+      },
+    });
+  }
+
   constructor() {
     // Their own names start process_ or nodejs_: airlock_process_cpu_seconds_total, airlock_nodejs_heap_size_used_bytes …
     collectDefaultMetrics({ register: this.registry, prefix: 'airlock_' });

@@ -1,0 +1,168 @@
+/**
+ * Reading every gateway's audit records from PostgreSQL: the admin API's and the CLI's queries,
+ * usage sums, `audit tail -f`, and the walk `audit verify` makes over each node's chain. The
+ * filters mean what they mean on the local SQLite store (`SqliteStore.queryAudit`,
+ * `usageSummary`): the same records, in the same order, for the same query on one node's records.
+ * (Rows get here from the shipper, `audit/shipper.ts`.)
+ */
+import pg from 'pg';
+import type { AuditFilter, AuditRow, UsageBy, UsageGroup } from '../types.js';
+import { connectionConfig, ident, isMissingTable, type PostgresConfig } from './schema.js';
+
+/** An audit row as PostgreSQL holds it: which gateway (node) wrote it, and where it sorts. */
+export interface NodeAuditRow extends AuditRow {
+  node: string;
+  /** The latest ts along the node's chain up to this row (schema.ts): the cross-node order. */
+  chainTs: string;
+}
+
+interface PgAuditDbRow {
+  node: string;
+  seq: string;
+  id: string;
+  ts: string;
+  phase: string;
+  agent: string | null;
+  protocol: string;
+  decision: string;
+  record: string;
+  prev_hash: string;
+  hash: string;
+  chain_ts: string;
+}
+
+const COLUMNS = 'node, seq, id, ts, phase, agent, protocol, decision, record, prev_hash, hash, chain_ts';
+
+function toRow(r: PgAuditDbRow): NodeAuditRow {
+  return {
+    node: r.node,
+    seq: Number(r.seq),
+    id: r.id,
+    ts: r.ts,
+    phase: r.phase as AuditRow['phase'],
+    agent: r.agent,
+    protocol: r.protocol,
+    decision: r.decision,
+    record: r.record,
+    prevHash: r.prev_hash,
+    hash: r.hash,
+    chainTs: r.chain_ts,
+  };
+}
+
+/** Newest first across nodes (each node's own rows newest seq first): the order of `query`. */
+export function newestFirst(a: NodeAuditRow, b: NodeAuditRow): number {
+  if (a.chainTs !== b.chainTs) return a.chainTs < b.chainTs ? 1 : -1;
+  if (a.node !== b.node) return a.node < b.node ? 1 : -1;
+  return b.seq - a.seq;
+}
+
+export class PgAuditStore {
+  private readonly pool: pg.Pool;
+  private readonly table: string;
+
+  /** `max`: connections at most (reads only; the shipper has its own). Nothing connects until the first read. */
+  constructor(
+    readonly config: PostgresConfig,
+    opts: { max?: number; applicationName?: string; onIdleError?: (e: Error) => void } = {},
+  ) {
+    this.table = `${ident(config.schema)}.audit`;
+    this.pool = new pg.Pool({ ...connectionConfig(config.url, opts.applicationName ?? 'airlock'), max: opts.max ?? 3, idleTimeoutMillis: 30_000 });
+    // An idle connection that breaks (PostgreSQL restarted) is dropped by the pool; without a
+    // listener its error would end the process.
+    this.pool.on('error', (e) => opts.onIdleError?.(e));
+  }
+
+  private async rows(sql: string, args: unknown[]): Promise<NodeAuditRow[]> {
+    try {
+      return (await this.pool.query<PgAuditDbRow>(sql, args)).rows.map(toRow);
+    } catch (e) {
+      if (isMissingTable(e)) return []; // no gateway has shipped here yet
+      throw e;
+    }
+  }
+
+  /** The newest records matching `f` (agent, protocol, decision, since, limit — as SqliteStore.queryAudit), newest first. */
+  query(f: AuditFilter): Promise<NodeAuditRow[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    const eq = (col: string, v: string | undefined) => {
+      if (v === undefined) return;
+      args.push(v);
+      where.push(`${col} = $${args.length}`);
+    };
+    eq('agent', f.agent);
+    eq('protocol', f.protocol);
+    eq('decision', f.decision);
+    if (f.since !== undefined) {
+      args.push(f.since);
+      where.push(`ts >= $${args.length}`);
+    }
+    if (f.afterSeq !== undefined) throw new Error('afterSeq is per node in PostgreSQL: use chain()');
+    args.push(Math.min(Math.max(f.limit ?? 100, 1), 10_000));
+    return this.rows(`SELECT ${COLUMNS} FROM ${this.table} ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY chain_ts DESC, node DESC, seq DESC LIMIT $${args.length}`, args);
+  }
+
+  /** One node's records after `afterSeq`, oldest first. */
+  chain(node: string, afterSeq: number, limit: number): Promise<NodeAuditRow[]> {
+    return this.rows(`SELECT ${COLUMNS} FROM ${this.table} WHERE node = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [node, afterSeq, limit]);
+  }
+
+  /** Every node's last seq (a loose index scan: one index probe per node, however many rows). */
+  async heads(): Promise<Map<string, number>> {
+    const t = this.table;
+    try {
+      const r = await this.pool.query<{ node: string; seq: string }>(
+        `WITH RECURSIVE n(node) AS (SELECT min(node) FROM ${t} UNION ALL SELECT (SELECT min(node) FROM ${t} WHERE node > n.node) FROM n WHERE n.node IS NOT NULL)
+         SELECT node, (SELECT max(seq) FROM ${t} a WHERE a.node = n.node) AS seq FROM n WHERE node IS NOT NULL`,
+      );
+      return new Map(r.rows.map((x) => [x.node, Number(x.seq)]));
+    } catch (e) {
+      if (isMissingTable(e)) return new Map();
+      throw e;
+    }
+  }
+
+  /** Every row of every chain, in node then seq order, a page at a time (for verification). */
+  async *iterate(page = 2000): AsyncIterableIterator<NodeAuditRow> {
+    let node = '';
+    let seq = -1;
+    for (;;) {
+      const rows = await this.rows(`SELECT ${COLUMNS} FROM ${this.table} WHERE (node, seq) > ($1, $2) ORDER BY node, seq LIMIT $3`, [node, seq, page]);
+      yield* rows;
+      if (rows.length < page) return;
+      ({ node, seq } = rows.at(-1)!);
+    }
+  }
+
+  /** LLM usage of final records since `since`, grouped; as SqliteStore.usageSummary. */
+  async usage(by: UsageBy, since: string | undefined): Promise<UsageGroup[]> {
+    const key = by === 'agent' ? 'agent' : by === 'team' ? "r->>'team'" : "COALESCE(r->'details'->>'model', r->'target'->>'model')";
+    const args: string[] = [];
+    let where = "phase = 'final' AND protocol = 'llm'";
+    if (since !== undefined) {
+      args.push(since);
+      where += ' AND ts >= $1';
+    }
+    // `usage` present and not JSON null: json_extract's IS NOT NULL in the SQLite version.
+    const sql = `SELECT ${key} AS key, count(*)::float8 AS requests,
+        COALESCE(sum(CASE WHEN decision IN ('allowed', 'approved') OR (decision = 'killed' AND COALESCE(jsonb_typeof(r->'usage'), 'null') <> 'null') THEN 0 ELSE 1 END), 0)::float8 AS refused,
+        COALESCE(sum((r->'usage'->>'inputTokens')::float8), 0) AS "inputTokens",
+        COALESCE(sum((r->'usage'->>'outputTokens')::float8), 0) AS "outputTokens",
+        COALESCE(sum((r->'usage'->>'cachedInputTokens')::float8), 0) AS "cachedInputTokens",
+        COALESCE(sum((r->>'costUsd')::float8), 0) AS "costUsd",
+        COALESCE(sum(CASE WHEN r->'usage'->>'estimated' = 'true' THEN 1 ELSE 0 END), 0)::float8 AS estimated
+      FROM (SELECT agent, decision, record::jsonb AS r FROM ${this.table} WHERE ${where}) x
+      GROUP BY 1 ORDER BY "costUsd" DESC, requests DESC`;
+    try {
+      return (await this.pool.query<UsageGroup>(sql, args)).rows;
+    } catch (e) {
+      if (isMissingTable(e)) return [];
+      throw e;
+    }
+  }
+
+  close(): Promise<void> {
+    return this.pool.end();
+  }
+}
