@@ -20,6 +20,7 @@
  * BENCH_QUIET_WAIT (s to wait for other processes to go quiet before each target, default 60),
  * BENCH_ATTEMPTS (measured runs per phase when others load the machine, default 3),
  * BENCH_PAIRED_ROUNDS (back-to-back rounds the targets are judged on, default 3; 0: judge the table),
+ * BENCH_POSTGRES (a PostgreSQL URL: airlock ships its audit records there, see bench/postgres.ts),
  * BENCH_AIRLOCK_NODE_FLAGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the gateway).
  */
 import { randomBytes } from 'node:crypto';
@@ -33,6 +34,7 @@ import { a2aScenario } from './a2a.js';
 import { runLlmBench } from './llm.js';
 import { load, type LoadResult } from './load.js';
 import { mcpScenario } from './mcp.js';
+import { postgresReport, storeConfig } from './postgres.js';
 import { benchCpuMs, cpuMs, killAllNow, machineBusyMs, memMb, startNode, stop, stopAll, type Child } from './procs.js';
 
 const argv = process.argv.slice(2);
@@ -138,7 +140,7 @@ rules:
 http:
   services:
     bench: { url: "${upstream}", timeout: 10s }
-`;
+${storeConfig()}`;
 }
 
 /** One request through `url`; the body must be the upstream's. */
@@ -388,6 +390,7 @@ async function main(): Promise<void> {
     db.close();
     if (COMPARE) console.log(`\naudit: ${w} write-ahead and ${n} final records for ${served} exchanges answered 200 in the sanity, warm-up and measured runs (requests cut off at a run's end may add a few)`);
     else console.log(`\naudit: ${w} write-ahead and ${n} final records`);
+    await postgresReport(w + n);
     // The A2A SendMessage scenario (bench/a2a.ts) brings its own remote agent and gateway.
     if (COMPARE && (!ONLY || ONLY.includes('a2a'))) await a2aScenario({ warmupS: WARMUP_S, durationS: DURATION_S, latencyS: LATENCY_S });
     // The LLM scenarios (bench/llm.ts) bring their own provider, bare proxy and gateway.

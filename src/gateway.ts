@@ -117,7 +117,7 @@ export class Gateway implements AgentPortDeps {
       onError: (e) => this.log.error({ err: e }, 'audit write failed'),
       onWarn: (message) => this.log.warn(message),
     });
-    this.postgres = config.store.postgres ? new PostgresAudit(config.store.postgres, config.dataDir, this.log, this.metrics) : undefined;
+    this.postgres = config.store.postgres ? new PostgresAudit(config.store.postgres, config.dataDir, this.log, this.metrics, () => this.audit.headSeq) : undefined;
     this.deferredWrites = new DeferredWrites(this.store, (problem) => (problem ? this.log.error(problem) : this.log.info('the writes that waited for the store (kill switches, key revocations, alerts, approval ends, tool pins, A2A task owners) reached it')));
     this.kills = new KillSwitches(this.store, this.deferredWrites);
     this.servicePids = new ServicePidFile(config.dataDir, this.log);

@@ -21,6 +21,7 @@ import { startUpstream, type Upstream } from './support/upstream.js';
 
 function config(up: string, schema: string | undefined, url = PG_URL): string {
   return `
+audit: { bodies: true }
 agents:
   alice: { keys: ["${KEYS.alice}"] }
   bob: { keys: ["${KEYS.bob}"] }
@@ -153,7 +154,8 @@ describe('store.postgres: every gateway\'s audit records in one PostgreSQL schem
       const slow = get(g, 'slow/1');
       await new Promise((r) => setTimeout(r, 30));
       await get(g, 'items/1', KEYS.bob);
-      await chat(g, KEYS.alice, 'hello there');
+      // Text that JSON and SQL must carry exactly (the bodies are in the records): the chains verify only if it does.
+      assert.equal((await chat(g, KEYS.alice, 'emoji 😀, quotes " \' \\ backslash, NUL \u0000, control \u0001\u001f, lone \ud800 surrogate, CJK 漢字, RTL \u202e')).status, 200);
       assert.equal((await slow).status, 200);
       await new Promise((r) => setTimeout(r, 20));
       const mid = new Date().toISOString();
@@ -164,6 +166,7 @@ describe('store.postgres: every gateway\'s audit records in one PostgreSQL schem
       await get(g, 'items/3');
       const all = await records(g, 'limit=1000');
       assert.equal(all.length, 12);
+      assert.ok(all.some((r) => JSON.stringify(r).includes('😀')));
       const bySeq = [...all].sort((x, y) => x.seq - y.seq);
       assert.ok(bySeq.some((r, i) => i > 0 && r.ts < bySeq[i - 1]!.ts), 'some record comes after a record with a later ts');
       await g.stop();
@@ -191,6 +194,9 @@ describe('store.postgres: every gateway\'s audit records in one PostgreSQL schem
           assert.ok(jsonLines(l.stdout).length > 0);
           assert.deepEqual(withoutNode(jsonLines(p.stdout)), jsonLines(l.stdout), `audit query ${args.join(' ')}`);
         }
+        const v = await runCli(['audit', 'verify', '-c', pgGw.configFile]);
+        assert.equal(v.code, 0, v.stdout + v.stderr);
+        assert.match(v.stdout, /1 node\(s\), 12 audit records, every chain intact/);
         const tl = await runCli(['audit', 'tail', '-n', '5', '-c', local.configFile, '--json']);
         const tp = await runCli(['audit', 'tail', '-n', '5', '-c', pgGw.configFile, '--json']);
         assert.deepEqual(withoutNode(jsonLines(tp.stdout)), jsonLines(tl.stdout), 'audit tail');

@@ -153,6 +153,46 @@ describe('store.postgres: shipping through stops, crashes and outages', { timeou
     assert.equal(logLines(gw.stderr()).filter((l) => l['level'] === 50).length, 0, gw.stderr());
   });
 
+  it('SIGTERM under load with PostgreSQL far away (the shipper busy with a batch at the stop): every record is in PostgreSQL when the gateway has exited', { timeout: 60_000 }, async () => {
+    const schema = randomSchema();
+    schemas.push(schema);
+    const dir = join(tmp.dir, 'far');
+    mkdirSync(dir);
+    const dataDir = join(dir, 'data');
+    const proxy = await startPgProxy(true, 40); // 80 ms more per round trip
+    proxies.push(proxy);
+    const file = writeConfig(dir, config(up.url, schema, proxy.url()));
+    const gw = await startCliGateway(file);
+    const pool = new Pool(gw.agentUrl, { connections: 20 });
+    let stop = false;
+    let n = 0;
+    const client = async () => {
+      while (!stop) {
+        try {
+          const r = await pool.request({ path: `/http/svc/item/${n++}`, method: 'GET', headers: { authorization: `Bearer ${KEYS.alice}` } });
+          await r.body.dump();
+        } catch {
+          stop = true; // refused once the drain began
+        }
+      }
+    };
+    const clients = Array.from({ length: 20 }, client);
+    let lag = 0;
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      lag = Math.max(lag, Number(/^airlock_audit_shipping_lag_records (\d+)$/m.exec((await call(`${gw.adminUrl}/metrics`)).text)?.[1]));
+    }
+    const exit = gw.stop('SIGTERM');
+    stop = true;
+    await Promise.all(clients);
+    await pool.destroy();
+    assert.equal((await exit).code, 0, gw.stderr());
+    assert.ok(lag > 0, `records were waiting to be shipped under load (${lag})`);
+    const chain = await sameChain(schema, dataDir);
+    assert.ok(chain.length > 200, `${chain.length} records`);
+    assert.doesNotMatch(gw.stderr(), /not in PostgreSQL/);
+  });
+
   it('PostgreSQL unreachable, then back, then gone again under traffic: the gateway serves throughout, warns once per outage, ships everything once', { timeout: 90_000 }, async () => {
     const schema = randomSchema();
     schemas.push(schema);

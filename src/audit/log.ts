@@ -106,6 +106,11 @@ export class AuditLog {
     return this.ready;
   }
 
+  /** The seq of the chain's last committed record. */
+  get headSeq(): number {
+    return this.head.seq;
+  }
+
   /** Seconds since a batch was last committed while records wait; 0 when nothing waits. */
   get lagSeconds(): number {
     return this.batch || this.out ? (Date.now() - this.lastCommitAt) / 1000 : 0;

@@ -47,6 +47,8 @@ export class PostgresAudit {
     private readonly dataDir: string,
     private readonly log: Logger,
     metrics: Metrics,
+    /** The local chain's head as committed now (AuditLog.headSeq): the lag is counted from it. */
+    private readonly localHead: () => number,
   ) {
     this.node = nodeId(dataDir);
     this.target = `${describePostgres(config.url)} (schema ${config.schema})`;
@@ -57,7 +59,8 @@ export class PostgresAudit {
 
   /** Records the local store has and PostgreSQL has not (as far as the shipper knows), and how long the oldest has waited. */
   lag(): { records: number; seconds: number } {
-    const records = Number(Atomics.load(this.view, HEAD) - Atomics.load(this.view, SHIPPED));
+    const head = Math.max(this.localHead(), Number(Atomics.load(this.view, HEAD)));
+    const records = head - Number(Atomics.load(this.view, SHIPPED));
     const since = Number(Atomics.load(this.view, WAITING_SINCE));
     return { records: Math.max(0, records), seconds: since > 0 ? Math.max(0, (Date.now() - since) / 1000) : 0 };
   }

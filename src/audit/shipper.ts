@@ -148,10 +148,10 @@ class Shipper {
         this.failed(e);
         failed = true;
       }
-      const head = Number(Atomics.load(this.shared, HEAD));
-      const caughtUp = this.cursor !== undefined && this.cursor.seq >= head;
-      // Stopping: one more try at once, then no waiting out retry delays (PostgreSQL is down: the next start ships the rest).
-      if (this.closeBy !== undefined && (caughtUp || failed || this.diverged || Date.now() >= this.closeBy)) break;
+      // Stopping: one more try at once, then no waiting out retry delays (PostgreSQL is down: the
+      // next start ships the rest). Caught up means with the local store as it is now: the
+      // gateway committed its last records while the step above was under way.
+      if (this.closeBy !== undefined && (failed || this.diverged || Date.now() >= this.closeBy || (this.cursor !== undefined && this.cursor.seq >= this.localHead()))) break;
       if (more) continue;
       const wait = this.diverged ? DIVERGED_RECHECK_MS : this.retryMs || POLL_MS;
       await new Promise<void>((r) => {
@@ -202,18 +202,19 @@ class Shipper {
   }
 
   private async insert(rows: AuditRow[], cursor: Cursor): Promise<void> {
-    const cols: unknown[][] = [[], [], [], [], [], [], [], [], [], [], []];
+    // The batch goes as one JSON parameter: V8's JSON.stringify makes it ~4× faster than the
+    // array literals of unnest(…) (pg escapes those character by character in JavaScript).
+    const batch: object[] = [];
     let chainTs = cursor.chainTs;
     for (const r of rows) {
       if (r.ts > chainTs) chainTs = r.ts;
-      const v = [r.seq, r.id, r.ts, r.phase, r.agent, r.protocol, r.decision, r.record, r.prevHash, r.hash, chainTs];
-      for (let i = 0; i < v.length; i++) cols[i]!.push(v[i]);
+      batch.push({ seq: r.seq, id: r.id, ts: r.ts, phase: r.phase, agent: r.agent, protocol: r.protocol, decision: r.decision, record: r.record, prev_hash: r.prevHash, hash: r.hash, chain_ts: chainTs });
     }
     await this.client!.query(
       `INSERT INTO ${this.table} (node, seq, id, ts, phase, agent, protocol, decision, record, prev_hash, hash, chain_ts)
-       SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+       SELECT $1, * FROM json_to_recordset($2::json) AS x(seq bigint, id text, ts text, phase text, agent text, protocol text, decision text, record text, prev_hash text, hash text, chain_ts text)
        ON CONFLICT (node, seq) DO NOTHING`,
-      [this.init.node, ...cols],
+      [this.init.node, JSON.stringify(batch)],
     );
     const last = rows.at(-1)!;
     this.cursor = { seq: last.seq, hash: last.hash, chainTs };

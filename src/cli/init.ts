@@ -62,6 +62,12 @@ http:
 
 approvals:
   timeout: 5m
+
+# Several gateways, one audit trail: each keeps its SQLite journal under \`data\` and ships its
+# records to PostgreSQL, where \`airlock audit\`, \`airlock usage\` and the admin API read every
+# gateway's (see docs/config.md). Changes only on restart.
+# store:
+#   postgres: "\${env:AIRLOCK_POSTGRES_URL}"     # or { url: ..., schema: airlock }
 `;
 
 export function init(argv: string[]): number {

@@ -88,7 +88,7 @@ const redisStore = z.union([
 const postgresStore = z.union([
   z.string().regex(/^postgres(ql)?:\/\//, 'a PostgreSQL URL starts with postgres:// or postgresql://'),
   z.strictObject({
-    url: z.string().regex(/^postgres(ql)?:\/\//, 'a PostgreSQL URL starts with postgres:// or postgresql://'),
+    url: z.string().regex(/^postgres(ql)?:\/\//, 'a PostgreSQL URL starts with postgres:// or postgresql://').describe('postgres://user:password@host:5432/database; use ${env:…} for the password, which is never logged'),
     schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a schema name is lower-case letters, digits and _').optional().describe('schema of airlock\'s tables, default "airlock"'),
   }),
 ]);
@@ -130,7 +130,11 @@ export const configSchema = z.strictObject({
   a2a: a2aSection.optional(),
   store: z
     .strictObject({
-      postgres: postgresStore.optional().describe('scale-out: every gateway\'s audit records in one PostgreSQL database'),
+      postgres: postgresStore
+        .optional()
+        .describe(
+          'scale-out: every gateway\'s audit records in one PostgreSQL database. Each gateway keeps its SQLite store as the write-ahead journal and ships committed records there moments later (retrying while PostgreSQL is down); audit queries, usage and `airlock audit verify` then read every gateway\'s records from it. Changes only on restart',
+        ),
       redis: redisStore.optional().describe('scale-out: counters, kill switches, keys and events shared by every gateway using the same Redis and prefix'),
     })
     .optional(),

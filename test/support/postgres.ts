@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { Transform } from 'node:stream';
 import pg from 'pg';
 
 export const PG_URL = process.env['AIRLOCK_TEST_POSTGRES'] ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -51,8 +52,24 @@ export interface PgProxy {
   connections: number;
 }
 
-/** A TCP proxy to the test server on a fixed loopback port; listening only once `start()`ed unless `listening`. */
-export async function startPgProxy(listening = true): Promise<PgProxy> {
+/** Passes chunks on `delayMs` later, in order: a PostgreSQL far away (every round trip takes 2 × delayMs more). */
+function delayed(delayMs: number): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      setTimeout(() => this.push(chunk), delayMs); // equal delays fire in order
+      cb();
+    },
+    flush(cb) {
+      setTimeout(cb, delayMs + 1);
+    },
+  });
+}
+
+/**
+ * A TCP proxy to the test server on a fixed loopback port; listening only once `start()`ed unless
+ * `listening`; with `delayMs`, each chunk each way waits that long.
+ */
+export async function startPgProxy(listening = true, delayMs = 0): Promise<PgProxy> {
   const target = new URL(PG_URL);
   const targetPort = Number(target.port || 5432);
   const targetHost = target.hostname || '127.0.0.1';
@@ -88,8 +105,13 @@ export async function startPgProxy(listening = true): Promise<PgProxy> {
         };
         client.on('error', drop).on('close', drop);
         upstream.on('error', drop).on('close', drop);
-        client.pipe(upstream);
-        upstream.pipe(client);
+        if (delayMs > 0) {
+          client.pipe(delayed(delayMs)).pipe(upstream);
+          upstream.pipe(delayed(delayMs)).pipe(client);
+        } else {
+          client.pipe(upstream);
+          upstream.pipe(client);
+        }
       });
       await new Promise<void>((r, j) => s.once('error', j).listen(port, '127.0.0.1', () => r()));
       server = s;
