@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chainHash } from '../src/audit/record.js';
 import { SqliteStore } from '../src/store/sqlite.js';
-import { runCli, tempDir, waitFor } from './support/cli.js';
+import { runCli, spawnCli, tempDir, waitFor } from './support/cli.js';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
 import { dropSchema, pgChain, pgQuery, PG_URL, randomSchema } from './support/postgres.js';
 import { startUpstream, type Upstream } from './support/upstream.js';
@@ -126,6 +126,23 @@ describe('store.postgres: every gateway\'s audit records in one PostgreSQL schem
       assert.equal(vt.code, 0, vt.stdout + vt.stderr);
       assert.match(vt.stdout, /^ok: 5 audit records, chain intact/m);
       assert.match(vt.stdout, /^ok: PostgreSQL 127\.0\.0\.1:\d+\/\w+ \(schema airlock_t_\w+\): 2 node\(s\), 11 audit records, every chain intact/m);
+
+      // tail -f on one gateway's config follows every gateway's chain.
+      const tail = spawnCli(['audit', 'tail', '-f', '-n', '1', '-c', a.configFile, '--json']);
+      let out = '';
+      tail.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
+      try {
+        await waitFor('the first tail line', () => out.includes('\n'), 5000);
+        const ra = await get(a, 'items/followed-a');
+        const rb = await get(b, 'things/followed-b', KEYS.bob);
+        const followed = (id: unknown) => jsonLines(out).filter((r) => r.id === id);
+        await waitFor('both new exchanges in tail -f', () => followed(ra.headers['x-airlock-request-id']).length === 2 && followed(rb.headers['x-airlock-request-id']).length === 2, 5000, 20);
+        assert.deepEqual(followed(ra.headers['x-airlock-request-id']).map((r) => [r.node, r.phase]), [[na, 'decision'], [na, 'final']]);
+        assert.deepEqual(followed(rb.headers['x-airlock-request-id']).map((r) => [r.node, r.phase]), [[nb, 'decision'], [nb, 'final']]);
+        assert.equal(new Set(jsonLines(out).map((r) => `${r.node}:${r.seq}`)).size, jsonLines(out).length, 'no record printed twice');
+      } finally {
+        tail.kill('SIGTERM');
+      }
 
       const metrics = await call(`${a.adminUrl}/metrics`);
       assert.match(metrics.text, /^airlock_audit_shipping_lag_records 0$/m);

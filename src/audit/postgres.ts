@@ -112,7 +112,13 @@ export class PostgresAudit {
 
   private spawn(): void {
     const init: ShipperInit = { dataDir: this.dataDir, url: this.config.url, schema: this.config.schema, node: this.node, shared: this.shared };
-    const w = new Worker(SHIPPER_URL, { workerData: init });
+    let w: Worker;
+    try {
+      w = new Worker(SHIPPER_URL, { workerData: init });
+    } catch (e) {
+      this.log.error(`the audit shipper thread could not start: ${errorText(e, this.config.url)}; trying again in ${this.respawnMs} ms`);
+      return this.respawnLater();
+    }
     this.worker = w;
     w.on('message', (m: ShipperOut) => {
       if (m.type === 'log') this.log[m.level](m.message);
@@ -130,11 +136,15 @@ export class PostgresAudit {
       if (this.closing) return;
       // The local store has everything; a new shipper goes on from PostgreSQL's own last seq.
       this.log.error(`the audit shipper thread stopped (exit code ${code}); starting another in ${this.respawnMs} ms`);
-      setTimeout(() => {
-        if (!this.closing) this.spawn();
-      }, this.respawnMs).unref();
-      this.respawnMs = Math.min(this.respawnMs * 2, RESPAWN_MAX_MS);
+      this.respawnLater();
     });
+  }
+
+  private respawnLater(): void {
+    setTimeout(() => {
+      if (!this.closing) this.spawn();
+    }, this.respawnMs).unref();
+    this.respawnMs = Math.min(this.respawnMs * 2, RESPAWN_MAX_MS);
   }
 
   /** Ships what it can within `withinMs` (the local store has committed everything by now), then stops. */

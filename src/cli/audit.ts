@@ -19,7 +19,7 @@ import { SqliteStore } from '../store/sqlite.js';
 import type { AuditFilter, AuditRow } from '../store/types.js';
 import { args, configPath, EXIT_FAILED, EXIT_OK, loadRuntime, printJson, UsageError } from './common.js';
 
-export const usage = 'airlock audit verify (the hash chain, and the store against audit.jsonl) | audit tail [-f] [-n N] | audit query [--agent A] [--protocol P] [--decision D] [--since 1h|ISO] [--limit N]   [-c FILE] [--json]';
+export const usage = 'airlock audit verify (the hash chain, and the store against audit.jsonl; with store.postgres, every node\'s chain there too) | audit tail [-f] [-n N] | audit query [--agent A] [--protocol P] [--decision D] [--since 1h|ISO] [--limit N]   [-c FILE] [--json]';
 
 export async function audit(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv);
