@@ -23,7 +23,7 @@ import { Pipeline } from './pipeline/runner.js';
 import type { Exchange } from './pipeline/types.js';
 import { approvalPolicy } from './policies/approval/policy.js';
 import { BudgetLedger } from './policies/budget/ledger.js';
-import { budgetPolicy } from './policies/budget/policy.js';
+import { budgetPolicy, TokenCounters } from './policies/budget/policy.js';
 import { guardsPolicy } from './policies/guards/policy.js';
 import { killPolicy } from './policies/kill/policy.js';
 import { KillSwitches } from './policies/kill/switches.js';
@@ -34,7 +34,13 @@ import { SupervisedProcess } from './process/supervisor.js';
 import { agentHandler, type AgentPortDeps } from './server/agent.js';
 import { DeferredWrites } from './store/deferred.js';
 import { SqliteStore } from './store/sqlite.js';
+import { nodeId } from './store/node.js';
+import { SharedCounters } from './store/redis/counters.js';
+import { ClusterFeed } from './store/redis/feed.js';
+import { RedisLink, redactUrl } from './store/redis/link.js';
+import { ClusterSync } from './store/redis/sync.js';
 import type { KillScope, KillSwitch, Store } from './store/types.js';
+import type { SyncTarget } from './store/redis/sync.js';
 import { createDispatcher } from './upstream/dispatcher.js';
 import { createLlmDispatcher } from './protocols/llm/dispatcher.js';
 import { Pins } from './protocols/mcp/pinning.js';
@@ -92,6 +98,8 @@ export class Gateway implements AgentPortDeps {
   readonly approvals: Approvals;
   readonly pipeline: Pipeline;
   readonly log: Logger;
+  /** The scale-out cluster this gateway is part of (store.redis): shared counters, kill switches, keys and exchange feed. */
+  private readonly cluster: { link: RedisLink; counters: SharedCounters; sync: ClusterSync; feed: ClusterFeed } | undefined;
   private current: RuntimeConfig;
   private agentServer: Server | undefined;
   private adminServer: Server | undefined;
@@ -109,10 +117,18 @@ export class Gateway implements AgentPortDeps {
     this.current = config;
     this.log = createLogger(config.logLevel, opts.logDestination);
     this.store = new SqliteStore(config.dataDir, { autoCheckpoint: false }); // the audit writer thread checkpoints
+    const redis = config.store.redis;
+    let link: RedisLink | undefined;
+    if (redis) {
+      link = new RedisLink(redis.url, redis.prefix, nodeId(config.dataDir), this.log);
+      this.log.info({ redis: redactUrl(redis.url), prefix: redis.prefix, member: link.member }, 'sharing counters, kill switches, keys and events through Redis');
+    }
+    const feed = link ? new ClusterFeed(link, nodeId(config.dataDir), this.bus) : undefined;
     this.audit = new AuditLog(config.dataDir, this.bus, {
       jsonlPath: config.audit.jsonl ? join(config.dataDir, 'audit.jsonl') : undefined,
       onError: (e) => this.log.error({ err: e }, 'audit write failed'),
       onWarn: (message) => this.log.warn(message),
+      onCommitted: feed ? (records) => feed.committed(records) : undefined,
     });
     this.deferredWrites = new DeferredWrites(this.store, (problem) => (problem ? this.log.error(problem) : this.log.info('the writes that waited for the store (kill switches, key revocations, alerts, approval ends, tool pins, A2A task owners) reached it')));
     this.kills = new KillSwitches(this.store, this.deferredWrites);
@@ -121,16 +137,27 @@ export class Gateway implements AgentPortDeps {
     this.pins = new Pins(this.store, this.deferredWrites);
     this.a2aTasks = new TaskOwners(this.store, this.deferredWrites);
     this.mcpHub = new McpHub(this.log, this.alerts, this.pins);
+    const shared = link ? new SharedCounters(link) : undefined;
+    this.cluster = link && shared && feed ? { link, counters: shared, feed, sync: new ClusterSync(link, this.syncTarget()) } : undefined;
     this.approvals = new Approvals(this.store, this.deferredWrites, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl);
     this.pipeline = new Pipeline(
       [
         killPolicy(this.kills),
         rulesPolicy(),
-        limitsPolicy(this.counters),
+        limitsPolicy(this.counters, Date.now, shared),
         // Token limits and budgets: reserved before the call, settled with real usage; spend survives restarts via the audit.
-        budgetPolicy(new BudgetLedger((scope, name, since) => this.store.usageSummary('agent', since, scope === 'agent' ? { agent: name } : { team: name }).reduce((s, g) => s + g.costUsd, 0))),
-        guardsPolicy((x) =>
-          this.alerts.raise('loop', `${x.agent.name} ${x.action}`, 'warning', `agent "${x.agent.name}" is repeating ${x.action} with the same arguments; calls are refused with loop_detected`, { action: x.action, session: x.session }, x.agent.name),
+        budgetPolicy(
+          new BudgetLedger((scope, name, since) => this.store.usageSummary('agent', since, scope === 'agent' ? { agent: name } : { team: name }).reduce((s, g) => s + g.costUsd, 0)),
+          new TokenCounters(),
+          Date.now,
+          shared,
+        ),
+        guardsPolicy(
+          (x) =>
+            this.alerts.raise('loop', `${x.agent.name} ${x.action}`, 'warning', `agent "${x.agent.name}" is repeating ${x.action} with the same arguments; calls are refused with loop_detected`, { action: x.action, session: x.session }, x.agent.name),
+          Date.now,
+          undefined,
+          shared,
         ),
         approvalPolicy(this.approvals, this.keys),
       ],
@@ -148,6 +175,10 @@ export class Gateway implements AgentPortDeps {
     const gw = new Gateway(opts, config);
     try {
       await gw.audit.opened();
+      // Kill switches and keys set elsewhere in the cluster are in force before the first call.
+      if (gw.cluster && !(await gw.cluster.link.connected(3_000))) {
+        gw.log.warn('Redis is not reachable yet: this gateway starts with its own counters, kill switches and keys, and shares them once the link is up');
+      }
       await gw.listen();
     } catch (e) {
       await gw.stop();
@@ -237,6 +268,11 @@ export class Gateway implements AgentPortDeps {
         return { ok: false, error };
       }
     }
+    if (JSON.stringify(prev.store) !== JSON.stringify(next.store)) {
+      const error = 'the store section (store.redis, store.postgres) changes only on restart: restart the gateway to use the new one';
+      this.log.error({ why, error }, 'config reload refused; the running config stays in force');
+      return { ok: false, error };
+    }
     this.current = next;
     this.loadKeys();
     this.syncProcesses(next);
@@ -274,9 +310,20 @@ export class Gateway implements AgentPortDeps {
     }
   }
 
-  /** Revokes a stored key: refused from the very next request, whatever the store is doing (see DeferredWrites). */
+  /** A key made by the admin API: usable at once here, and on the cluster's other gateways. */
+  keyCreated(k: KeyRecord): void {
+    this.keys.add(k);
+    this.cluster?.sync.keyChanged(k);
+  }
+
+  /** Revokes a stored key: refused from the very next request, whatever the store is doing (see DeferredWrites), on every gateway of the cluster. */
   revokeKey(id: string): KeyRecord | undefined {
-    const at = new Date().toISOString();
+    const r = this.revokeHere(id, new Date().toISOString());
+    if (r) this.cluster?.sync.keyChanged(r);
+    return r;
+  }
+
+  private revokeHere(id: string, at: string): KeyRecord | undefined {
     const usable = this.keys.remove(id);
     if (usable) {
       this.revocationsUnsaved.add(id); // a reload meanwhile must not bring the key back from the store
@@ -289,9 +336,52 @@ export class Gateway implements AgentPortDeps {
     return this.store.revokeKey(id, at); // already revoked, expired, or unknown: nothing to put in force
   }
 
-  /** Turns a kill switch on and cuts that scope's in-flight exchanges. */
+  /** What the cluster's kill switch and key sync does to this gateway. */
+  private syncTarget(): SyncTarget {
+    return {
+      localKills: () => this.kills.active,
+      applyKill: (k) => void this.putKill(k, 'cluster'),
+      applyUnkill: (scope, value, by) => {
+        if (this.kills.remove(scope, value)) {
+          this.log.warn({ scope, value, by, from: 'cluster' }, 'kill switch lifted');
+          this.bus.emit('unkill', { scope, value, by });
+        }
+      },
+      localKeys: () => this.store.listKeys(),
+      applyKey: (k) => {
+        const known = this.store.listKeys(k.agent).find((l) => l.id === k.id);
+        if (!known) {
+          this.deferredWrites.write(() => this.store.insertKey(k));
+          if (!k.revokedAt) this.keys.add(k);
+          else this.keys.remove(k.id);
+        } else if (k.revokedAt && !known.revokedAt) {
+          this.revokeHere(k.id, k.revokedAt);
+          this.log.info({ keyId: k.id, from: 'cluster' }, 'agent key revoked');
+        }
+      },
+    };
+  }
+
+  /** Turns a kill switch on and cuts that scope's in-flight exchanges, on every gateway of the cluster. */
   kill(scope: KillScope, value: string, reason: string | undefined, by: string | undefined): { kill: KillSwitch; aborted: number } {
     const k = this.kills.add(scope, value, reason, by);
+    this.cluster?.sync.killed(k);
+    return { kill: k, aborted: this.cut(k) };
+  }
+
+  /** Puts a switch set on another gateway in force here. */
+  private putKill(k: KillSwitch, from: string): void {
+    try {
+      this.kills.put(k);
+    } catch (e) {
+      this.log.error({ err: e, scope: k.scope, value: k.value, from }, 'a kill switch from the cluster could not be put in force');
+      return;
+    }
+    this.cut(k, from);
+  }
+
+  /** Cuts the in-flight and held exchanges a switch covers; logs and announces it. */
+  private cut(k: KillSwitch, from?: string): number {
     const covered = (x: Exchange) =>
       this.kills.covering({ agent: x.agent.name, team: x.agent.team, action: x.action }) !== undefined ||
       (x.servedAction !== undefined && this.kills.covering({ agent: x.agent.name, team: x.agent.team, action: x.servedAction }) !== undefined);
@@ -303,9 +393,9 @@ export class Gateway implements AgentPortDeps {
         aborted++;
       }
     }
-    this.log.warn({ scope, value: k.value, by, aborted }, 'kill switch on');
+    this.log.warn({ scope: k.scope, value: k.value, by: k.by, aborted, from }, 'kill switch on');
     this.bus.emit('kill', { ...k, aborted });
-    return { kill: k, aborted };
+    return aborted;
   }
 
   unkill(scope: KillScope, value: string, by: string | undefined): boolean {
@@ -313,6 +403,7 @@ export class Gateway implements AgentPortDeps {
     if (lifted) {
       this.log.warn({ scope, value, by }, 'kill switch lifted');
       this.bus.emit('unkill', { scope, value, by });
+      this.cluster?.sync.unkilled(scope, scope === 'all' ? '*' : value, by, new Date().toISOString());
     }
     return lifted;
   }
@@ -351,6 +442,8 @@ export class Gateway implements AgentPortDeps {
     await Promise.all([...this.processes.values()].map((p) => p.stop()));
     await this.mcpHub.close();
     await this.audit.close();
+    this.cluster?.feed.close();
+    await this.cluster?.link.close();
     this.a2aTasks.flush();
     try {
       this.deferredWrites.flush();

@@ -1,0 +1,232 @@
+/**
+ * Counters shared by every gateway of a cluster, in Redis: request and token windows, concurrency
+ * slots, session call counts, budget spend and reservations. One Lua script checks every limit that
+ * applies to a call and, only if all pass, counts it against all of them: atomic across gateways,
+ * one round trip per call.
+ *
+ * The same two-bucket sliding-window estimate as the local counters (`limits/window.ts`), on Redis'
+ * clock, so every gateway sees one window. In-flight amounts (concurrency slots, token and budget
+ * reservations) are kept per member (see `link.ts`): a gateway that dies stops holding them when
+ * its membership expires, and a gateway whose link dropped re-states its own amounts when it is
+ * back (`mine`).
+ *
+ * Keys are built by the caller from names in config, under the cluster's prefix. Not for Redis
+ * Cluster: the script touches keys it is not given in KEYS (bucket keys derive from the time).
+ */
+import type { Result } from 'ioredis';
+import type { RedisLink } from './link.js';
+
+/** A sliding window: `amount` more (plus what `reservedKey` holds) must fit under `limit`; on admission `add` is counted and `reserve` reserved. */
+export interface WindowCheck {
+  t: 'w';
+  k: string;
+  w: number;
+  lim: number;
+  amt: number;
+  add: number;
+  res?: string | undefined;
+  rv?: number | undefined;
+}
+/** Concurrency: fewer than `max` held across the cluster; on admission one more is held by this member. */
+export interface SlotCheck {
+  t: 's';
+  k: string;
+  max: number;
+}
+/** A count that may reach `max` (session calls); idle counts expire after `idle` ms. */
+export interface CountCheck {
+  t: 'n';
+  k: string;
+  max: number;
+  idle: number;
+}
+/** A budget: spent (`k`, seeded with `seed` when Redis does not have it) plus reserved (`res`) under `lim`; on admission `rv` is reserved. */
+export interface BudgetCheck {
+  t: 'b';
+  k: string;
+  res: string;
+  lim: number;
+  rv: number;
+  seed: number;
+  ttl: number;
+}
+export type SharedCheck = WindowCheck | SlotCheck | CountCheck | BudgetCheck;
+
+export type Admission = { ok: true } | { ok: false; index: number; retryAfterMs: number; spent: number; reserved: number };
+
+/** After a call: release what it held, count what it used. */
+export type SettleOp =
+  | { t: 'rel'; k: string; n: number } // this member's hold on `k` goes down by n
+  | { t: 'add'; k: string; w: number; n: number } // n more in the window `k` (now)
+  | { t: 'inc'; k: string; n: number; ttl: number }; // a plain total goes up by n
+
+const ADMIT = `
+local checks = cjson.decode(ARGV[1])
+local memberPrefix = ARGV[2]
+local me = ARGV[3]
+local tm = redis.call('TIME')
+local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+
+local function held(h)
+  local all = redis.call('HGETALL', h)
+  local sum = 0
+  for i = 1, #all, 2 do
+    local m = all[i]
+    if m == me or redis.call('EXISTS', memberPrefix .. m) == 1 then
+      sum = sum + tonumber(all[i + 1])
+    else
+      redis.call('HDEL', h, m)
+    end
+  end
+  return sum
+end
+
+local function retry_after(start, curr, prev, w, limit, amount)
+  local room = limit - amount - curr
+  if room >= 0 and prev > 0 then
+    return math.max(1, math.ceil(start + w * (1 - room / prev) - now))
+  end
+  local nextStart = start + w
+  local roomNext = limit - amount
+  if roomNext < 0 or curr == 0 then return math.max(1, nextStart + w - now) end
+  return math.max(1, math.ceil(nextStart + w * math.max(0, 1 - roomNext / curr) - now))
+end
+
+for i, c in ipairs(checks) do
+  if c.t == 'w' then
+    local start = now - (now % c.w)
+    local curr = tonumber(redis.call('GET', c.k .. ':' .. start) or '0')
+    local prev = tonumber(redis.call('GET', c.k .. ':' .. (start - c.w)) or '0')
+    local amount = c.amt
+    if c.res then amount = amount + held(c.res) end
+    if prev * (1 - (now - start) / c.w) + curr + amount > c.lim then
+      return { i, retry_after(start, curr, prev, c.w, c.lim, amount), '0', '0' }
+    end
+    c.start = start
+  elseif c.t == 's' then
+    if held(c.k) + 1 > c.max then return { i, 1000, '0', '0' } end
+  elseif c.t == 'n' then
+    if tonumber(redis.call('GET', c.k) or '0') >= c.max then return { i, 0, '0', '0' } end
+  elseif c.t == 'b' then
+    redis.call('SET', c.k, tostring(c.seed), 'NX', 'PX', c.ttl)
+    local spent = tonumber(redis.call('GET', c.k) or '0')
+    local reserved = held(c.res)
+    if spent + reserved >= c.lim then return { i, 0, tostring(spent), tostring(reserved) } end
+  end
+end
+
+for _, c in ipairs(checks) do
+  if c.t == 'w' then
+    if c.add > 0 then
+      local key = c.k .. ':' .. c.start
+      redis.call('INCRBYFLOAT', key, c.add)
+      redis.call('PEXPIRE', key, 2 * c.w + 1000)
+    end
+    if c.res and c.rv and c.rv > 0 then
+      redis.call('HINCRBYFLOAT', c.res, me, c.rv)
+      redis.call('PEXPIRE', c.res, 2 * c.w + 86400000)
+    end
+  elseif c.t == 's' then
+    redis.call('HINCRBY', c.k, me, 1)
+    redis.call('PEXPIRE', c.k, 86400000)
+  elseif c.t == 'n' then
+    redis.call('INCR', c.k)
+    redis.call('PEXPIRE', c.k, c.idle)
+  elseif c.t == 'b' then
+    redis.call('HINCRBYFLOAT', c.res, me, c.rv)
+    redis.call('PEXPIRE', c.res, c.ttl)
+  end
+end
+return { 0 }
+`;
+
+const SETTLE = `
+local ops = cjson.decode(ARGV[1])
+local me = ARGV[2]
+local tm = redis.call('TIME')
+local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+for _, o in ipairs(ops) do
+  if o.t == 'rel' then
+    local left = tonumber(redis.call('HINCRBYFLOAT', o.k, me, -o.n))
+    if left <= 1e-9 then redis.call('HDEL', o.k, me) end
+  elseif o.t == 'add' then
+    local key = o.k .. ':' .. (now - (now % o.w))
+    redis.call('INCRBYFLOAT', key, o.n)
+    redis.call('PEXPIRE', key, 2 * o.w + 1000)
+  elseif o.t == 'inc' then
+    redis.call('INCRBYFLOAT', o.k, o.n)
+    redis.call('PEXPIRE', o.k, o.ttl)
+  end
+end
+return 0
+`;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    airlockAdmit(checks: string, memberPrefix: string, me: string): Result<[number, number, string, string] | [0], Context>;
+    airlockSettle(ops: string, me: string): Result<number, Context>;
+  }
+}
+
+export class SharedCounters {
+  /** What this member holds in each per-member hash: re-stated after the link was down. */
+  private readonly mine = new Map<string, number>();
+
+  constructor(private readonly link: RedisLink) {
+    link.cmd.defineCommand('airlockAdmit', { numberOfKeys: 0, lua: ADMIT });
+    link.cmd.defineCommand('airlockSettle', { numberOfKeys: 0, lua: SETTLE });
+    link.onReady(() => this.restate());
+  }
+
+  /** Whether the shared counters can be asked now; when not, the gateway counts alone. */
+  get available(): boolean {
+    return this.link.available;
+  }
+
+  /** The key of a counter named `name` (from config names) under the cluster's prefix. */
+  key(name: string): string {
+    return `${this.link.prefix}c:${name}`;
+  }
+
+  /** Checks every limit and, if all pass, counts the call against all. Rejects when Redis cannot answer. */
+  async admit(checks: SharedCheck[]): Promise<Admission> {
+    const r = await this.link.cmd.airlockAdmit(JSON.stringify(checks), `${this.link.prefix}member:`, this.link.member);
+    if (r[0] === 0) {
+      for (const c of checks) {
+        if (c.t === 's') this.hold(c.k, 1);
+        else if (c.t === 'b') this.hold(c.res, c.rv);
+        else if (c.t === 'w' && c.res && c.rv) this.hold(c.res, c.rv);
+      }
+      return { ok: true };
+    }
+    const [index, retryAfterMs, spent, reserved] = r as [number, number, string, string];
+    return { ok: false, index: index - 1, retryAfterMs, spent: Number(spent), reserved: Number(reserved) };
+  }
+
+  /** Releases and counts after a call; best effort (a release that cannot be sent is re-stated from `mine` later). */
+  settle(ops: SettleOp[]): void {
+    if (ops.length === 0) return;
+    for (const o of ops) if (o.t === 'rel') this.hold(o.k, -o.n);
+    if (!this.link.available) return;
+    this.link.cmd.airlockSettle(JSON.stringify(ops), this.link.member).catch(() => {});
+  }
+
+  private hold(k: string, n: number): void {
+    const v = Math.max(0, (this.mine.get(k) ?? 0) + n);
+    // A hold back at zero is kept while the link is down: `restate` must clear it in Redis.
+    if (v <= 1e-9 && this.link.available) this.mine.delete(k);
+    else this.mine.set(k, v);
+  }
+
+  /** After an outage (or Redis losing its data): this member's holds in Redis are what it holds now. */
+  private async restate(): Promise<void> {
+    if (this.mine.size === 0) return;
+    const p = this.link.cmd.pipeline();
+    for (const [k, v] of this.mine) {
+      if (v > 1e-9) p.hset(k, this.link.member, String(v)).pexpire(k, 86_400_000);
+      else p.hdel(k, this.link.member);
+    }
+    await p.exec();
+    for (const [k, v] of this.mine) if (v <= 1e-9) this.mine.delete(k);
+  }
+}

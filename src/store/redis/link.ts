@@ -1,0 +1,174 @@
+/**
+ * The gateway's link to the Redis of a scale-out cluster (`store.redis`): one connection for
+ * commands, one for subscriptions, a membership heartbeat, and the cluster's event channel.
+ *
+ * Each running gateway process is a **member**: `<node id>.<random>`, alive while its key
+ * `<prefix>member:<id>` exists (refreshed every HEARTBEAT_MS, expiring after MEMBER_TTL_MS, deleted
+ * on a clean stop). Shared in-flight counts (concurrency, reservations) are kept per member, so
+ * what a gateway that died held stops counting once its membership expires.
+ *
+ * Commands never queue while Redis is unreachable: they fail at once, and the callers fall back to
+ * what the gateway can do alone (its own counters; its own kill switches and keys), so an outage of
+ * Redis degrades the cluster to independent gateways rather than stopping traffic. Whatever was
+ * changed locally meanwhile is pushed when the link is back (`onReady`).
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { Logger } from '../../telemetry/logger.js';
+
+const HEARTBEAT_MS = 3_000;
+export const MEMBER_TTL_MS = 10_000;
+/** A command that takes longer than this fails (and the caller falls back to local counting). */
+const COMMAND_TIMEOUT_MS = 1_000;
+
+export interface ClusterMessage {
+  /** The member that sent it. */
+  from: string;
+  type: string;
+  data: unknown;
+}
+
+/** The URL with any password replaced, for logs. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'redis://(unparsable url)';
+  }
+}
+
+export class RedisLink {
+  readonly member: string;
+  readonly cmd: Redis;
+  private readonly sub: Redis;
+  private readonly handlers = new Map<string, (data: unknown, from: string) => void>();
+  private readonly readyHooks: (() => Promise<void> | void)[] = [];
+  private readonly heartbeat: NodeJS.Timeout;
+  private wasDown = false;
+  private closed = false;
+  private firstReady: Promise<void>;
+
+  constructor(
+    url: string,
+    readonly prefix: string,
+    nodeId: string,
+    private readonly log: Logger,
+  ) {
+    this.member = `${nodeId}.${randomBytes(4).toString('hex')}`;
+    const options = {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: COMMAND_TIMEOUT_MS,
+      connectTimeout: 2_000,
+      retryStrategy: (times: number) => Math.min(100 * times, 2_000),
+      lazyConnect: false,
+    };
+    this.cmd = new Redis(url, { ...options, connectionName: `airlock:${this.member}` });
+    this.sub = new Redis(url, { ...options, commandTimeout: undefined, connectionName: `airlock-events:${this.member}` });
+    const where = redactUrl(url);
+    let resolveFirst!: () => void;
+    this.firstReady = new Promise((r) => (resolveFirst = r));
+    this.cmd.on('error', () => {}); // reported through 'close' below, once per outage, not per retry
+    this.sub.on('error', () => {});
+    this.cmd.on('close', () => {
+      if (this.closed || this.wasDown) return;
+      this.wasDown = true;
+      this.log.error({ redis: where }, 'lost the link to Redis: counters, kill switches and keys are this gateway\'s own until it is back');
+    });
+    this.cmd.on('ready', () => {
+      void this.beat().then(async () => {
+        for (const hook of this.readyHooks) {
+          try {
+            await hook();
+          } catch (e) {
+            this.log.error({ err: e }, 'syncing with Redis failed; retried when the link is next back');
+          }
+        }
+        if (this.wasDown) this.log.info({ redis: where }, 'the link to Redis is back: counters, kill switches and keys are shared again');
+        this.wasDown = false;
+        resolveFirst();
+      });
+    });
+    this.sub.on('ready', () => {
+      this.sub.subscribe(this.channel).catch(() => {});
+    });
+    this.sub.on('message', (channel: string, text: string) => {
+      if (channel !== this.channel) return;
+      let m: ClusterMessage;
+      try {
+        m = JSON.parse(text) as ClusterMessage;
+      } catch {
+        return;
+      }
+      if (m.from === this.member) return;
+      const h = this.handlers.get(m.type);
+      if (!h) return;
+      try {
+        h(m.data, m.from);
+      } catch (e) {
+        this.log.error({ err: e, type: m.type }, 'a cluster event could not be applied');
+      }
+    });
+    this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS).unref();
+  }
+
+  get channel(): string {
+    return `${this.prefix}events`;
+  }
+
+  /** The key that says a member is alive. */
+  memberKey(member: string): string {
+    return `${this.prefix}member:${member}`;
+  }
+
+  /** Whether commands can be sent now. */
+  get available(): boolean {
+    return this.cmd.status === 'ready' && !this.closed;
+  }
+
+  /** Resolves when the link is first up and synced, or after `timeoutMs`; says which. */
+  async connected(timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs)));
+    const ok = await Promise.race([this.firstReady.then(() => true), late]);
+    clearTimeout(timer);
+    return ok;
+  }
+
+  /** Runs `hook` each time the link comes up (the first time included): state changed meanwhile is pushed, then pulled. */
+  onReady(hook: () => Promise<void> | void): void {
+    this.readyHooks.push(hook);
+  }
+
+  /** Handles the cluster events of one type sent by other members. */
+  on(type: string, handler: (data: unknown, from: string) => void): void {
+    this.handlers.set(type, handler);
+  }
+
+  /** Tells the other members; best effort (a member that misses it catches up when its link is back). */
+  publish(type: string, data: unknown): void {
+    if (!this.available) return;
+    this.cmd.publish(this.channel, JSON.stringify({ from: this.member, type, data } satisfies ClusterMessage)).catch(() => {});
+  }
+
+  private async beat(): Promise<void> {
+    if (!this.available) return;
+    try {
+      await this.cmd.set(this.memberKey(this.member), '1', 'PX', MEMBER_TTL_MS);
+    } catch {
+      // the 'close' handler reports the outage
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    clearInterval(this.heartbeat);
+    // What this member held in shared counts stops counting at once, not after MEMBER_TTL_MS.
+    if (this.available) await this.cmd.del(this.memberKey(this.member)).catch(() => {});
+    this.closed = true;
+    this.cmd.disconnect();
+    this.sub.disconnect();
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * Kill switches and stored agent keys shared by the gateways of a cluster (`store.redis`).
+ *
+ * Redis holds the cluster's copy: `<prefix>kills` (scope + value → switch), `<prefix>kills:lifted`
+ * (scope + value → when it was last lifted) and `<prefix>keys` (id → key record: the SHA-256 and
+ * prefix, never the key). A change made on one gateway is written there and published; the others
+ * put it in force at once (a kill also cuts their in-flight exchanges in its scope) and keep it in
+ * their own SQLite store, so it survives their restarts too.
+ *
+ * When the link comes back (or first comes up) each gateway merges, in the direction that fails
+ * safe: a kill switch or a revocation that either side has wins, unless the switch was lifted
+ * after it was set. So Redis restarting empty, or a gateway that was cut off while an operator set
+ * a switch, never lifts a switch or brings back a revoked key.
+ */
+import type { KeyRecord } from '../../identity/keys.js';
+import type { KillScope, KillSwitch } from '../types.js';
+import type { RedisLink } from './link.js';
+
+/** What the gateway does when the cluster says so. */
+export interface SyncTarget {
+  localKills(): readonly KillSwitch[];
+  /** Puts a switch set elsewhere in force here (and cuts this gateway's in-flight exchanges in its scope). */
+  applyKill(k: KillSwitch): void;
+  /** Lifts a switch lifted elsewhere. */
+  applyUnkill(scope: KillScope, value: string, by: string | undefined): void;
+  /** Stored keys this gateway knows, revoked ones included. */
+  localKeys(): KeyRecord[];
+  /** A key created or revoked elsewhere. */
+  applyKey(k: KeyRecord): void;
+}
+
+const field = (scope: KillScope, value: string) => `${scope}\n${value}`;
+
+export class ClusterSync {
+  constructor(
+    private readonly link: RedisLink,
+    private readonly target: SyncTarget,
+  ) {
+    link.on('kill', (d) => this.target.applyKill(d as KillSwitch));
+    link.on('unkill', (d) => {
+      const u = d as { scope: KillScope; value: string; by?: string };
+      this.target.applyUnkill(u.scope, u.value, u.by);
+    });
+    link.on('key', (d) => this.target.applyKey(d as KeyRecord));
+    link.onReady(() => this.merge());
+  }
+
+  private get kills(): string {
+    return `${this.link.prefix}kills`;
+  }
+
+  private get lifted(): string {
+    return `${this.link.prefix}kills:lifted`;
+  }
+
+  private get keys(): string {
+    return `${this.link.prefix}keys`;
+  }
+
+  /** A switch set here. While the link is down it stays local, and is pushed by `merge` when it is back. */
+  killed(k: KillSwitch): void {
+    if (!this.link.available) return;
+    this.link.cmd.hset(this.kills, field(k.scope, k.value), JSON.stringify(k)).catch(() => {});
+    this.link.publish('kill', k);
+  }
+
+  /** A switch lifted here. */
+  unkilled(scope: KillScope, value: string, by: string | undefined, at: string): void {
+    if (!this.link.available) return;
+    this.link.cmd
+      .multi()
+      .hdel(this.kills, field(scope, value))
+      .hset(this.lifted, field(scope, value), at)
+      .exec()
+      .catch(() => {});
+    this.link.publish('unkill', { scope, value, by });
+  }
+
+  /** A key created or revoked here. */
+  keyChanged(k: KeyRecord): void {
+    if (!this.link.available) return;
+    this.link.cmd.hset(this.keys, k.id, JSON.stringify(k)).catch(() => {});
+    this.link.publish('key', k);
+  }
+
+  /** Makes this gateway and the cluster's copy agree (see the module comment for who wins). */
+  async merge(): Promise<void> {
+    const [remoteKills, lifted, remoteKeys] = await Promise.all([this.link.cmd.hgetall(this.kills), this.link.cmd.hgetall(this.lifted), this.link.cmd.hgetall(this.keys)]);
+    const push: [key: string, field: string, value: string][] = [];
+
+    const local = new Map(this.target.localKills().map((k) => [field(k.scope, k.value), k]));
+    for (const [f, k] of local) {
+      if (remoteKills[f] !== undefined) continue;
+      const liftedAt = lifted[f];
+      if (liftedAt !== undefined && liftedAt >= k.createdAt) this.target.applyUnkill(k.scope, k.value, undefined);
+      else push.push([this.kills, f, JSON.stringify(k)]);
+    }
+    for (const [f, text] of Object.entries(remoteKills)) {
+      if (local.has(f)) continue;
+      const k = parse<KillSwitch>(text);
+      if (k) this.target.applyKill(k);
+    }
+
+    const localKeys = new Map(this.target.localKeys().map((k) => [k.id, k]));
+    for (const [id, text] of Object.entries(remoteKeys)) {
+      const r = parse<KeyRecord>(text);
+      if (!r || r.id !== id) continue;
+      const l = localKeys.get(id);
+      if (!l || (r.revokedAt && !l.revokedAt)) this.target.applyKey(r);
+    }
+    for (const [id, l] of localKeys) {
+      const r = remoteKeys[id] === undefined ? undefined : parse<KeyRecord>(remoteKeys[id]);
+      if (!r || (l.revokedAt && !r.revokedAt)) push.push([this.keys, id, JSON.stringify(l)]);
+    }
+    if (push.length === 0) return;
+    const m = this.link.cmd.multi();
+    for (const [k, f, v] of push) m.hset(k, f, v);
+    await m.exec();
+    // Gateways that stayed connected learn of what this one set while it was cut off.
+    for (const [k, , v] of push) this.link.publish(k === this.kills ? 'kill' : 'key', JSON.parse(v));
+  }
+}
+
+function parse<T>(text: string): T | undefined {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return undefined;
+  }
+}

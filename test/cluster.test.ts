@@ -1,0 +1,280 @@
+/**
+ * The scale-out cluster (SPEC section 1, `store.redis`), end to end: two gateways on one real Redis
+ * share request and concurrency limits, loop and session guards, budgets, kill switches (set on
+ * one, in force and cutting streams on the other), agent keys (made on one, usable and revocable
+ * on the other) and the exchange feed; an outage of Redis degrades them to counting alone, and
+ * what was set meanwhile is shared when it is back, without ever lifting a switch.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ServerResponse } from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import OpenAI from 'openai';
+import { request } from 'undici';
+import { call, KEYS, startGateway, type Reply, type TestGateway } from './support/gateway.js';
+import { eventually, openaiAgent } from './support/llm.js';
+import { startFakeOpenAI, type FakeLlm } from './support/llm-upstream.js';
+import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
+import { startUpstream, echo, type Upstream } from './support/upstream.js';
+
+const REDIS_PORT = 6379;
+const key = (name: string) => `alk_${name}${'Z'.repeat(40 - name.length)}`;
+
+/** Deletes every key under a test's prefix. */
+async function dropPrefix(prefix: string): Promise<void> {
+  const r = new Redis(REDIS_PORT, '127.0.0.1');
+  let cursor = '0';
+  do {
+    const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await r.del(...keys);
+  } while (cursor !== '0');
+  r.disconnect();
+}
+
+function configFor(up: Upstream, llm: FakeLlm, redisUrl: string, prefix: string): string {
+  return `
+agents:
+  alice: { keys: ["${KEYS.alice}"], limits: { requests: 6/min } }
+  bob: { keys: ["${KEYS.bob}"], limits: { concurrency: 2 } }
+  carol: { keys: ["${KEYS.carol}"] }
+  looper: { keys: ["${key('looper')}"] }
+  spender: { keys: ["${key('spender')}"], limits: { budget: 0.03/day } }
+  streamer: { keys: ["${key('streamer')}"] }
+  minted: {}
+rules:
+  - name: everything
+    allow: ["http: * api/**", "llm: *"]
+guards:
+  loop: { repeats: 3, window: 1m }
+  session: { maxCalls: 4 }
+http:
+  services:
+    api: { url: "${up.url}" }
+llm:
+  providers:
+    openai: { type: openai, url: "${llm.url}/v1", key: sk-cluster }
+  models:
+    metered: { provider: openai, model: gpt-x, price: { input: 1000, output: 1000 } }
+store:
+  redis: { url: "${redisUrl}", prefix: "${prefix}" }
+`;
+}
+
+describe('scale-out cluster (store.redis)', () => {
+  let up: Upstream;
+  let llm: FakeLlm;
+  let a: TestGateway;
+  let b: TestGateway;
+  const prefix = `airlock-test-${randomBytes(4).toString('hex')}:`;
+  const held: ServerResponse[] = [];
+
+  before(async () => {
+    up = await startUpstream((req, res, body) => {
+      if (req.url?.startsWith('/slow/')) {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write('first part\n');
+        held.push(res);
+        return;
+      }
+      echo(req, res, body);
+    });
+    llm = await startFakeOpenAI();
+    const yaml = configFor(up, llm, `redis://127.0.0.1:${REDIS_PORT}`, prefix);
+    a = await startGateway(yaml);
+    b = await startGateway(yaml);
+  });
+  after(async () => {
+    for (const res of held.splice(0)) res.end();
+    await a.stop();
+    await b.stop();
+    await up.close();
+    await llm.close();
+    await dropPrefix(prefix);
+  });
+
+  const via = (t: TestGateway, who: string, path: string, headers: Record<string, string> = {}): Promise<Reply> => call(`${t.agentUrl}/http/api/${path}`, { key: who, headers });
+
+  it('a request limit counts calls on every gateway: 6/min across two gateways, then 429 with Retry-After on either', async () => {
+    const n = up.received.length;
+    for (let i = 0; i < 6; i++) assert.equal((await via(i % 2 ? b : a, KEYS.alice, `limit/${i}`)).status, 200, `call ${i + 1}`);
+    for (const t of [a, b]) {
+      const r = await via(t, KEYS.alice, 'limit/over');
+      assert.equal(r.status, 429, r.text);
+      assert.equal(r.json.error.code, 'rate_limited');
+      assert.match(r.json.error.message, /agent "alice".*6\/min/);
+      assert.ok(Number(r.headers['retry-after']) >= 1);
+    }
+    assert.equal(up.received.length, n + 6, 'only six calls reached the upstream');
+  });
+
+  it('a concurrency limit counts calls in flight on every gateway, and a finished call frees its slot for the other', async () => {
+    const first = request(`${a.agentUrl}/http/api/slow/1`, { headers: { authorization: `Bearer ${KEYS.bob}` } });
+    const second = request(`${b.agentUrl}/http/api/slow/2`, { headers: { authorization: `Bearer ${KEYS.bob}` } });
+    const [r1, r2] = await Promise.all([first, second]);
+    assert.equal(r1.statusCode, 200);
+    assert.equal(r2.statusCode, 200);
+    for (const t of [a, b]) {
+      const r = await via(t, KEYS.bob, 'third');
+      assert.equal(r.status, 429, r.text);
+      assert.equal(r.json.error.code, 'concurrency_limited');
+    }
+    held.shift()!.end('done');
+    await r1.body.text();
+    // The slot is released when the exchange ends, asynchronously: the next call gets it soon.
+    await eventually('a free slot on gateway B', async () => ((await via(b, KEYS.bob, 'after')).status === 200 ? true : undefined), 3000);
+    held.shift()!.end('done');
+    await r2.body.text();
+  });
+
+  it('the loop guard sees the same call repeated across gateways', async () => {
+    for (let i = 0; i < 3; i++) assert.equal((await via(i % 2 ? b : a, key('looper'), 'same/call')).status, 200);
+    const r = await via(b, key('looper'), 'same/call');
+    assert.equal(r.status, 429, r.text);
+    assert.equal(r.json.error.code, 'loop_detected');
+  });
+
+  it('a session may make guards.session.maxCalls calls in all, whichever gateway takes them', async () => {
+    const session = { 'x-airlock-session': `task-${randomBytes(3).toString('hex')}` };
+    for (let i = 0; i < 4; i++) assert.equal((await via(i % 2 ? a : b, KEYS.carol, `session/${i}`, session)).status, 200);
+    const r = await via(a, KEYS.carol, 'session/5', session);
+    assert.equal(r.status, 429, r.text);
+    assert.match(r.json.error.message, /session .* has made its 4 calls/);
+  });
+
+  it('a budget is spent across gateways: what one spent, the other refuses with 402', async () => {
+    const ask = (t: TestGateway) => openaiAgent(t.agentUrl, key('spender')).chat.completions.create({ model: 'metered', messages: [{ role: 'user', content: 'hi' }], max_tokens: 10 });
+    await ask(a); // $0.018 of $0.03
+    await ask(b); // $0.036: over
+    for (const t of [a, b]) {
+      await assert.rejects(ask(t), (e: unknown) => {
+        assert.ok(e instanceof OpenAI.APIError, String(e));
+        assert.equal(e.status, 402);
+        assert.match(e.message, /agent "spender" has spent \$0\.036/);
+        return true;
+      });
+    }
+  });
+
+  it('a kill switch set on one gateway is in force on the other at once and cuts its streaming response; lifting it on the other frees both', async () => {
+    const res = await request(`${b.agentUrl}/http/api/slow/stream`, { headers: { authorization: `Bearer ${key('streamer')}` } });
+    assert.equal(res.statusCode, 200);
+    const cut = res.body.text().then(
+      () => 'ended',
+      () => 'cut',
+    );
+    const k = await call(`${a.adminUrl}/api/kill`, { method: 'POST', body: JSON.stringify({ agent: 'streamer', reason: 'runaway' }), headers: { 'content-type': 'application/json' } });
+    assert.equal(k.status, 200, k.text);
+    const started = Date.now();
+    assert.equal(await cut, 'cut', 'the stream on the other gateway was cut');
+    assert.ok(Date.now() - started < 1000, 'within a second');
+    const refused = await via(b, key('streamer'), 'after-kill');
+    assert.equal(refused.status, 403);
+    assert.equal(refused.json.error.code, 'killed');
+    assert.match(refused.json.error.message, /runaway/);
+    const listed = await call(`${b.adminUrl}/api/kill`);
+    assert.ok(listed.json.kills.some((x: { scope: string; value: string }) => x.scope === 'agent' && x.value === 'streamer'), 'gateway B lists it');
+
+    const lift = await call(`${b.adminUrl}/api/kill`, { method: 'DELETE', body: JSON.stringify({ agent: 'streamer' }), headers: { 'content-type': 'application/json' } });
+    assert.equal(lift.status, 200, lift.text);
+    await eventually('gateway A lifts it too', async () => ((await via(a, key('streamer'), 'after-lift')).status === 200 ? true : undefined), 2000);
+  });
+
+  it('a key made on one gateway works on the other; revoked on the other, it is refused on the first from the next request', async () => {
+    const made = await call(`${a.adminUrl}/api/agents/minted/keys`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    assert.equal(made.status, 201, made.text);
+    const newKey: string = made.json.key;
+    const id: string = made.json.id;
+    await eventually('the new key works on gateway B', async () => ((await call(`${b.agentUrl}/http/api/k`, { key: newKey })).status === 200 ? true : undefined), 2000);
+    const listed = await call(`${b.adminUrl}/api/keys?agent=minted`);
+    assert.ok(listed.json.keys.some((k: { id: string }) => k.id === id), 'gateway B lists the key');
+    assert.ok(!JSON.stringify(listed.json).includes(newKey), 'never the key itself');
+    const revoked = await call(`${b.adminUrl}/api/keys/${id}`, { method: 'DELETE' });
+    assert.equal(revoked.status, 200, revoked.text);
+    await eventually('gateway A refuses the revoked key', async () => ((await call(`${a.agentUrl}/http/api/k`, { key: newKey })).status === 401 ? true : undefined), 1000);
+  });
+
+  it("/api/events on one gateway shows the other gateway's exchanges, with the node that made them", async () => {
+    const res = await request(`${b.adminUrl}/api/events`);
+    let buf = '';
+    res.body.setEncoding('utf8');
+    res.body.on('data', (c: string) => (buf += c));
+    res.body.on('error', () => {});
+    const marker = `feed-${randomBytes(3).toString('hex')}`;
+    // Watching starts within about a second: keep calling until one shows up.
+    await eventually(
+      "gateway A's exchange on gateway B's feed",
+      async () => {
+        await via(a, KEYS.carol, marker);
+        return buf.includes(marker) ? true : undefined;
+      },
+      5000,
+    );
+    const line = buf.split('\n').find((l) => l.startsWith('data: ') && l.includes(marker))!;
+    const rec = JSON.parse(line.slice(6));
+    assert.equal(rec.agent, 'carol');
+    assert.match(rec.node, /^[a-z0-9]{8,32}$/);
+    res.body.destroy();
+  });
+});
+
+describe('scale-out cluster: Redis outages', () => {
+  let up: Upstream;
+  let llm: FakeLlm;
+  let proxy: TcpProxy;
+  let a: TestGateway;
+  let b: TestGateway;
+  const bDir = mkdtempSync(join(tmpdir(), 'airlock-cluster-'));
+  const prefix = `airlock-test-${randomBytes(4).toString('hex')}:`;
+
+  before(async () => {
+    up = await startUpstream();
+    llm = await startFakeOpenAI();
+    proxy = await startTcpProxy(REDIS_PORT);
+    a = await startGateway(configFor(up, llm, `redis://127.0.0.1:${proxy.port}`, prefix));
+    b = await startGateway(configFor(up, llm, `redis://127.0.0.1:${REDIS_PORT}`, prefix), { dir: bDir });
+  });
+  after(async () => {
+    await a.stop();
+    await b.stop();
+    rmSync(bDir, { recursive: true, force: true });
+    await proxy.close();
+    await up.close();
+    await llm.close();
+    await dropPrefix(prefix);
+  });
+
+  it('cut off from Redis, a gateway keeps serving and counting alone; a kill switch set there meanwhile reaches the cluster when the link is back', async () => {
+    proxy.cut();
+    await eventually('gateway A to notice', () => (a.logs().includes('lost the link to Redis') ? true : undefined), 5000);
+    // Alone, gateway A still enforces alice's 6/min by itself.
+    for (let i = 0; i < 6; i++) assert.equal((await call(`${a.agentUrl}/http/api/alone/${i}`, { key: KEYS.alice })).status, 200);
+    assert.equal((await call(`${a.agentUrl}/http/api/alone/7`, { key: KEYS.alice })).status, 429);
+    const k = await call(`${a.adminUrl}/api/kill`, { method: 'POST', body: JSON.stringify({ agent: 'carol', reason: 'set while cut off' }), headers: { 'content-type': 'application/json' } });
+    assert.equal(k.status, 200, k.text);
+    assert.equal((await call(`${b.agentUrl}/http/api/x`, { key: KEYS.carol })).status, 200, 'gateway B has not heard of it yet');
+    proxy.restore();
+    await eventually('the kill switch on gateway B', async () => ((await call(`${b.agentUrl}/http/api/x`, { key: KEYS.carol })).status === 403 ? true : undefined), 8000);
+    assert.ok(a.logs().includes('the link to Redis is back'));
+  });
+
+  it('Redis losing its data (restarted empty) lifts no kill switch: a gateway puts its switches back, and a new gateway gets them', async () => {
+    await dropPrefix(prefix);
+    // Gateway B keeps carol's switch in its own store; restarted, it merges with the empty Redis.
+    await b.stop();
+    b = await startGateway(configFor(up, llm, `redis://127.0.0.1:${REDIS_PORT}`, prefix), { dir: bDir });
+    assert.equal((await call(`${b.agentUrl}/http/api/x`, { key: KEYS.carol })).status, 403, 'still in force on B');
+    const c = await startGateway(configFor(up, llm, `redis://127.0.0.1:${REDIS_PORT}`, prefix));
+    try {
+      const r = await call(`${c.agentUrl}/http/api/x`, { key: KEYS.carol });
+      assert.equal(r.status, 403, 'a new gateway, with an empty store, has it from the cluster before its first call');
+      assert.equal(r.json.error.code, 'killed');
+    } finally {
+      await c.stop();
+    }
+  });
+});
