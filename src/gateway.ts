@@ -35,10 +35,10 @@ import { agentHandler, type AgentPortDeps } from './server/agent.js';
 import { DeferredWrites } from './store/deferred.js';
 import { SqliteStore } from './store/sqlite.js';
 import { nodeId } from './store/node.js';
-import { SharedCounters } from './store/redis/counters.js';
-import { ClusterFeed } from './store/redis/feed.js';
-import { RedisLink, redactUrl } from './store/redis/link.js';
-import { ClusterSync } from './store/redis/sync.js';
+import type { SharedCounters } from './store/redis/counters.js';
+import type { ClusterFeed } from './store/redis/feed.js';
+import type { RedisLink } from './store/redis/link.js';
+import type { ClusterSync } from './store/redis/sync.js';
 import type { KillScope, KillSwitch, Store } from './store/types.js';
 import type { SyncTarget } from './store/redis/sync.js';
 import { createDispatcher } from './upstream/dispatcher.js';
@@ -50,6 +50,8 @@ import { errorBody } from './errors.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { dirname } from 'node:path';
+
+type RedisModule = typeof import('./store/redis/index.js');
 
 export interface GatewayOptions {
   configFile: string;
@@ -113,17 +115,20 @@ export class Gateway implements AgentPortDeps {
   private constructor(
     private readonly opts: GatewayOptions,
     config: RuntimeConfig,
+    cluster: RedisModule | undefined,
   ) {
     this.current = config;
     this.log = createLogger(config.logLevel, opts.logDestination);
     this.store = new SqliteStore(config.dataDir, { autoCheckpoint: false }); // the audit writer thread checkpoints
     const redis = config.store.redis;
     let link: RedisLink | undefined;
-    if (redis) {
-      link = new RedisLink(redis.url, redis.prefix, nodeId(config.dataDir), this.log);
-      this.log.info({ redis: redactUrl(redis.url), prefix: redis.prefix, member: link.member }, 'sharing counters, kill switches, keys and events through Redis');
+    let feed: ClusterFeed | undefined;
+    if (redis && cluster) {
+      const node = nodeId(config.dataDir);
+      link = new cluster.RedisLink(redis.url, redis.prefix, node, this.log);
+      feed = new cluster.ClusterFeed(link, node, this.bus);
+      this.log.info({ redis: cluster.redactUrl(redis.url), prefix: redis.prefix, member: link.member }, 'sharing counters, kill switches, keys and events through Redis');
     }
-    const feed = link ? new ClusterFeed(link, nodeId(config.dataDir), this.bus) : undefined;
     this.audit = new AuditLog(config.dataDir, this.bus, {
       jsonlPath: config.audit.jsonl ? join(config.dataDir, 'audit.jsonl') : undefined,
       onError: (e) => this.log.error({ err: e }, 'audit write failed'),
@@ -137,8 +142,8 @@ export class Gateway implements AgentPortDeps {
     this.pins = new Pins(this.store, this.deferredWrites);
     this.a2aTasks = new TaskOwners(this.store, this.deferredWrites);
     this.mcpHub = new McpHub(this.log, this.alerts, this.pins);
-    const shared = link ? new SharedCounters(link) : undefined;
-    this.cluster = link && shared && feed ? { link, counters: shared, feed, sync: new ClusterSync(link, this.syncTarget()) } : undefined;
+    const shared = link && cluster ? new cluster.SharedCounters(link) : undefined;
+    this.cluster = link && shared && feed && cluster ? { link, counters: shared, feed, sync: new cluster.ClusterSync(link, this.syncTarget()) } : undefined;
     this.approvals = new Approvals(this.store, this.deferredWrites, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl);
     this.pipeline = new Pipeline(
       [
@@ -172,7 +177,7 @@ export class Gateway implements AgentPortDeps {
   /** Loads the config, opens the store and starts both listeners. Throws ConfigError on a bad config. */
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const config = compileConfig(loadConfigFile(opts.configFile), { listen: opts.listen, adminListen: opts.adminListen });
-    const gw = new Gateway(opts, config);
+    const gw = new Gateway(opts, config, config.store.redis ? await import('./store/redis/index.js') : undefined);
     try {
       await gw.audit.opened();
       // Kill switches and keys set elsewhere in the cluster are in force before the first call.

@@ -18,6 +18,8 @@ import { request } from 'undici';
 import { call, KEYS, startGateway, type Reply, type TestGateway } from './support/gateway.js';
 import { eventually, openaiAgent } from './support/llm.js';
 import { startFakeOpenAI, type FakeLlm } from './support/llm-upstream.js';
+import { MEMBER_TTL_MS } from '../src/store/redis/link.js';
+import { freePort, runCli, startCliGateway, tempDir, writeConfig } from './support/cli.js';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
 import { startUpstream, echo, type Upstream } from './support/upstream.js';
 
@@ -71,14 +73,15 @@ describe('scale-out cluster (store.redis)', () => {
   let a: TestGateway;
   let b: TestGateway;
   const prefix = `airlock-test-${randomBytes(4).toString('hex')}:`;
-  const held: ServerResponse[] = [];
+  /** Responses of `/slow/*` calls the upstream is holding, by path. */
+  const held = new Map<string, ServerResponse>();
 
   before(async () => {
     up = await startUpstream((req, res, body) => {
       if (req.url?.startsWith('/slow/')) {
         res.writeHead(200, { 'content-type': 'text/plain' });
         res.write('first part\n');
-        held.push(res);
+        held.set(req.url, res);
         return;
       }
       echo(req, res, body);
@@ -89,7 +92,7 @@ describe('scale-out cluster (store.redis)', () => {
     b = await startGateway(yaml);
   });
   after(async () => {
-    for (const res of held.splice(0)) res.end();
+    for (const res of held.values()) res.end();
     await a.stop();
     await b.stop();
     await up.close();
@@ -123,11 +126,11 @@ describe('scale-out cluster (store.redis)', () => {
       assert.equal(r.status, 429, r.text);
       assert.equal(r.json.error.code, 'concurrency_limited');
     }
-    held.shift()!.end('done');
+    held.get('/slow/1')!.end('done');
     await r1.body.text();
     // The slot is released when the exchange ends, asynchronously: the next call gets it soon.
     await eventually('a free slot on gateway B', async () => ((await via(b, KEYS.bob, 'after')).status === 200 ? true : undefined), 3000);
-    held.shift()!.end('done');
+    held.get('/slow/2')!.end('done');
     await r2.body.text();
   });
 
@@ -196,6 +199,49 @@ describe('scale-out cluster (store.redis)', () => {
     const revoked = await call(`${b.adminUrl}/api/keys/${id}`, { method: 'DELETE' });
     assert.equal(revoked.status, 200, revoked.text);
     await eventually('gateway A refuses the revoked key', async () => ((await call(`${a.agentUrl}/http/api/k`, { key: newKey })).status === 401 ? true : undefined), 1000);
+  });
+
+  it('with no gateway running on its machine, `airlock kill` and `airlock keys revoke` reach the running cluster at once', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const admin = await freePort(); // nothing listens there: the CLI writes the store, and the cluster's copy
+      const file = writeConfig(dir, `admin: { listen: "127.0.0.1:${admin}" }\n${configFor(up, llm, `redis://127.0.0.1:${REDIS_PORT}`, prefix)}`);
+      const killed = await runCli(['kill', 'carol', '--reason', 'from a laptop', '-c', file]);
+      assert.equal(killed.code, 0, killed.stderr);
+      assert.match(killed.stderr, /the cluster's running gateways have it now/);
+      await eventually('carol refused on both gateways', async () => ((await via(a, KEYS.carol, 'k')).status === 403 && (await via(b, KEYS.carol, 'k')).status === 403 ? true : undefined), 2000);
+      const lifted = await runCli(['unkill', 'carol', '-c', file]);
+      assert.equal(lifted.code, 0, lifted.stderr);
+      await eventually('carol served again', async () => ((await via(a, KEYS.carol, 'k')).status === 200 && (await via(b, KEYS.carol, 'k')).status === 200 ? true : undefined), 2000);
+
+      // A key made through gateway A's admin port, revoked from a machine that never saw it.
+      const made = await call(`${a.adminUrl}/api/agents/minted/keys`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+      assert.equal(made.status, 201);
+      await eventually('the key works on B', async () => ((await call(`${b.agentUrl}/http/api/k`, { key: made.json.key })).status === 200 ? true : undefined), 2000);
+      const revoked = await runCli(['keys', 'revoke', made.json.id, '-c', file]);
+      assert.equal(revoked.code, 0, revoked.stderr);
+      for (const t of [a, b]) await eventually('the key refused', async () => ((await call(`${t.agentUrl}/http/api/k`, { key: made.json.key })).status === 401 ? true : undefined), 2000);
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('a gateway killed with SIGKILL stops holding its concurrency slots once its membership expires', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const doomed = await startCliGateway(writeConfig(dir, configFor(up, llm, `redis://127.0.0.1:${REDIS_PORT}`, prefix)));
+      const calls = [1, 2].map((i) => request(`${doomed.agentUrl}/http/api/slow/doomed-${i}`, { headers: { authorization: `Bearer ${KEYS.bob}` } }));
+      for (const c of calls) assert.equal((await c).statusCode, 200);
+      assert.equal((await via(b, KEYS.bob, 'while-held')).json?.error?.code, 'concurrency_limited');
+      await doomed.stop('SIGKILL');
+      const t0 = Date.now();
+      await eventually('the slots freed', async () => ((await via(b, KEYS.bob, 'after-death')).status === 200 ? true : undefined), 15_000);
+      const waited = Date.now() - t0;
+      assert.ok(waited <= MEMBER_TTL_MS + 2000, `freed after ${waited} ms`);
+      for (const c of calls) await (await c).body.text().catch(() => {});
+    } finally {
+      cleanup();
+    }
   });
 
   it("/api/events on one gateway shows the other gateway's exchanges, with the node that made them", async () => {
