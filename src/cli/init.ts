@@ -62,6 +62,11 @@ http:
 
 approvals:
   timeout: 5m
+
+# Several gateways behind a load balancer act as one when they share a Redis: limits, budgets,
+# guards, kill switches and keys are the cluster's (see docs/scale-out.md). Uncomment to use.
+# store:
+#   redis: "\${env:REDIS_URL}"
 `;
 
 export function init(argv: string[]): number {
