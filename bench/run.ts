@@ -20,7 +20,9 @@
  * BENCH_QUIET_WAIT (s to wait for other processes to go quiet before each target, default 60),
  * BENCH_ATTEMPTS (measured runs per phase when others load the machine, default 3),
  * BENCH_PAIRED_ROUNDS (back-to-back rounds the targets are judged on, default 3; 0: judge the table),
- * BENCH_AIRLOCK_NODE_FLAGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the gateway).
+ * BENCH_AIRLOCK_NODE_FLAGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the gateway),
+ * BENCH_REDIS (a Redis URL: airlock counts its limits in that Redis, as a cluster member, under a
+ * fresh prefix).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -137,7 +139,7 @@ rules:
     allow: ["http: GET other/*/items/**"]
 http:
   services:
-    bench: { url: "${upstream}", timeout: 10s }
+    bench: { url: "${upstream}", timeout: 10s }${process.env.BENCH_REDIS ? `\nstore:\n  redis: { url: ${JSON.stringify(process.env.BENCH_REDIS)}, prefix: "airlock-bench-${randomBase62(8)}:" }` : ''}
 `;
 }
 

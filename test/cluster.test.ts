@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ServerResponse } from 'node:http';
@@ -241,6 +241,19 @@ describe('scale-out cluster (store.redis)', () => {
       for (const c of calls) await (await c).body.text().catch(() => {});
     } finally {
       cleanup();
+    }
+  });
+
+  it('a reload that changes the store section is refused, and the gateway keeps its cluster', async () => {
+    const before = readFileSync(a.configFile, 'utf8');
+    writeFileSync(a.configFile, before.replace(`prefix: "${prefix}"`, 'prefix: "elsewhere:"'));
+    try {
+      const r = a.gw.reload('test');
+      assert.equal(r.ok, false);
+      assert.match((r as { error: string }).error, /store section .* changes only on restart/);
+      assert.equal(a.gw.config().store.redis?.prefix, prefix);
+    } finally {
+      writeFileSync(a.configFile, before);
     }
   });
 

@@ -36,12 +36,16 @@ export class ClusterSync {
     private readonly link: RedisLink,
     private readonly target: SyncTarget,
   ) {
-    link.on('kill', (d) => this.target.applyKill(d as KillSwitch));
+    link.on('kill', (d) => {
+      if (isKill(d)) this.target.applyKill(d);
+    });
     link.on('unkill', (d) => {
       const u = d as { scope: KillScope; value: string; by?: string };
-      this.target.applyUnkill(u.scope, u.value, u.by);
+      if (SCOPES.has(u?.scope) && typeof u.value === 'string') this.target.applyUnkill(u.scope, u.value, typeof u.by === 'string' ? u.by : undefined);
     });
-    link.on('key', (d) => this.target.applyKey(d as KeyRecord));
+    link.on('key', (d) => {
+      if (isKey(d)) this.target.applyKey(d);
+    });
     link.onReady(() => this.merge());
   }
 
@@ -98,13 +102,13 @@ export class ClusterSync {
     for (const [f, text] of Object.entries(remoteKills)) {
       if (local.has(f)) continue;
       const k = parse<KillSwitch>(text);
-      if (k) this.target.applyKill(k);
+      if (isKill(k)) this.target.applyKill(k);
     }
 
     const localKeys = new Map(this.target.localKeys().map((k) => [k.id, k]));
     for (const [id, text] of Object.entries(remoteKeys)) {
       const r = parse<KeyRecord>(text);
-      if (!r || r.id !== id) continue;
+      if (!isKey(r) || r.id !== id) continue;
       const l = localKeys.get(id);
       if (!l || (r.revokedAt && !l.revokedAt)) this.target.applyKey(r);
     }
@@ -119,6 +123,31 @@ export class ClusterSync {
     // Gateways that stayed connected learn of what this one set while it was cut off.
     for (const [k, , v] of push) this.link.publish(k === this.kills ? 'kill' : 'key', JSON.parse(v));
   }
+}
+
+const SCOPES = new Set<unknown>(['agent', 'team', 'target', 'all']);
+
+/** A kill switch as this version writes it (anything else from Redis is ignored). */
+function isKill(k: unknown): k is KillSwitch {
+  const v = k as KillSwitch | undefined;
+  return typeof v === 'object' && v !== null && SCOPES.has(v.scope) && typeof v.value === 'string' && typeof v.createdAt === 'string';
+}
+
+/** A stored key record as this version writes it: a SHA-256, never a key. */
+function isKey(k: unknown): k is KeyRecord {
+  const v = k as KeyRecord | undefined;
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof v.id === 'string' &&
+    v.id.startsWith('key_') &&
+    typeof v.agent === 'string' &&
+    v.source === 'store' &&
+    typeof v.hash === 'string' &&
+    /^[0-9a-f]{64}$/.test(v.hash) &&
+    (v.expiresAt === undefined || typeof v.expiresAt === 'number') &&
+    (v.revokedAt === undefined || typeof v.revokedAt === 'string')
+  );
 }
 
 function parse<T>(text: string): T | undefined {
