@@ -171,6 +171,8 @@ declare module 'ioredis' {
 export class SharedCounters {
   /** What this member holds in each per-member hash: re-stated after the link was down. */
   private readonly mine = new Map<string, number>();
+  /** Settlements waiting for the end of this event-loop turn. */
+  private pending: SettleOp[] = [];
 
   constructor(private readonly link: RedisLink) {
     link.cmd.defineCommand('airlockAdmit', { numberOfKeys: 0, lua: ADMIT });
@@ -203,11 +205,22 @@ export class SharedCounters {
     return { ok: false, index: index - 1, retryAfterMs, spent: Number(spent), reserved: Number(reserved) };
   }
 
-  /** Releases and counts after a call; best effort (a release that cannot be sent is re-stated from `mine` later). */
+  /**
+   * Releases and counts after a call; best effort (a release that cannot be sent is re-stated from
+   * `mine` later). The settlements of one event-loop turn go to Redis as one script call.
+   */
   settle(ops: SettleOp[]): void {
     if (ops.length === 0) return;
     for (const o of ops) if (o.t === 'rel') this.hold(o.k, -o.n);
     if (!this.link.available) return;
+    if (this.pending.length === 0) setImmediate(() => this.sendSettlements());
+    for (const o of ops) this.pending.push(o);
+  }
+
+  private sendSettlements(): void {
+    const ops = this.pending;
+    this.pending = [];
+    if (ops.length === 0 || !this.link.available) return;
     this.link.cmd.airlockSettle(JSON.stringify(ops), this.link.member).catch(() => {});
   }
 

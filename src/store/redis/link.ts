@@ -47,6 +47,8 @@ export class RedisLink {
   private readonly readyHooks: (() => Promise<void> | void)[] = [];
   private readonly heartbeat: NodeJS.Timeout;
   private wasDown = false;
+  /** A heartbeat has been written since the process started. */
+  private beaten = false;
   private closed = false;
   private firstReady: Promise<void>;
 
@@ -65,7 +67,8 @@ export class RedisLink {
       retryStrategy: (times: number) => Math.min(100 * times, 2_000),
       lazyConnect: false,
     };
-    this.cmd = new Redis(url, { ...options, connectionName: `airlock:${this.member}` });
+    // Auto-pipelining: the admissions of calls arriving in one event-loop turn go in one write.
+    this.cmd = new Redis(url, { ...options, enableAutoPipelining: true, connectionName: `airlock:${this.member}` });
     this.sub = new Redis(url, { ...options, commandTimeout: undefined, connectionName: `airlock-events:${this.member}` });
     const where = redactUrl(url);
     let resolveFirst!: () => void;
@@ -79,13 +82,7 @@ export class RedisLink {
     });
     this.cmd.on('ready', () => {
       void this.beat().then(async () => {
-        for (const hook of this.readyHooks) {
-          try {
-            await hook();
-          } catch (e) {
-            this.log.error({ err: e }, 'syncing with Redis failed; retried when the link is next back');
-          }
-        }
+        await this.runReadyHooks();
         if (this.wasDown) this.log.info({ redis: where }, 'the link to Redis is back: counters, kill switches and keys are shared again');
         this.wasDown = false;
         resolveFirst();
@@ -153,10 +150,24 @@ export class RedisLink {
     this.cmd.publish(this.channel, JSON.stringify({ from: this.member, type, data } satisfies ClusterMessage)).catch(() => {});
   }
 
+  private async runReadyHooks(): Promise<void> {
+    for (const hook of this.readyHooks) {
+      try {
+        await hook();
+      } catch (e) {
+        this.log.error({ err: e }, 'syncing with Redis failed; retried when the link is next back');
+      }
+    }
+  }
+
   private async beat(): Promise<void> {
     if (!this.available) return;
     try {
-      await this.cmd.set(this.memberKey(this.member), '1', 'PX', MEMBER_TTL_MS);
+      const was = await this.cmd.set(this.memberKey(this.member), '1', 'PX', MEMBER_TTL_MS, 'GET');
+      // Our membership had expired (this process stalled past MEMBER_TTL_MS, or Redis lost its
+      // data) and the others may have dropped what we hold: state it again.
+      if (was === null && this.beaten) await this.runReadyHooks();
+      this.beaten = true;
     } catch {
       // the 'close' handler reports the outage
     }
