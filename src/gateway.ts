@@ -36,6 +36,7 @@ import { DeferredWrites } from './store/deferred.js';
 import { SqliteStore } from './store/sqlite.js';
 import { nodeId } from './store/node.js';
 import type { SharedCounters } from './store/redis/counters.js';
+import type { ClusterApprovals } from './store/redis/approvals.js';
 import type { ClusterFeed } from './store/redis/feed.js';
 import type { RedisLink } from './store/redis/link.js';
 import type { ClusterSync } from './store/redis/sync.js';
@@ -101,7 +102,7 @@ export class Gateway implements AgentPortDeps {
   readonly pipeline: Pipeline;
   readonly log: Logger;
   /** The scale-out cluster this gateway is part of (store.redis): shared counters, kill switches, keys and exchange feed. */
-  private readonly cluster: { link: RedisLink; counters: SharedCounters; sync: ClusterSync; feed: ClusterFeed } | undefined;
+  readonly cluster: { link: RedisLink; counters: SharedCounters; sync: ClusterSync; feed: ClusterFeed; approvals: ClusterApprovals } | undefined;
   private current: RuntimeConfig;
   private agentServer: Server | undefined;
   private adminServer: Server | undefined;
@@ -143,8 +144,11 @@ export class Gateway implements AgentPortDeps {
     this.a2aTasks = new TaskOwners(this.store, this.deferredWrites);
     this.mcpHub = new McpHub(this.log, this.alerts, this.pins);
     const shared = link && cluster ? new cluster.SharedCounters(link) : undefined;
-    this.cluster = link && shared && feed && cluster ? { link, counters: shared, feed, sync: new cluster.ClusterSync(link, this.syncTarget()) } : undefined;
-    this.approvals = new Approvals(this.store, this.deferredWrites, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl);
+    this.cluster =
+      link && shared && feed && cluster
+        ? { link, counters: shared, feed, sync: new cluster.ClusterSync(link, this.syncTarget()), approvals: new cluster.ClusterApprovals(link, () => this.approvals) }
+        : undefined;
+    this.approvals = new Approvals(this.store, this.deferredWrites, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl, this.cluster?.approvals);
     this.pipeline = new Pipeline(
       [
         killPolicy(this.kills),

@@ -51,8 +51,10 @@ agents:
 rules:
   - name: everything
     allow: ["http: * api/**", "llm: *"]
+  - name: writes-need-a-human
+    approve: ["http: POST api/held/**"]
 guards:
-  loop: { repeats: 3, window: 1m }
+  loop: { repeats: 5, window: 1m }
   session: { maxCalls: 4 }
 http:
   services:
@@ -135,7 +137,7 @@ describe('scale-out cluster (store.redis)', () => {
   });
 
   it('the loop guard sees the same call repeated across gateways', async () => {
-    for (let i = 0; i < 3; i++) assert.equal((await via(i % 2 ? b : a, key('looper'), 'same/call')).status, 200);
+    for (let i = 0; i < 5; i++) assert.equal((await via(i % 2 ? b : a, key('looper'), 'same/call')).status, 200);
     const r = await via(b, key('looper'), 'same/call');
     assert.equal(r.status, 429, r.text);
     assert.equal(r.json.error.code, 'loop_detected');
@@ -255,6 +257,45 @@ describe('scale-out cluster (store.redis)', () => {
     } finally {
       writeFileSync(a.configFile, before);
     }
+  });
+
+  it('a call held on one gateway is listed and approved through the other; a remembered grant made there is honoured by both until it is revoked', async () => {
+    // Four identical calls in all: under the loop guard's 5 a minute.
+    const post = (t: TestGateway, path: string) => call(`${t.agentUrl}/http/api/held/${path}`, { key: KEYS.carol, method: 'POST', body: '{"x":1}', headers: { 'content-type': 'application/json' } });
+    const heldCall = post(a, 'one');
+    const pending = await eventually('the held call listed on gateway B', async () => {
+      const r = await call(`${b.adminUrl}/api/approvals?status=pending`);
+      return r.json.approvals.find((x: { action: string }) => x.action === 'http: POST api/held/one');
+    });
+    const one = await call(`${b.adminUrl}/api/approvals/${pending.id}`);
+    assert.equal(one.status, 200);
+    assert.equal(one.json.status, 'pending');
+    const decided = await call(`${b.adminUrl}/api/approvals/${pending.id}`, { method: 'POST', body: JSON.stringify({ decision: 'approve', remember: '10m' }), headers: { 'content-type': 'application/json' } });
+    assert.equal(decided.status, 200, decided.text);
+    assert.equal(decided.json.status, 'approved');
+    assert.equal((await heldCall).status, 200, 'the call held on gateway A went through');
+    const again = await call(`${b.adminUrl}/api/approvals/${pending.id}`, { method: 'POST', body: JSON.stringify({ decision: 'deny' }), headers: { 'content-type': 'application/json' } });
+    assert.equal(again.status, 404, 'decided once: no gateway holds it any more');
+
+    // The grant is honoured on both gateways: the same call with the same body is not held.
+    for (const t of [a, b]) await eventually('the remembered grant honoured', async () => ((await post(t, 'one')).status === 200 ? true : undefined), 2000);
+    const grants = await call(`${a.adminUrl}/api/approvals/remembered`);
+    const grant = grants.json.remembered.find((g: { approvalId: string }) => g.approvalId === pending.id);
+    assert.ok(grant, 'gateway A lists the grant made through B');
+    assert.equal((await call(`${a.adminUrl}/api/approvals/remembered/${grant.id}`, { method: 'DELETE' })).status, 200);
+
+    // Revoked on A: B hears of it (a pub/sub message, milliseconds) and holds the call again.
+    await eventually('B drops the grant', async () => ((await call(`${b.adminUrl}/api/approvals/remembered`)).json.remembered.some((g: { id: string }) => g.id === grant.id) ? undefined : true), 2000);
+    const heldAgain = post(b, 'one');
+    const p2 = await eventually('held again on B', async () => {
+      const r = await call(`${a.adminUrl}/api/approvals?status=pending`);
+      return r.json.approvals.find((x: { action: string }) => x.action === 'http: POST api/held/one');
+    });
+    const denied = await call(`${a.adminUrl}/api/approvals/${p2.id}`, { method: 'POST', body: JSON.stringify({ decision: 'deny', reason: 'not now' }), headers: { 'content-type': 'application/json' } });
+    assert.equal(denied.status, 200, denied.text);
+    const r = await heldAgain;
+    assert.equal(r.status, 403);
+    assert.equal(r.json.error.code, 'approval_denied');
   });
 
   it("/api/events on one gateway shows the other gateway's exchanges, with the node that made them", async () => {

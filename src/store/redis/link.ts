@@ -24,9 +24,16 @@ const COMMAND_TIMEOUT_MS = 1_000;
 export interface ClusterMessage {
   /** The member that sent it. */
   from: string;
+  /** For a request or its reply: the one member it is for. */
+  to?: string;
+  /** A request's id, which its reply carries. */
+  rid?: string;
   type: string;
   data: unknown;
 }
+
+/** A request no member answered in time (the member that holds the thing is gone). */
+export class NoReply extends Error {}
 
 /** The URL with any password replaced, for logs. */
 export function redactUrl(url: string): string {
@@ -44,6 +51,8 @@ export class RedisLink {
   readonly cmd: Redis;
   private readonly sub: Redis;
   private readonly handlers = new Map<string, (data: unknown, from: string) => void>();
+  private readonly services = new Map<string, (data: unknown) => Promise<unknown> | unknown>();
+  private readonly requests = new Map<string, { resolve: (v: unknown) => void; timer: NodeJS.Timeout }>();
   private readonly readyHooks: (() => Promise<void> | void)[] = [];
   private readonly heartbeat: NodeJS.Timeout;
   private wasDown = false;
@@ -99,7 +108,21 @@ export class RedisLink {
       } catch {
         return;
       }
-      if (m.from === this.member) return;
+      if (m.from === this.member || (m.to !== undefined && m.to !== this.member)) return;
+      if (m.type === 'reply') {
+        const p = this.requests.get(m.rid ?? '');
+        if (p) {
+          this.requests.delete(m.rid!);
+          clearTimeout(p.timer);
+          p.resolve(m.data);
+        }
+        return;
+      }
+      if (m.rid !== undefined) {
+        const serve = this.services.get(m.type);
+        if (serve) void this.answer(m, serve);
+        return;
+      }
       const h = this.handlers.get(m.type);
       if (!h) return;
       try {
@@ -142,6 +165,37 @@ export class RedisLink {
   /** Handles the cluster events of one type sent by other members. */
   on(type: string, handler: (data: unknown, from: string) => void): void {
     this.handlers.set(type, handler);
+  }
+
+  /** Answers a request of this type sent to this member (see `request`). */
+  serve(type: string, handler: (data: unknown) => Promise<unknown> | unknown): void {
+    this.services.set(type, handler);
+  }
+
+  /** Asks one member and waits for its answer; NoReply after `timeoutMs`. */
+  request(to: string, type: string, data: unknown, timeoutMs: number): Promise<unknown> {
+    if (!this.available) return Promise.reject(new NoReply('Redis is not reachable'));
+    const rid = randomBytes(8).toString('hex');
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.requests.delete(rid);
+        reject(new NoReply(`no answer from gateway ${to} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.requests.set(rid, { resolve, timer });
+      this.cmd.publish(this.channel, JSON.stringify({ from: this.member, to, rid, type, data } satisfies ClusterMessage)).catch(() => {});
+    });
+  }
+
+  private async answer(m: ClusterMessage, serve: (data: unknown) => Promise<unknown> | unknown): Promise<void> {
+    let result: unknown;
+    try {
+      result = await serve(m.data);
+    } catch (e) {
+      this.log.error({ err: e, type: m.type }, 'a request from another gateway failed');
+      result = { error: 'failed' };
+    }
+    if (!this.available) return;
+    this.cmd.publish(this.channel, JSON.stringify({ from: this.member, to: m.from, rid: m.rid!, type: 'reply', data: result } satisfies ClusterMessage)).catch(() => {});
   }
 
   /** Tells the other members; best effort (a member that misses it catches up when its link is back). */
