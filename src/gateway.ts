@@ -40,7 +40,7 @@ import type { ClusterApprovals } from './store/redis/approvals.js';
 import type { ClusterFeed } from './store/redis/feed.js';
 import type { RedisLink } from './store/redis/link.js';
 import type { ClusterSync } from './store/redis/sync.js';
-import type { KillScope, KillSwitch, Store } from './store/types.js';
+import type { Alert, KillScope, KillSwitch, Store } from './store/types.js';
 import type { SyncTarget } from './store/redis/sync.js';
 import { createDispatcher } from './upstream/dispatcher.js';
 import { createLlmDispatcher } from './protocols/llm/dispatcher.js';
@@ -139,7 +139,11 @@ export class Gateway implements AgentPortDeps {
     this.deferredWrites = new DeferredWrites(this.store, (problem) => (problem ? this.log.error(problem) : this.log.info('the writes that waited for the store (kill switches, key revocations, alerts, approval ends, tool pins, A2A task owners) reached it')));
     this.kills = new KillSwitches(this.store, this.deferredWrites);
     this.servicePids = new ServicePidFile(config.dataDir, this.log);
-    this.alerts = new Alerts(this.store, this.bus, this.deferredWrites);
+    this.alerts = new Alerts(this.store, this.bus, this.deferredWrites, link ? (a) => link.publish('alert', { ...a, data: { ...a.data, node: nodeId(config.dataDir) } }) : undefined);
+    link?.on('alert', (d) => {
+      const a = d as Alert;
+      if (typeof a?.id === 'string' && typeof a.kind === 'string' && typeof a.message === 'string' && typeof a.ts === 'string') this.alerts.adopt(a);
+    });
     this.pins = new Pins(this.store, this.deferredWrites);
     this.a2aTasks = new TaskOwners(this.store, this.deferredWrites);
     this.mcpHub = new McpHub(this.log, this.alerts, this.pins);

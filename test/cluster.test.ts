@@ -141,6 +141,9 @@ describe('scale-out cluster (store.redis)', () => {
     const r = await via(b, key('looper'), 'same/call');
     assert.equal(r.status, 429, r.text);
     assert.equal(r.json.error.code, 'loop_detected');
+    // The alert B raised is listed on A too, with the node that raised it.
+    const alert = await eventually('the loop alert on gateway A', async () => (await call(`${a.adminUrl}/api/alerts`)).json.alerts.find((x: { kind: string; agent?: string }) => x.kind === 'loop' && x.agent === 'looper'), 2000);
+    assert.match(alert.data.node, /^[a-z0-9]{8,32}$/);
   });
 
   it('a session may make guards.session.maxCalls calls in all, whichever gateway takes them', async () => {
@@ -305,19 +308,23 @@ describe('scale-out cluster (store.redis)', () => {
     res.body.on('data', (c: string) => (buf += c));
     res.body.on('error', () => {});
     const marker = `feed-${randomBytes(3).toString('hex')}`;
-    // Watching starts within about a second: keep calling until one shows up.
-    await eventually(
+    const exchanges = () =>
+      buf
+        .split('\n\n')
+        .filter((block) => block.startsWith('event: exchange\n'))
+        .map((block) => JSON.parse(block.slice(block.indexOf('data: ') + 6)) as { agent: string; action: string; node?: string });
+    // Watching starts within about a second: keep calling (a new path each time) until one shows up.
+    let n = 0;
+    const rec = await eventually(
       "gateway A's exchange on gateway B's feed",
       async () => {
-        await via(a, KEYS.carol, marker);
-        return buf.includes(marker) ? true : undefined;
+        await via(a, KEYS.carol, `${marker}/${n++}`);
+        return exchanges().find((e) => e.action.includes(marker));
       },
       5000,
     );
-    const line = buf.split('\n').find((l) => l.startsWith('data: ') && l.includes(marker))!;
-    const rec = JSON.parse(line.slice(6));
     assert.equal(rec.agent, 'carol');
-    assert.match(rec.node, /^[a-z0-9]{8,32}$/);
+    assert.match(rec.node!, /^[a-z0-9]{8,32}$/);
     res.body.destroy();
   });
 });
