@@ -3,6 +3,7 @@
  * reloads config without dropping connections; drains on stop.
  */
 import { randomUUID } from 'node:crypto';
+import { Gauge } from 'prom-client';
 import { watchFile, unwatchFile } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -179,7 +180,12 @@ export class Gateway implements AgentPortDeps {
       this.log,
     );
     this.loadKeys();
-    this.auditLagTimer = setInterval(() => this.metrics.auditLag.set(this.audit.lagSeconds), 1000).unref();
+    // In a cluster: whether this gateway shares its counters now, or counts alone (Redis unreachable).
+    const linkUp = this.cluster ? new Gauge({ name: 'airlock_cluster_link_up', help: "1 while the link to the cluster's Redis (store.redis) is up; 0 while this gateway counts alone", registers: [this.metrics.registry] }) : undefined;
+    this.auditLagTimer = setInterval(() => {
+      this.metrics.auditLag.set(this.audit.lagSeconds);
+      linkUp?.set(this.cluster!.link.available ? 1 : 0);
+    }, 1000).unref();
   }
 
   /** Loads the config, opens the store and starts both listeners. Throws ConfigError on a bad config. */

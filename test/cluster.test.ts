@@ -358,6 +358,8 @@ describe('scale-out cluster: Redis outages', () => {
   it('cut off from Redis, a gateway keeps serving and counting alone; a kill switch set there meanwhile reaches the cluster when the link is back', async () => {
     proxy.cut();
     await eventually('gateway A to notice', () => (a.logs().includes('lost the link to Redis') ? true : undefined), 5000);
+    const linkUp = async () => /^airlock_cluster_link_up (\d)$/m.exec((await call(`${a.adminUrl}/metrics`)).text)?.[1];
+    await eventually('the link metric at 0', async () => ((await linkUp()) === '0' ? true : undefined), 3000);
     // Alone, gateway A still enforces alice's 6/min by itself.
     for (let i = 0; i < 6; i++) assert.equal((await call(`${a.agentUrl}/http/api/alone/${i}`, { key: KEYS.alice })).status, 200);
     assert.equal((await call(`${a.agentUrl}/http/api/alone/7`, { key: KEYS.alice })).status, 429);
@@ -367,6 +369,7 @@ describe('scale-out cluster: Redis outages', () => {
     proxy.restore();
     await eventually('the kill switch on gateway B', async () => ((await call(`${b.agentUrl}/http/api/x`, { key: KEYS.carol })).status === 403 ? true : undefined), 8000);
     assert.ok(a.logs().includes('the link to Redis is back'));
+    await eventually('the link metric at 1', async () => ((await linkUp()) === '1' ? true : undefined), 3000);
   });
 
   it('Redis losing its data (restarted empty) lifts no kill switch: a gateway puts its switches back, and a new gateway gets them', async () => {
