@@ -385,3 +385,36 @@ describe('scale-out cluster: Redis outages', () => {
     }
   });
 });
+
+describe('scale-out cluster: what comes from Redis', () => {
+  it('a malformed message on the cluster channel or the exchange feed (JSON null) is ignored, not a crash', async () => {
+    const { dir, cleanup } = tempDir();
+    const up = await startUpstream();
+    const llm = await startFakeOpenAI();
+    const prefix = `airlock-test-${randomBytes(4).toString('hex')}:`;
+    const r = new Redis(REDIS_PORT, '127.0.0.1');
+    const gw = await startCliGateway(writeConfig(dir, configFor(up, llm, `redis://127.0.0.1:${REDIS_PORT}`, prefix)));
+    try {
+      // Someone watching /api/events: the gateway then listens to the cluster's exchange feed too.
+      const events = await request(`${gw.adminUrl}/api/events`);
+      events.body.on('error', () => {});
+      await eventually('the feed subscribed', async () => (Number(((await r.pubsub('NUMSUB', `${prefix}feed`)) as [string, number])[1]) > 0 ? true : undefined), 5000);
+      for (const text of ['null', '[null]', '7', '"text"']) {
+        await r.publish(`${prefix}events`, text);
+        await r.publish(`${prefix}feed`, text);
+      }
+      await r.publish(`${prefix}feed`, JSON.stringify({ from: 'elsewhere', node: 'n', records: [null, 5] }));
+      await new Promise((res) => setTimeout(res, 300));
+      assert.equal(gw.child.exitCode, null, `the gateway is still running\n${gw.stderr()}`);
+      assert.equal((await call(`${gw.agentUrl}/http/api/still-here`, { key: KEYS.carol })).status, 200);
+      events.body.destroy();
+    } finally {
+      await gw.stop();
+      r.disconnect();
+      await up.close();
+      await llm.close();
+      await dropPrefix(prefix);
+      cleanup();
+    }
+  });
+});

@@ -108,6 +108,8 @@ export class RedisLink {
       } catch {
         return;
       }
+      // Anything on the channel that is not a message of this shape is ignored (a throw here would end the process).
+      if (typeof m !== 'object' || m === null || typeof m.type !== 'string' || typeof m.from !== 'string') return;
       if (m.from === this.member || (m.to !== undefined && m.to !== this.member)) return;
       if (m.type === 'reply') {
         const p = this.requests.get(m.rid ?? '');
