@@ -48,6 +48,7 @@ agents:
   spender: { keys: ["${key('spender')}"], limits: { budget: 0.03/day } }
   streamer: { keys: ["${key('streamer')}"] }
   minted: {}
+  solo: { keys: ["${key('solo')}"], limits: { concurrency: 1 } }
 rules:
   - name: everything
     allow: ["http: * api/**", "llm: *"]
@@ -337,15 +338,26 @@ describe('scale-out cluster: Redis outages', () => {
   let b: TestGateway;
   const bDir = mkdtempSync(join(tmpdir(), 'airlock-cluster-'));
   const prefix = `airlock-test-${randomBytes(4).toString('hex')}:`;
+  /** Responses of `/slow/*` calls the upstream is holding, by path. */
+  const held = new Map<string, ServerResponse>();
 
   before(async () => {
-    up = await startUpstream();
+    up = await startUpstream((req, res, body) => {
+      if (req.url?.startsWith('/slow/')) {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write('first part\n');
+        held.set(req.url, res);
+        return;
+      }
+      echo(req, res, body);
+    });
     llm = await startFakeOpenAI();
     proxy = await startTcpProxy(REDIS_PORT);
     a = await startGateway(configFor(up, llm, `redis://127.0.0.1:${proxy.port}`, prefix));
     b = await startGateway(configFor(up, llm, `redis://127.0.0.1:${REDIS_PORT}`, prefix), { dir: bDir });
   });
   after(async () => {
+    for (const res of held.values()) res.end();
     await a.stop();
     await b.stop();
     rmSync(bDir, { recursive: true, force: true });
@@ -367,6 +379,31 @@ describe('scale-out cluster: Redis outages', () => {
     proxy.restore();
     await eventually('the kill switch on gateway B', async () => ((await call(`${b.agentUrl}/http/api/x`, { key: KEYS.carol })).status === 403 ? true : undefined), 8000);
     assert.ok(a.logs().includes('the link to Redis is back'));
+  });
+
+  it('an admission that Redis ran after the gateway stopped waiting (a slow Redis) does not keep a concurrency slot for ever', async () => {
+    const solo = key('solo');
+    assert.equal((await call(`${a.agentUrl}/http/api/warm`, { key: solo })).status, 200);
+    proxy.stall();
+    // Gateway A waits 1 s for Redis, then counts this call alone; the call is made and ends.
+    const r = await call(`${a.agentUrl}/http/api/while-stalled`, { key: solo });
+    assert.equal(r.status, 200, r.text);
+    proxy.resume(); // Redis now runs the admission it was sent: a slot held for gateway A
+    // Nothing is in flight anywhere: solo's one slot is free on either gateway.
+    for (const t of [b, a]) await eventually('a free slot for solo', async () => ((await call(`${t.agentUrl}/http/api/after`, { key: solo })).status === 200 ? true : undefined), 3000);
+  });
+
+  it('a call that ends while its gateway is cut off from Redis frees its concurrency slot when the link is back', async () => {
+    const solo = key('solo');
+    const res = await request(`${a.agentUrl}/http/api/slow/cut-off`, { headers: { authorization: `Bearer ${solo}` } });
+    assert.equal(res.statusCode, 200);
+    assert.equal((await call(`${b.agentUrl}/http/api/busy`, { key: solo })).json?.error?.code, 'concurrency_limited');
+    proxy.cut();
+    await eventually('gateway A to notice', () => (a.gw.cluster!.link.available ? undefined : true), 5000);
+    held.get('/slow/cut-off')!.end('done');
+    await res.body.text();
+    proxy.restore();
+    await eventually('the slot free on gateway B', async () => ((await call(`${b.agentUrl}/http/api/freed`, { key: solo })).status === 200 ? true : undefined), 8000);
   });
 
   it('Redis losing its data (restarted empty) lifts no kill switch: a gateway puts its switches back, and a new gateway gets them', async () => {

@@ -58,7 +58,16 @@ export type Admission = { ok: true } | { ok: false; index: number; retryAfterMs:
 export type SettleOp =
   | { t: 'rel'; k: string; n: number } // this member's hold on `k` goes down by n
   | { t: 'add'; k: string; w: number; n: number } // n more in the window `k` (now)
-  | { t: 'inc'; k: string; n: number; ttl: number }; // a plain total goes up by n
+  | { t: 'inc'; k: string; n: number; ttl: number } // a plain total goes up by n
+  | { t: 'set'; k: string; n: number }; // this member's hold on `k` is n (re-stated)
+
+/** The per-member hold an admitted check takes: its hash and amount. */
+function holdOf(c: SharedCheck): [string, number] | undefined {
+  if (c.t === 's') return [c.k, 1];
+  if (c.t === 'b') return [c.res, c.rv];
+  if (c.t === 'w' && c.res && c.rv) return [c.res, c.rv];
+  return undefined;
+}
 
 const ADMIT = `
 local checks = cjson.decode(ARGV[1])
@@ -153,6 +162,13 @@ for _, o in ipairs(ops) do
     local key = o.k .. ':' .. (now - (now % o.w))
     redis.call('INCRBYFLOAT', key, o.n)
     redis.call('PEXPIRE', key, 2 * o.w + 1000)
+  elseif o.t == 'set' then
+    if o.n > 1e-9 then
+      redis.call('HSET', o.k, me, o.n)
+      redis.call('PEXPIRE', o.k, 86400000)
+    else
+      redis.call('HDEL', o.k, me)
+    end
   elseif o.t == 'inc' then
     redis.call('INCRBYFLOAT', o.k, o.n)
     redis.call('PEXPIRE', o.k, o.ttl)
@@ -173,6 +189,15 @@ export class SharedCounters {
   private readonly mine = new Map<string, number>();
   /** Settlements waiting for the end of this event-loop turn. */
   private pending: SettleOp[] = [];
+  private flushQueued = false;
+  /** Admissions sent and not answered yet. */
+  private admitting = 0;
+  /**
+   * Holds that Redis may count differently from `mine`: an admission that failed (timed out, or
+   * its link dropped) may have run in Redis all the same. Re-stated from `mine` once no admission
+   * is in flight, so the re-statement follows every admission sent before it.
+   */
+  private readonly unsure = new Set<string>();
 
   constructor(private readonly link: RedisLink) {
     link.cmd.defineCommand('airlockAdmit', { numberOfKeys: 0, lua: ADMIT });
@@ -192,17 +217,30 @@ export class SharedCounters {
 
   /** Checks every limit and, if all pass, counts the call against all. Rejects when Redis cannot answer. */
   async admit(checks: SharedCheck[]): Promise<Admission> {
-    const r = await this.link.cmd.airlockAdmit(JSON.stringify(checks), `${this.link.prefix}member:`, this.link.member);
-    if (r[0] === 0) {
-      for (const c of checks) {
-        if (c.t === 's') this.hold(c.k, 1);
-        else if (c.t === 'b') this.hold(c.res, c.rv);
-        else if (c.t === 'w' && c.res && c.rv) this.hold(c.res, c.rv);
+    this.admitting++;
+    try {
+      const r = await this.link.cmd.airlockAdmit(JSON.stringify(checks), `${this.link.prefix}member:`, this.link.member);
+      if (r[0] === 0) {
+        for (const c of checks) {
+          const h = holdOf(c);
+          if (h) this.hold(h[0], h[1]);
+        }
+        return { ok: true };
       }
-      return { ok: true };
+      const [index, retryAfterMs, spent, reserved] = r as [number, number, string, string];
+      return { ok: false, index: index - 1, retryAfterMs, spent: Number(spent), reserved: Number(reserved) };
+    } catch (e) {
+      // The caller counts this call alone; should Redis have run the admission all the same, its
+      // holds there would never be released.
+      for (const c of checks) {
+        const h = holdOf(c);
+        if (h) this.unsure.add(h[0]);
+      }
+      throw e;
+    } finally {
+      this.admitting--;
+      if (this.unsure.size > 0 && this.admitting === 0) this.queueFlush();
     }
-    const [index, retryAfterMs, spent, reserved] = r as [number, number, string, string];
-    return { ok: false, index: index - 1, retryAfterMs, spent: Number(spent), reserved: Number(reserved) };
   }
 
   /**
@@ -213,14 +251,31 @@ export class SharedCounters {
     if (ops.length === 0) return;
     for (const o of ops) if (o.t === 'rel') this.hold(o.k, -o.n);
     if (!this.link.available) return;
-    if (this.pending.length === 0) setImmediate(() => this.sendSettlements());
     for (const o of ops) this.pending.push(o);
+    this.queueFlush();
+  }
+
+  private queueFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    setImmediate(() => this.sendSettlements());
   }
 
   private sendSettlements(): void {
+    this.flushQueued = false;
     const ops = this.pending;
     this.pending = [];
-    if (ops.length === 0 || !this.link.available) return;
+    if (!this.link.available) return;
+    // After the releases queued before it, and after every admission sent before it (none is in flight now).
+    if (this.unsure.size > 0 && this.admitting === 0) {
+      for (const k of this.unsure) {
+        const n = this.mine.get(k) ?? 0;
+        ops.push({ t: 'set', k, n });
+        if (n <= 1e-9) this.mine.delete(k);
+      }
+      this.unsure.clear();
+    }
+    if (ops.length === 0) return;
     this.link.cmd.airlockSettle(JSON.stringify(ops), this.link.member).catch(() => {});
   }
 
@@ -231,15 +286,13 @@ export class SharedCounters {
     else this.mine.set(k, v);
   }
 
-  /** After an outage (or Redis losing its data): this member's holds in Redis are what it holds now. */
-  private async restate(): Promise<void> {
-    if (this.mine.size === 0) return;
-    const p = this.link.cmd.pipeline();
-    for (const [k, v] of this.mine) {
-      if (v > 1e-9) p.hset(k, this.link.member, String(v)).pexpire(k, 86_400_000);
-      else p.hdel(k, this.link.member);
-    }
-    await p.exec();
-    for (const [k, v] of this.mine) if (v <= 1e-9) this.mine.delete(k);
+  /**
+   * After an outage (or Redis losing its data): this member's holds in Redis become what it holds
+   * now, in the next settlement sent while no admission is in flight (an admission answered after
+   * a re-statement it preceded would otherwise be overwritten).
+   */
+  private restate(): void {
+    for (const k of this.mine.keys()) this.unsure.add(k);
+    if (this.unsure.size > 0) this.queueFlush();
   }
 }
