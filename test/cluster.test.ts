@@ -46,6 +46,7 @@ agents:
   carol: { keys: ["${KEYS.carol}"] }
   looper: { keys: ["${key('looper')}"] }
   spender: { keys: ["${key('spender')}"], limits: { budget: 0.03/day } }
+  frugal: { keys: ["${key('frugal')}"], limits: { budget: 0.03/day } }
   streamer: { keys: ["${key('streamer')}"] }
   minted: {}
   solo: { keys: ["${key('solo')}"], limits: { concurrency: 1 } }
@@ -404,6 +405,23 @@ describe('scale-out cluster: Redis outages', () => {
     await res.body.text();
     proxy.restore();
     await eventually('the slot free on gateway B', async () => ((await call(`${b.agentUrl}/http/api/freed`, { key: solo })).status === 200 ? true : undefined), 8000);
+  });
+
+  it('Redis losing its data while a call is in flight hands out no budget again: the call\'s spend does not start a fresh total', async () => {
+    const ask = (t: TestGateway) => openaiAgent(t.agentUrl, key('spender'), { maxRetries: 0 }).chat.completions.create({ model: 'metered', messages: [{ role: 'user', content: 'hi' }], max_tokens: 10 });
+    await ask(a); // $0.018 of $0.03
+    const n = llm.seen.length;
+    llm.next({ delayMs: 500 });
+    const slow = ask(a);
+    await eventually('the slow call at the provider', () => (llm.seen.length > n ? true : undefined), 3000);
+    await dropPrefix(prefix); // Redis restarted empty (or flushed) while the call runs
+    await slow; // $0.036 spent in all
+    await assert.rejects(ask(a), (e: unknown) => {
+      assert.ok(e instanceof OpenAI.APIError, String(e));
+      assert.equal(e.status, 402);
+      assert.match(e.message, /agent "spender" has spent \$0\.036/);
+      return true;
+    });
   });
 
   it('Redis losing its data (restarted empty) lifts no kill switch: a gateway puts its switches back, and a new gateway gets them', async () => {

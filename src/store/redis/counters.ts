@@ -58,7 +58,7 @@ export type Admission = { ok: true } | { ok: false; index: number; retryAfterMs:
 export type SettleOp =
   | { t: 'rel'; k: string; n: number } // this member's hold on `k` goes down by n
   | { t: 'add'; k: string; w: number; n: number } // n more in the window `k` (now)
-  | { t: 'inc'; k: string; n: number; ttl: number } // a plain total goes up by n
+  | { t: 'inc'; k: string; n: number; ttl: number } // a seeded total goes up by n (a lost one is left to be seeded again)
   | { t: 'set'; k: string; n: number }; // this member's hold on `k` is n (re-stated)
 
 /** The per-member hold an admitted check takes: its hash and amount. */
@@ -170,8 +170,13 @@ for _, o in ipairs(ops) do
       redis.call('HDEL', o.k, me)
     end
   elseif o.t == 'inc' then
-    redis.call('INCRBYFLOAT', o.k, o.n)
-    redis.call('PEXPIRE', o.k, o.ttl)
+    -- Only onto a total Redis has: one it lost (a restart without persistence) is seeded again,
+    -- from the audit store, by the next admission; started from this call alone it would hand
+    -- the budget out again.
+    if redis.call('EXISTS', o.k) == 1 then
+      redis.call('INCRBYFLOAT', o.k, o.n)
+      redis.call('PEXPIRE', o.k, o.ttl)
+    end
   end
 end
 return 0
