@@ -407,6 +407,30 @@ describe('scale-out cluster: Redis outages', () => {
     await eventually('the slot free on gateway B', async () => ((await call(`${b.agentUrl}/http/api/freed`, { key: solo })).status === 200 ? true : undefined), 8000);
   });
 
+  it('what a gateway spends while cut off from Redis is the cluster\'s spend once the link is back', async () => {
+    const ask = (t: TestGateway) => openaiAgent(t.agentUrl, key('frugal'), { maxRetries: 0 }).chat.completions.create({ model: 'metered', messages: [{ role: 'user', content: 'hi' }], max_tokens: 10 });
+    const backs = () => a.logs().split('the link to Redis is back').length;
+    const before = backs();
+    const n = llm.seen.length;
+    llm.next({ delayMs: 800 });
+    const slow = ask(a); // admitted through the cluster
+    await eventually('the slow call at the provider', () => (llm.seen.length > n ? true : undefined), 3000);
+    proxy.cut();
+    await eventually('gateway A to notice', () => (a.gw.cluster!.link.available ? undefined : true), 5000);
+    await slow; // ends while cut off: $0.018
+    await ask(a); // admitted by gateway A alone: $0.036 in all, over frugal's $0.03
+    proxy.restore();
+    await eventually('the link back on gateway A', () => (backs() > before ? true : undefined), 8000);
+    await new Promise((r) => setTimeout(r, 200));
+    // Gateway B has no spend of frugal's in its own store: only the cluster's total can refuse it.
+    await assert.rejects(ask(b), (e: unknown) => {
+      assert.ok(e instanceof OpenAI.APIError, String(e));
+      assert.equal(e.status, 402);
+      assert.match(e.message, /agent "frugal" has spent \$0\.036/);
+      return true;
+    });
+  });
+
   it('Redis losing its data while a call is in flight hands out no budget again: the call\'s spend does not start a fresh total', async () => {
     const ask = (t: TestGateway) => openaiAgent(t.agentUrl, key('spender'), { maxRetries: 0 }).chat.completions.create({ model: 'metered', messages: [{ role: 'user', content: 'hi' }], max_tokens: 10 });
     await ask(a); // $0.018 of $0.03

@@ -203,6 +203,12 @@ export class SharedCounters {
    * is in flight, so the re-statement follows every admission sent before it.
    */
   private readonly unsure = new Set<string>();
+  /**
+   * Spend booked while Redis could not be told (by key, summed): added to the cluster's totals when
+   * the link is back, so a budget counts what every gateway spent, cut off or not. (Token usage is
+   * not kept: it belongs in the sliding window of when it happened, long gone after an outage.)
+   */
+  private readonly unsent = new Map<string, { t: 'inc'; k: string; n: number; ttl: number }>();
 
   constructor(private readonly link: RedisLink) {
     link.cmd.defineCommand('airlockAdmit', { numberOfKeys: 0, lua: ADMIT });
@@ -250,14 +256,26 @@ export class SharedCounters {
 
   /**
    * Releases and counts after a call; best effort (a release that cannot be sent is re-stated from
-   * `mine` later). The settlements of one event-loop turn go to Redis as one script call.
+   * `mine` later, spend is sent when the link is back). The settlements of one event-loop turn go
+   * to Redis as one script call.
    */
   settle(ops: SettleOp[]): void {
     if (ops.length === 0) return;
     for (const o of ops) if (o.t === 'rel') this.hold(o.k, -o.n);
-    if (!this.link.available) return;
+    if (!this.link.available) return this.keepUnsent(ops);
     for (const o of ops) this.pending.push(o);
     this.queueFlush();
+  }
+
+  private keepUnsent(ops: SettleOp[]): void {
+    for (const o of ops) {
+      if (o.t !== 'inc') continue;
+      const u = this.unsent.get(o.k);
+      if (u) {
+        u.n += o.n;
+        u.ttl = Math.max(u.ttl, o.ttl);
+      } else this.unsent.set(o.k, { ...o });
+    }
   }
 
   private queueFlush(): void {
@@ -270,7 +288,7 @@ export class SharedCounters {
     this.flushQueued = false;
     const ops = this.pending;
     this.pending = [];
-    if (!this.link.available) return;
+    if (!this.link.available) return this.keepUnsent(ops);
     // After the releases queued before it, and after every admission sent before it (none is in flight now).
     if (this.unsure.size > 0 && this.admitting === 0) {
       for (const k of this.unsure) {
@@ -292,11 +310,15 @@ export class SharedCounters {
   }
 
   /**
-   * After an outage (or Redis losing its data): this member's holds in Redis become what it holds
-   * now, in the next settlement sent while no admission is in flight (an admission answered after
-   * a re-statement it preceded would otherwise be overwritten).
+   * After an outage (or Redis losing its data): the spend booked meanwhile is sent, and this
+   * member's holds in Redis become what it holds now, in the next settlement sent while no
+   * admission is in flight (an admission answered after a re-statement it preceded would otherwise
+   * be overwritten).
    */
   private restate(): void {
+    for (const o of this.unsent.values()) this.pending.push(o);
+    this.unsent.clear();
+    if (this.pending.length > 0) this.queueFlush();
     for (const k of this.mine.keys()) this.unsure.add(k);
     if (this.unsure.size > 0) this.queueFlush();
   }
