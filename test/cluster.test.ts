@@ -407,6 +407,23 @@ describe('scale-out cluster: Redis outages', () => {
     await eventually('the slot free on gateway B', async () => ((await call(`${b.agentUrl}/http/api/freed`, { key: solo })).status === 200 ? true : undefined), 8000);
   });
 
+  it('a remembered grant revoked on a gateway cut off from Redis is revoked on the others when the link is back', async () => {
+    const post = () => call(`${a.agentUrl}/http/api/held/remember`, { key: key('streamer'), method: 'POST', body: '{"y":2}', headers: { 'content-type': 'application/json' } });
+    const heldCall = post();
+    const pending = await eventually('the held call on gateway A', async () => (await call(`${a.adminUrl}/api/approvals?status=pending`)).json.approvals.find((x: { action: string }) => x.action === 'http: POST api/held/remember'));
+    const decided = await call(`${a.adminUrl}/api/approvals/${pending.id}`, { method: 'POST', body: JSON.stringify({ decision: 'approve', remember: '10m' }), headers: { 'content-type': 'application/json' } });
+    assert.equal(decided.status, 200, decided.text);
+    assert.equal((await heldCall).status, 200);
+    const grantOn = async (t: TestGateway) => (await call(`${t.adminUrl}/api/approvals/remembered`)).json.remembered.find((g: { approvalId: string }) => g.approvalId === pending.id) as { id: string } | undefined;
+    const grant = await eventually('the grant on gateway B', () => grantOn(b), 2000);
+
+    proxy.cut();
+    await eventually('gateway A to notice', () => (a.gw.cluster!.link.available ? undefined : true), 5000);
+    assert.equal((await call(`${a.adminUrl}/api/approvals/remembered/${grant.id}`, { method: 'DELETE' })).status, 200);
+    proxy.restore();
+    await eventually('gateway B drops the revoked grant', async () => ((await grantOn(b)) ? undefined : true), 8000);
+  });
+
   it('what a gateway spends while cut off from Redis is the cluster\'s spend once the link is back', async () => {
     const ask = (t: TestGateway) => openaiAgent(t.agentUrl, key('frugal'), { maxRetries: 0 }).chat.completions.create({ model: 'metered', messages: [{ role: 'user', content: 'hi' }], max_tokens: 10 });
     const backs = () => a.logs().split('the link to Redis is back').length;

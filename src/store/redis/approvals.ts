@@ -148,7 +148,14 @@ export class ClusterApprovals implements ApprovalsHooks {
       const r = remote[id] === undefined ? undefined : parse(remote[id]);
       if (!isRemembered(r) || (l.revokedAt && !r.revokedAt)) push.push([id, JSON.stringify(l)]);
     }
-    if (push.length > 0) await this.link.cmd.hset(this.rememberedKey, Object.fromEntries(push));
+    if (push.length === 0) return;
+    await this.link.cmd.hset(this.rememberedKey, Object.fromEntries(push));
+    // Gateways that stayed connected learn of what this one granted or revoked while it was cut off.
+    for (const [id, text] of push) {
+      const l = local.get(id)!;
+      if (l.revokedAt) this.link.publish('forgotten', { id, at: l.revokedAt });
+      else this.link.publish('remembered', JSON.parse(text));
+    }
   }
 }
 
