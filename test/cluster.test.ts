@@ -407,6 +407,28 @@ describe('scale-out cluster: Redis outages', () => {
     await eventually('the slot free on gateway B', async () => ((await call(`${b.agentUrl}/http/api/freed`, { key: solo })).status === 200 ? true : undefined), 8000);
   });
 
+  it('after an outage, the cluster\'s pending approvals are those its gateways hold: ended ones leave the list, ones held meanwhile join it', async () => {
+    const post = (path: string) => call(`${a.agentUrl}/http/api/held/${path}`, { key: key('streamer'), method: 'POST', body: '{"z":3}', headers: { 'content-type': 'application/json' } });
+    const pendingOn = async (t: TestGateway, path: string) => (await call(`${t.adminUrl}/api/approvals?status=pending`)).json.approvals.find((x: { action: string }) => x.action === `http: POST api/held/${path}`) as { id: string } | undefined;
+    const first = post('before-outage');
+    const p1 = await eventually('listed on gateway B', () => pendingOn(b, 'before-outage'), 3000);
+
+    proxy.cut();
+    await eventually('gateway A to notice', () => (a.gw.cluster!.link.available ? undefined : true), 5000);
+    const denied = await call(`${a.adminUrl}/api/approvals/${p1.id}`, { method: 'POST', body: JSON.stringify({ decision: 'deny' }), headers: { 'content-type': 'application/json' } });
+    assert.equal(denied.status, 200, denied.text);
+    assert.equal((await first).status, 403);
+    const second = post('during-outage');
+    await eventually('held on gateway A', () => pendingOn(a, 'during-outage'), 3000);
+    proxy.restore();
+
+    await eventually('the denied one gone from gateway B\'s list', async () => ((await pendingOn(b, 'before-outage')) ? undefined : true), 8000);
+    const p2 = await eventually('the one held meanwhile listed on gateway B', () => pendingOn(b, 'during-outage'), 3000);
+    const d2 = await call(`${b.adminUrl}/api/approvals/${p2.id}`, { method: 'POST', body: JSON.stringify({ decision: 'deny' }), headers: { 'content-type': 'application/json' } });
+    assert.equal(d2.status, 200, d2.text);
+    assert.equal((await second).status, 403);
+  });
+
   it('a remembered grant revoked on a gateway cut off from Redis is revoked on the others when the link is back', async () => {
     const post = () => call(`${a.agentUrl}/http/api/held/remember`, { key: key('streamer'), method: 'POST', body: '{"y":2}', headers: { 'content-type': 'application/json' } });
     const heldCall = post();
