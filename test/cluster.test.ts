@@ -303,6 +303,26 @@ describe('scale-out cluster (store.redis)', () => {
     assert.equal(r.json.error.code, 'approval_denied');
   });
 
+  it('a kill switch set while a gateway\'s subscription to the cluster was down (Redis dropped it) is in force there once it is back', async () => {
+    const r = new Redis(REDIS_PORT, '127.0.0.1');
+    try {
+      const member = a.gw.cluster!.link.member;
+      const clients = (await r.client('LIST')) as string;
+      const id = /^id=(\d+) .*name=airlock-events:(\S+)/gm;
+      let subId: string | undefined;
+      for (const m of clients.matchAll(id)) if (m[2] === member) subId = m[1];
+      assert.ok(subId, 'gateway A\'s subscriber connection');
+      // Redis drops the subscriber (as it does one over its output buffer limit); the kill is
+      // announced before gateway A has subscribed again.
+      await r.client('KILL', 'ID', subId);
+      b.gw.kill('agent', 'streamer', 'set while A was not listening', 'test');
+      await eventually('the kill switch in force on gateway A', async () => ((await via(a, key('streamer'), 'sub-gap')).status === 403 ? true : undefined), 3000);
+    } finally {
+      b.gw.unkill('agent', 'streamer', 'test');
+      r.disconnect();
+    }
+  });
+
   it("/api/events on one gateway shows the other gateway's exchanges, with the node that made them", async () => {
     const res = await request(`${b.adminUrl}/api/events`);
     let buf = '';

@@ -98,7 +98,14 @@ export class RedisLink {
       });
     });
     this.sub.on('ready', () => {
-      this.sub.subscribe(this.channel).catch(() => {});
+      this.sub
+        .subscribe(this.channel)
+        .then(() => {
+          // Messages published while this connection was not subscribed (Redis dropped it, or it
+          // came up after the first sync) are lost: catch up with the state they announced.
+          if (this.available) void this.runReadyHooks();
+        })
+        .catch(() => {});
     });
     this.sub.on('message', (channel: string, text: string) => {
       if (channel !== this.channel) return;
@@ -159,7 +166,7 @@ export class RedisLink {
     return ok;
   }
 
-  /** Runs `hook` each time the link comes up (the first time included): state changed meanwhile is pushed, then pulled. */
+  /** Runs `hook` each time the link or its subscription comes up (the first time included): state changed meanwhile is pushed, then pulled. */
   onReady(hook: () => Promise<void> | void): void {
     this.readyHooks.push(hook);
   }
