@@ -59,7 +59,8 @@ export type SettleOp =
   | { t: 'rel'; k: string; n: number } // this member's hold on `k` goes down by n
   | { t: 'add'; k: string; w: number; n: number } // n more in the window `k` (now)
   | { t: 'inc'; k: string; n: number; ttl: number } // a seeded total goes up by n (a lost one is left to be seeded again)
-  | { t: 'set'; k: string; n: number }; // this member's hold on `k` is n (re-stated)
+  | { t: 'set'; k: string; n: number } // this member's hold on `k` is n (re-stated)
+  | { t: 'hold'; k: string; n: number }; // this member's hold on `k` goes up by n (an admission a re-statement overwrote)
 
 /** The per-member hold an admitted check takes: its hash and amount. */
 function holdOf(c: SharedCheck): [string, number] | undefined {
@@ -162,6 +163,9 @@ for _, o in ipairs(ops) do
     local key = o.k .. ':' .. (now - (now % o.w))
     redis.call('INCRBYFLOAT', key, o.n)
     redis.call('PEXPIRE', key, 2 * o.w + 1000)
+  elseif o.t == 'hold' then
+    redis.call('HINCRBYFLOAT', o.k, me, o.n)
+    redis.call('PEXPIRE', o.k, 86400000)
   elseif o.t == 'set' then
     if o.n > 1e-9 then
       redis.call('HSET', o.k, me, o.n)
@@ -195,14 +199,20 @@ export class SharedCounters {
   /** Settlements waiting for the end of this event-loop turn. */
   private pending: SettleOp[] = [];
   private flushQueued = false;
-  /** Admissions sent and not answered yet. */
-  private admitting = 0;
   /**
-   * Holds that Redis may count differently from `mine`: an admission that failed (timed out, or
-   * its link dropped) may have run in Redis all the same. Re-stated from `mine` once no admission
-   * is in flight, so the re-statement follows every admission sent before it.
+   * Holds that Redis may count differently from `mine`, to be re-stated from it: after an outage,
+   * and after an admission that failed (timed out, or its link dropped), which Redis may have run
+   * all the same.
    */
   private readonly unsure = new Set<string>();
+  /**
+   * Re-statements sent so far, and which one last re-stated each key: an admission sent before a
+   * re-statement but answered after it had its hold overwritten (Redis runs commands in the order
+   * sent), so it adds its hold again. Kept while admissions are in flight.
+   */
+  private restatements = 0;
+  private readonly restatedAt = new Map<string, number>();
+  private admitting = 0;
   /**
    * Spend booked while Redis could not be told (by key, summed): added to the cluster's totals when
    * the link is back, so a budget counts what every gateway spent, cut off or not. (Token usage is
@@ -229,12 +239,18 @@ export class SharedCounters {
   /** Checks every limit and, if all pass, counts the call against all. Rejects when Redis cannot answer. */
   async admit(checks: SharedCheck[]): Promise<Admission> {
     this.admitting++;
+    const sentAfter = this.restatements;
     try {
       const r = await this.link.cmd.airlockAdmit(JSON.stringify(checks), `${this.link.prefix}member:`, this.link.member);
       if (r[0] === 0) {
         for (const c of checks) {
           const h = holdOf(c);
-          if (h) this.hold(h[0], h[1]);
+          if (!h) continue;
+          this.hold(h[0], h[1]);
+          if ((this.restatedAt.get(h[0]) ?? 0) > sentAfter) {
+            this.pending.push({ t: 'hold', k: h[0], n: h[1] });
+            this.queueFlush();
+          }
         }
         return { ok: true };
       }
@@ -247,10 +263,10 @@ export class SharedCounters {
         const h = holdOf(c);
         if (h) this.unsure.add(h[0]);
       }
+      this.queueFlush();
       throw e;
     } finally {
-      this.admitting--;
-      if (this.unsure.size > 0 && this.admitting === 0) this.queueFlush();
+      if (--this.admitting === 0) this.restatedAt.clear();
     }
   }
 
@@ -289,11 +305,13 @@ export class SharedCounters {
     const ops = this.pending;
     this.pending = [];
     if (!this.link.available) return this.keepUnsent(ops);
-    // After the releases queued before it, and after every admission sent before it (none is in flight now).
-    if (this.unsure.size > 0 && this.admitting === 0) {
+    // After the releases queued before it, and after every admission sent before it.
+    if (this.unsure.size > 0) {
+      this.restatements++;
       for (const k of this.unsure) {
         const n = this.mine.get(k) ?? 0;
         ops.push({ t: 'set', k, n });
+        if (this.admitting > 0) this.restatedAt.set(k, this.restatements);
         if (n <= 1e-9) this.mine.delete(k);
       }
       this.unsure.clear();
@@ -309,12 +327,7 @@ export class SharedCounters {
     else this.mine.set(k, v);
   }
 
-  /**
-   * After an outage (or Redis losing its data): the spend booked meanwhile is sent, and this
-   * member's holds in Redis become what it holds now, in the next settlement sent while no
-   * admission is in flight (an admission answered after a re-statement it preceded would otherwise
-   * be overwritten).
-   */
+  /** After an outage (or Redis losing its data): the spend booked meanwhile is sent, and this member's holds in Redis become what it holds now. */
   private restate(): void {
     for (const o of this.unsent.values()) this.pending.push(o);
     this.unsent.clear();
