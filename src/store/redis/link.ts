@@ -60,6 +60,8 @@ export class RedisLink {
   private beaten = false;
   private closed = false;
   private firstReady: Promise<void>;
+  private syncing: Promise<void> | undefined;
+  private syncAgain = false;
 
   constructor(
     url: string,
@@ -213,14 +215,29 @@ export class RedisLink {
     this.cmd.publish(this.channel, JSON.stringify({ from: this.member, type, data } satisfies ClusterMessage)).catch(() => {});
   }
 
-  private async runReadyHooks(): Promise<void> {
-    for (const hook of this.readyHooks) {
-      try {
-        await hook();
-      } catch (e) {
-        this.log.error({ err: e }, 'syncing with Redis failed; retried when the link is next back');
-      }
+  /**
+   * One sync at a time (the link and its subscription may come back together): one asked for
+   * while another runs is run once more after it, so the last sync starts after the last reason
+   * for one.
+   */
+  private runReadyHooks(): Promise<void> {
+    if (this.syncing) {
+      this.syncAgain = true;
+      return this.syncing;
     }
+    this.syncing = (async () => {
+      do {
+        this.syncAgain = false;
+        for (const hook of this.readyHooks) {
+          try {
+            await hook();
+          } catch (e) {
+            this.log.error({ err: e }, 'syncing with Redis failed; retried when the link is next back');
+          }
+        }
+      } while (this.syncAgain && this.available);
+    })().finally(() => (this.syncing = undefined));
+    return this.syncing;
   }
 
   private async beat(): Promise<void> {
