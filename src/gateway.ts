@@ -361,8 +361,10 @@ export class Gateway implements AgentPortDeps {
         }
       },
       localKeys: () => this.store.listKeys(),
-      applyKey: (k) => {
-        const known = this.store.listKeys(k.agent).find((l) => l.id === k.id);
+      applyKey: (k, local) => {
+        // A merge passes what it already read: looking each key up among its agent's keys made
+        // joining a cluster with thousands of keys take time quadratic in their number.
+        const known = local !== undefined ? (local ?? undefined) : this.store.listKeys(k.agent).find((l) => l.id === k.id);
         if (!known) {
           this.deferredWrites.write(() => this.store.insertKey(k));
           if (!k.revokedAt) this.keys.add(k);

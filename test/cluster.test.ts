@@ -19,6 +19,7 @@ import { call, KEYS, startGateway, type Reply, type TestGateway } from './suppor
 import { eventually, openaiAgent } from './support/llm.js';
 import { startFakeOpenAI, type FakeLlm } from './support/llm-upstream.js';
 import { MEMBER_TTL_MS } from '../src/store/redis/link.js';
+import { hashKey } from '../src/identity/keys.js';
 import { freePort, runCli, startCliGateway, tempDir, writeConfig } from './support/cli.js';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
 import { startUpstream, echo, type Upstream } from './support/upstream.js';
@@ -531,6 +532,35 @@ describe('scale-out cluster: Redis outages', () => {
 });
 
 describe('scale-out cluster: what comes from Redis', () => {
+  it('a gateway joining a cluster with thousands of stored keys takes them at once (not in time quadratic in their number)', async () => {
+    const up = await startUpstream();
+    const llm = await startFakeOpenAI();
+    const prefix = `airlock-test-${randomBytes(4).toString('hex')}:`;
+    const r = new Redis(REDIS_PORT, '127.0.0.1');
+    const real = key('joiner');
+    const records: Record<string, string> = {};
+    for (let i = 0; i < 4000; i++) {
+      const id = `key_${randomBytes(8).toString('hex')}`;
+      const hash = i === 0 ? hashKey(real) : randomBytes(32).toString('hex');
+      records[id] = JSON.stringify({ id, agent: 'minted', hash, prefix: 'alk_x', source: 'store', createdAt: new Date().toISOString() });
+    }
+    await r.hset(`${prefix}keys`, records);
+    let gw: TestGateway | undefined;
+    try {
+      const started = Date.now();
+      gw = await startGateway(configFor(up, llm, `redis://127.0.0.1:${REDIS_PORT}`, prefix));
+      const took = Date.now() - started;
+      assert.ok(took < 6000, `started in ${took} ms`);
+      assert.equal((await call(`${gw.agentUrl}/http/api/joined`, { key: real })).status, 200, 'a key the cluster has works at once');
+    } finally {
+      await gw?.stop();
+      r.disconnect();
+      await up.close();
+      await llm.close();
+      await dropPrefix(prefix);
+    }
+  });
+
   it('a malformed message on the cluster channel or the exchange feed (JSON null) is ignored, not a crash', async () => {
     const { dir, cleanup } = tempDir();
     const up = await startUpstream();
