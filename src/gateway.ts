@@ -362,9 +362,9 @@ export class Gateway implements AgentPortDeps {
       },
       localKeys: () => this.store.listKeys(),
       applyKey: (k, local) => {
-        // A merge passes what it already read: looking each key up among its agent's keys made
-        // joining a cluster with thousands of keys take time quadratic in their number.
-        const known = local !== undefined ? (local ?? undefined) : this.store.listKeys(k.agent).find((l) => l.id === k.id);
+        // By id, never among all the agent's keys: a merge or a burst of announcements (every
+        // gateway re-announces its keys after Redis lost them) would take time quadratic in their number.
+        const known = local !== undefined ? (local ?? undefined) : this.store.getKey(k.id);
         if (!known) {
           this.deferredWrites.write(() => this.store.insertKey(k));
           if (!k.revokedAt) this.keys.add(k);

@@ -561,6 +561,44 @@ describe('scale-out cluster: what comes from Redis', () => {
     }
   });
 
+  it('Redis losing its data with thousands of stored keys: the gateways put them back without stalling on each other\'s announcements', async () => {
+    const up = await startUpstream();
+    const llm = await startFakeOpenAI();
+    const prefix = `airlock-test-${randomBytes(4).toString('hex')}:`;
+    const r = new Redis(REDIS_PORT, '127.0.0.1');
+    const records: Record<string, string> = {};
+    for (let i = 0; i < 4000; i++) {
+      const id = `key_${randomBytes(8).toString('hex')}`;
+      records[id] = JSON.stringify({ id, agent: 'minted', hash: randomBytes(32).toString('hex'), prefix: 'alk_x', source: 'store', createdAt: new Date().toISOString() });
+    }
+    await r.hset(`${prefix}keys`, records);
+    const gws: TestGateway[] = [];
+    try {
+      for (let i = 0; i < 2; i++) gws.push(await startGateway(configFor(up, llm, `redis://127.0.0.1:${REDIS_PORT}`, prefix)));
+      let worst = 0;
+      let last = performance.now();
+      const probe = setInterval(() => {
+        const now = performance.now();
+        worst = Math.max(worst, now - last - 20);
+        last = now;
+      }, 20);
+      try {
+        await dropPrefix(prefix); // Redis restarted empty: each gateway puts the keys back and announces them
+        await eventually('the keys back in Redis', async () => ((await r.hlen(`${prefix}keys`)) === 4000 ? true : undefined), 15_000);
+        await new Promise((res) => setTimeout(res, 3500)); // the other gateway's heartbeat finds it out too
+      } finally {
+        clearInterval(probe);
+      }
+      assert.ok(worst < 2000, `the event loop stalled for ${Math.round(worst)} ms`);
+    } finally {
+      for (const g of gws) await g.stop();
+      r.disconnect();
+      await up.close();
+      await llm.close();
+      await dropPrefix(prefix);
+    }
+  });
+
   it('a malformed message on the cluster channel or the exchange feed (JSON null) is ignored, not a crash', async () => {
     const { dir, cleanup } = tempDir();
     const up = await startUpstream();
