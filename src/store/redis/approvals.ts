@@ -169,9 +169,13 @@ export class ClusterApprovals implements ApprovalsHooks {
     }
     if (push.length === 0) return;
     await this.link.cmd.hset(this.rememberedKey, Object.fromEntries(push));
-    // Gateways that stayed connected learn of what this one granted or revoked while it was cut off.
+    // Gateways that stayed connected learn of what this one granted or revoked while it was cut
+    // off; only of grants not yet expired (after Redis lost its data, every gateway pushes every
+    // grant it ever knew).
+    const now = Date.now();
     for (const [id, text] of push) {
       const l = local.get(id)!;
+      if (Date.parse(l.expiresAt) <= now) continue;
       if (l.revokedAt) this.link.publish('forgotten', { id, at: l.revokedAt });
       else this.link.publish('remembered', JSON.parse(text));
     }
