@@ -367,8 +367,10 @@ export class Gateway implements AgentPortDeps {
         }
       },
       localKeys: () => this.store.listKeys(),
-      applyKey: (k) => {
-        const known = this.store.listKeys(k.agent).find((l) => l.id === k.id);
+      applyKey: (k, local) => {
+        // By id, never among all the agent's keys: a merge or a burst of announcements (every
+        // gateway re-announces its keys after Redis lost them) would take time quadratic in their number.
+        const known = local !== undefined ? (local ?? undefined) : this.store.getKey(k.id);
         if (!known) {
           this.deferredWrites.write(() => this.store.insertKey(k));
           if (!k.revokedAt) this.keys.add(k);

@@ -19,6 +19,7 @@ import { call, KEYS, startGateway, type Reply, type TestGateway } from './suppor
 import { eventually, openaiAgent } from './support/llm.js';
 import { startFakeOpenAI, type FakeLlm } from './support/llm-upstream.js';
 import { MEMBER_TTL_MS } from '../src/store/redis/link.js';
+import { hashKey } from '../src/identity/keys.js';
 import { freePort, runCli, startCliGateway, tempDir, writeConfig } from './support/cli.js';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
 import { startUpstream, echo, type Upstream } from './support/upstream.js';
@@ -46,8 +47,10 @@ agents:
   carol: { keys: ["${KEYS.carol}"] }
   looper: { keys: ["${key('looper')}"] }
   spender: { keys: ["${key('spender')}"], limits: { budget: 0.03/day } }
+  frugal: { keys: ["${key('frugal')}"], limits: { budget: 0.03/day } }
   streamer: { keys: ["${key('streamer')}"] }
   minted: {}
+  solo: { keys: ["${key('solo')}"], limits: { concurrency: 1 } }
 rules:
   - name: everything
     allow: ["http: * api/**", "llm: *"]
@@ -301,6 +304,26 @@ describe('scale-out cluster (store.redis)', () => {
     assert.equal(r.json.error.code, 'approval_denied');
   });
 
+  it('a kill switch set while a gateway\'s subscription to the cluster was down (Redis dropped it) is in force there once it is back', async () => {
+    const r = new Redis(REDIS_PORT, '127.0.0.1');
+    try {
+      const member = a.gw.cluster!.link.member;
+      const clients = (await r.client('LIST')) as string;
+      const id = /^id=(\d+) .*name=airlock-events:(\S+)/gm;
+      let subId: string | undefined;
+      for (const m of clients.matchAll(id)) if (m[2] === member) subId = m[1];
+      assert.ok(subId, 'gateway A\'s subscriber connection');
+      // Redis drops the subscriber (as it does one over its output buffer limit); the kill is
+      // announced before gateway A has subscribed again.
+      await r.client('KILL', 'ID', subId);
+      b.gw.kill('agent', 'streamer', 'set while A was not listening', 'test');
+      await eventually('the kill switch in force on gateway A', async () => ((await via(a, key('streamer'), 'sub-gap')).status === 403 ? true : undefined), 3000);
+    } finally {
+      b.gw.unkill('agent', 'streamer', 'test');
+      r.disconnect();
+    }
+  });
+
   it("/api/events on one gateway shows the other gateway's exchanges, with the node that made them", async () => {
     const res = await request(`${b.adminUrl}/api/events`);
     let buf = '';
@@ -337,15 +360,26 @@ describe('scale-out cluster: Redis outages', () => {
   let b: TestGateway;
   const bDir = mkdtempSync(join(tmpdir(), 'airlock-cluster-'));
   const prefix = `airlock-test-${randomBytes(4).toString('hex')}:`;
+  /** Responses of `/slow/*` calls the upstream is holding, by path. */
+  const held = new Map<string, ServerResponse>();
 
   before(async () => {
-    up = await startUpstream();
+    up = await startUpstream((req, res, body) => {
+      if (req.url?.startsWith('/slow/')) {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write('first part\n');
+        held.set(req.url, res);
+        return;
+      }
+      echo(req, res, body);
+    });
     llm = await startFakeOpenAI();
     proxy = await startTcpProxy(REDIS_PORT);
     a = await startGateway(configFor(up, llm, `redis://127.0.0.1:${proxy.port}`, prefix));
     b = await startGateway(configFor(up, llm, `redis://127.0.0.1:${REDIS_PORT}`, prefix), { dir: bDir });
   });
   after(async () => {
+    for (const res of held.values()) res.end();
     await a.stop();
     await b.stop();
     rmSync(bDir, { recursive: true, force: true });
@@ -368,8 +402,119 @@ describe('scale-out cluster: Redis outages', () => {
     assert.equal((await call(`${b.agentUrl}/http/api/x`, { key: KEYS.carol })).status, 200, 'gateway B has not heard of it yet');
     proxy.restore();
     await eventually('the kill switch on gateway B', async () => ((await call(`${b.agentUrl}/http/api/x`, { key: KEYS.carol })).status === 403 ? true : undefined), 8000);
-    assert.ok(a.logs().includes('the link to Redis is back'));
+    // Logged once the whole sync is done, which may be just after the switch reached gateway B.
+    await eventually('the link back on gateway A', () => (a.logs().includes('the link to Redis is back') ? true : undefined), 2000);
     await eventually('the link metric at 1', async () => ((await linkUp()) === '1' ? true : undefined), 3000);
+  });
+
+  it('an admission that Redis ran after the gateway stopped waiting (a slow Redis) does not keep a concurrency slot for ever', async () => {
+    const solo = key('solo');
+    assert.equal((await call(`${a.agentUrl}/http/api/warm`, { key: solo })).status, 200);
+    proxy.stall();
+    // Gateway A waits 1 s for Redis, then counts this call alone; the call is made and ends.
+    const r = await call(`${a.agentUrl}/http/api/while-stalled`, { key: solo });
+    assert.equal(r.status, 200, r.text);
+    proxy.resume(); // Redis now runs the admission it was sent: a slot held for gateway A
+    // Nothing is in flight anywhere: solo's one slot is free on either gateway.
+    for (const t of [b, a]) await eventually('a free slot for solo', async () => ((await call(`${t.agentUrl}/http/api/after`, { key: solo })).status === 200 ? true : undefined), 3000);
+  });
+
+  it('a call that ends while its gateway is cut off from Redis frees its concurrency slot when the link is back', async () => {
+    const solo = key('solo');
+    const res = await request(`${a.agentUrl}/http/api/slow/cut-off`, { headers: { authorization: `Bearer ${solo}` } });
+    assert.equal(res.statusCode, 200);
+    assert.equal((await call(`${b.agentUrl}/http/api/busy`, { key: solo })).json?.error?.code, 'concurrency_limited');
+    proxy.cut();
+    await eventually('gateway A to notice', () => (a.gw.cluster!.link.available ? undefined : true), 5000);
+    held.get('/slow/cut-off')!.end('done');
+    await res.body.text();
+    proxy.restore();
+    await eventually('the slot free on gateway B', async () => ((await call(`${b.agentUrl}/http/api/freed`, { key: solo })).status === 200 ? true : undefined), 8000);
+  });
+
+  it('after an outage, the cluster\'s pending approvals are those its gateways hold: ended ones leave the list, ones held meanwhile join it', async () => {
+    const post = (path: string) => call(`${a.agentUrl}/http/api/held/${path}`, { key: key('streamer'), method: 'POST', body: '{"z":3}', headers: { 'content-type': 'application/json' } });
+    const pendingOn = async (t: TestGateway, path: string) => (await call(`${t.adminUrl}/api/approvals?status=pending`)).json.approvals.find((x: { action: string }) => x.action === `http: POST api/held/${path}`) as { id: string } | undefined;
+    const first = post('before-outage');
+    const p1 = await eventually('listed on gateway B', () => pendingOn(b, 'before-outage'), 3000);
+
+    proxy.cut();
+    await eventually('gateway A to notice', () => (a.gw.cluster!.link.available ? undefined : true), 5000);
+    const denied = await call(`${a.adminUrl}/api/approvals/${p1.id}`, { method: 'POST', body: JSON.stringify({ decision: 'deny' }), headers: { 'content-type': 'application/json' } });
+    assert.equal(denied.status, 200, denied.text);
+    assert.equal((await first).status, 403);
+    const second = post('during-outage');
+    await eventually('held on gateway A', () => pendingOn(a, 'during-outage'), 3000);
+    proxy.restore();
+
+    await eventually('the denied one gone from gateway B\'s list', async () => ((await pendingOn(b, 'before-outage')) ? undefined : true), 8000);
+    const p2 = await eventually('the one held meanwhile listed on gateway B', () => pendingOn(b, 'during-outage'), 3000);
+    const d2 = await call(`${b.adminUrl}/api/approvals/${p2.id}`, { method: 'POST', body: JSON.stringify({ decision: 'deny' }), headers: { 'content-type': 'application/json' } });
+    assert.equal(d2.status, 200, d2.text);
+    assert.equal((await second).status, 403);
+  });
+
+  it('a remembered grant revoked on a gateway cut off from Redis is revoked on the others when the link is back', async () => {
+    const post = () => call(`${a.agentUrl}/http/api/held/remember`, { key: key('streamer'), method: 'POST', body: '{"y":2}', headers: { 'content-type': 'application/json' } });
+    const heldCall = post();
+    const pending = await eventually('the held call on gateway A', async () => (await call(`${a.adminUrl}/api/approvals?status=pending`)).json.approvals.find((x: { action: string }) => x.action === 'http: POST api/held/remember'));
+    const decided = await call(`${a.adminUrl}/api/approvals/${pending.id}`, { method: 'POST', body: JSON.stringify({ decision: 'approve', remember: '10m' }), headers: { 'content-type': 'application/json' } });
+    assert.equal(decided.status, 200, decided.text);
+    assert.equal((await heldCall).status, 200);
+    const grantOn = async (t: TestGateway) => (await call(`${t.adminUrl}/api/approvals/remembered`)).json.remembered.find((g: { approvalId: string }) => g.approvalId === pending.id) as { id: string } | undefined;
+    const grant = await eventually('the grant on gateway B', () => grantOn(b), 2000);
+
+    proxy.cut();
+    await eventually('gateway A to notice', () => (a.gw.cluster!.link.available ? undefined : true), 5000);
+    assert.equal((await call(`${a.adminUrl}/api/approvals/remembered/${grant.id}`, { method: 'DELETE' })).status, 200);
+    proxy.restore();
+    await eventually('gateway B drops the revoked grant', async () => ((await grantOn(b)) ? undefined : true), 8000);
+  });
+
+  it('what a gateway spends while cut off from Redis is the cluster\'s spend once the link is back', async () => {
+    const ask = (t: TestGateway) => openaiAgent(t.agentUrl, key('frugal'), { maxRetries: 0 }).chat.completions.create({ model: 'metered', messages: [{ role: 'user', content: 'hi' }], max_tokens: 10 });
+    const n = llm.seen.length;
+    llm.next({ delayMs: 800 });
+    const slow = ask(a); // admitted through the cluster
+    await eventually('the slow call at the provider', () => (llm.seen.length > n ? true : undefined), 3000);
+    proxy.cut();
+    await eventually('gateway A to notice', () => (a.gw.cluster!.link.available ? undefined : true), 5000);
+    await slow; // ends while cut off: $0.018
+    await ask(a); // admitted by gateway A alone: $0.036 in all, over frugal's $0.03
+    proxy.restore();
+    // Gateway B has no spend of frugal's in its own store: only the cluster's total can refuse it.
+    // Until then, B admits the probes, which the provider fails (so they spend nothing).
+    llm.always({ status: 500 });
+    try {
+      const refused = await eventually(
+        'gateway B to refuse frugal',
+        async () => {
+          const e = await ask(b).then(() => undefined, (err: unknown) => err);
+          return e instanceof OpenAI.APIError && e.status === 402 ? e : undefined;
+        },
+        8000,
+      );
+      assert.match(refused.message, /agent "frugal" has spent \$0\.036/);
+    } finally {
+      llm.always(undefined);
+    }
+  });
+
+  it('Redis losing its data while a call is in flight hands out no budget again: the call\'s spend does not start a fresh total', async () => {
+    const ask = (t: TestGateway) => openaiAgent(t.agentUrl, key('spender'), { maxRetries: 0 }).chat.completions.create({ model: 'metered', messages: [{ role: 'user', content: 'hi' }], max_tokens: 10 });
+    await ask(a); // $0.018 of $0.03
+    const n = llm.seen.length;
+    llm.next({ delayMs: 500 });
+    const slow = ask(a);
+    await eventually('the slow call at the provider', () => (llm.seen.length > n ? true : undefined), 3000);
+    await dropPrefix(prefix); // Redis restarted empty (or flushed) while the call runs
+    await slow; // $0.036 spent in all
+    await assert.rejects(ask(a), (e: unknown) => {
+      assert.ok(e instanceof OpenAI.APIError, String(e));
+      assert.equal(e.status, 402);
+      assert.match(e.message, /agent "spender" has spent \$0\.036/);
+      return true;
+    });
   });
 
   it('Redis losing its data (restarted empty) lifts no kill switch: a gateway puts its switches back, and a new gateway gets them', async () => {
@@ -385,6 +530,106 @@ describe('scale-out cluster: Redis outages', () => {
       assert.equal(r.json.error.code, 'killed');
     } finally {
       await c.stop();
+    }
+  });
+});
+
+describe('scale-out cluster: what comes from Redis', () => {
+  it('a gateway joining a cluster with thousands of stored keys takes them at once (not in time quadratic in their number)', async () => {
+    const up = await startUpstream();
+    const llm = await startFakeOpenAI();
+    const prefix = `airlock-test-${randomBytes(4).toString('hex')}:`;
+    const r = new Redis(REDIS_PORT, '127.0.0.1');
+    const real = key('joiner');
+    const records: Record<string, string> = {};
+    for (let i = 0; i < 4000; i++) {
+      const id = `key_${randomBytes(8).toString('hex')}`;
+      const hash = i === 0 ? hashKey(real) : randomBytes(32).toString('hex');
+      records[id] = JSON.stringify({ id, agent: 'minted', hash, prefix: 'alk_x', source: 'store', createdAt: new Date().toISOString() });
+    }
+    await r.hset(`${prefix}keys`, records);
+    let gw: TestGateway | undefined;
+    try {
+      const started = Date.now();
+      gw = await startGateway(configFor(up, llm, `redis://127.0.0.1:${REDIS_PORT}`, prefix));
+      const took = Date.now() - started;
+      assert.ok(took < 6000, `started in ${took} ms`);
+      assert.equal((await call(`${gw.agentUrl}/http/api/joined`, { key: real })).status, 200, 'a key the cluster has works at once');
+    } finally {
+      await gw?.stop();
+      r.disconnect();
+      await up.close();
+      await llm.close();
+      await dropPrefix(prefix);
+    }
+  });
+
+  it('Redis losing its data with thousands of stored keys: the gateways put them back without stalling on each other\'s announcements', async () => {
+    const up = await startUpstream();
+    const llm = await startFakeOpenAI();
+    const prefix = `airlock-test-${randomBytes(4).toString('hex')}:`;
+    const r = new Redis(REDIS_PORT, '127.0.0.1');
+    const records: Record<string, string> = {};
+    for (let i = 0; i < 4000; i++) {
+      const id = `key_${randomBytes(8).toString('hex')}`;
+      records[id] = JSON.stringify({ id, agent: 'minted', hash: randomBytes(32).toString('hex'), prefix: 'alk_x', source: 'store', createdAt: new Date().toISOString() });
+    }
+    await r.hset(`${prefix}keys`, records);
+    const gws: TestGateway[] = [];
+    try {
+      for (let i = 0; i < 2; i++) gws.push(await startGateway(configFor(up, llm, `redis://127.0.0.1:${REDIS_PORT}`, prefix)));
+      let worst = 0;
+      let last = performance.now();
+      const probe = setInterval(() => {
+        const now = performance.now();
+        worst = Math.max(worst, now - last - 20);
+        last = now;
+      }, 20);
+      try {
+        await dropPrefix(prefix); // Redis restarted empty: each gateway puts the keys back and announces them
+        await eventually('the keys back in Redis', async () => ((await r.hlen(`${prefix}keys`)) === 4000 ? true : undefined), 15_000);
+        await new Promise((res) => setTimeout(res, 3500)); // the other gateway's heartbeat finds it out too
+      } finally {
+        clearInterval(probe);
+      }
+      assert.ok(worst < 2000, `the event loop stalled for ${Math.round(worst)} ms`);
+    } finally {
+      for (const g of gws) await g.stop();
+      r.disconnect();
+      await up.close();
+      await llm.close();
+      await dropPrefix(prefix);
+    }
+  });
+
+  it('a malformed message on the cluster channel or the exchange feed (JSON null) is ignored, not a crash', async () => {
+    const { dir, cleanup } = tempDir();
+    const up = await startUpstream();
+    const llm = await startFakeOpenAI();
+    const prefix = `airlock-test-${randomBytes(4).toString('hex')}:`;
+    const r = new Redis(REDIS_PORT, '127.0.0.1');
+    const gw = await startCliGateway(writeConfig(dir, configFor(up, llm, `redis://127.0.0.1:${REDIS_PORT}`, prefix)));
+    try {
+      // Someone watching /api/events: the gateway then listens to the cluster's exchange feed too.
+      const events = await request(`${gw.adminUrl}/api/events`);
+      events.body.on('error', () => {});
+      await eventually('the feed subscribed', async () => (Number(((await r.pubsub('NUMSUB', `${prefix}feed`)) as [string, number])[1]) > 0 ? true : undefined), 5000);
+      for (const text of ['null', '[null]', '7', '"text"']) {
+        await r.publish(`${prefix}events`, text);
+        await r.publish(`${prefix}feed`, text);
+      }
+      await r.publish(`${prefix}feed`, JSON.stringify({ from: 'elsewhere', node: 'n', records: [null, 5] }));
+      await new Promise((res) => setTimeout(res, 300));
+      assert.equal(gw.child.exitCode, null, `the gateway is still running\n${gw.stderr()}`);
+      assert.equal((await call(`${gw.agentUrl}/http/api/still-here`, { key: KEYS.carol })).status, 200);
+      events.body.destroy();
+    } finally {
+      await gw.stop();
+      r.disconnect();
+      await up.close();
+      await llm.close();
+      await dropPrefix(prefix);
+      cleanup();
     }
   });
 });

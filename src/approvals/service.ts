@@ -239,6 +239,11 @@ export class Approvals {
     return [...this.remembered];
   }
 
+  /** The approvals of the calls held here now (for the cluster's pending list). */
+  holding(): Approval[] {
+    return [...this.waiters.values()].map((w) => w.approval);
+  }
+
   /** Answers every held call (gateway stopping): they end as expired. */
   releaseAll(reason: string): void {
     for (const id of [...this.waiters.keys()]) this.expire(id, reason);

@@ -11,12 +11,17 @@ export interface TcpProxy {
   cut(): void;
   /** Accepts connections again. */
   restore(): void;
+  /** Holds back what clients send (a slow or stalled server): it reaches the server at `resume()`. */
+  stall(): void;
+  resume(): void;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let down = false;
+  let stalled = false;
+  const held: [Socket, Buffer][] = [];
   const server: Server = createServer((client) => {
     if (down) {
       client.destroy();
@@ -28,7 +33,8 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
       s.on('close', () => sockets.delete(s));
       s.on('error', () => {});
     }
-    client.pipe(upstream).pipe(client);
+    client.on('data', (c: Buffer) => (stalled ? held.push([upstream, c]) : upstream.write(c)));
+    upstream.pipe(client);
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
@@ -41,6 +47,13 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     },
     restore() {
       down = false;
+    },
+    stall() {
+      stalled = true;
+    },
+    resume() {
+      stalled = false;
+      for (const [s, c] of held.splice(0)) if (!s.destroyed) s.write(c);
     },
     async close() {
       down = true;

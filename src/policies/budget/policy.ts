@@ -63,6 +63,13 @@ function checksFor(x: Exchange): { budgets: BudgetCheck[]; tokens: TokenCheck[] 
 
 const HELD = new WeakMap<Exchange, Held>();
 
+/** A budget's keys in the cluster's counters for the calendar window containing `t`, and how long they are kept. */
+function clusterBudget(s: SharedCounters, b: BudgetCheck, t: number): { spent: string; reserved: string; ttl: number } {
+  const { start, end } = windowOf(b.budget.period, t);
+  const name = `budget:${b.scope}:${b.name}:${b.budget.period}:${start}`;
+  return { spent: s.key(`${name}:spent`), reserved: s.key(`${name}:reserved`), ttl: end - t + 86_400_000 };
+}
+
 function budgetExceeded(b: BudgetCheck, spent: number, reserved: number, t: number): Verdict {
   const renew = windowOf(b.budget.period, t).end;
   return {
@@ -89,13 +96,11 @@ export function budgetPolicy(ledger: BudgetLedger, counters: TokenCounters = new
     const held: NonNullable<Held['shared']> = { budgets: [], tokens: [] };
     const checks: SharedCheck[] = [];
     for (const b of budgets) {
-      const { start, end } = windowOf(b.budget.period, t);
-      const name = `budget:${b.scope}:${b.name}:${b.budget.period}:${start}`;
-      const ttl = end - t + 86_400_000;
-      held.budgets.push({ spent: s.key(`${name}:spent`), reserved: s.key(`${name}:reserved`), ttl });
+      const keys = clusterBudget(s, b, t);
+      held.budgets.push(keys);
       // Seeds the cluster's spend from this gateway's audit store, should Redis not have it (a Redis restarted empty).
       const seed = ledger.committed(b.scope, b.name, b.budget.period, t).spent;
-      checks.push({ t: 'b', k: s.key(`${name}:spent`), res: s.key(`${name}:reserved`), lim: b.budget.usd, rv: e.costUsd, seed, ttl });
+      checks.push({ t: 'b', k: keys.spent, res: keys.reserved, lim: b.budget.usd, rv: e.costUsd, seed, ttl: keys.ttl });
     }
     tokens.forEach((c, i) => {
       held.tokens.push({ key: s.key(c.key), reserved: s.key(`${c.key}:reserved`) });
@@ -162,6 +167,16 @@ export function budgetPolicy(ledger: BudgetLedger, counters: TokenCounters = new
         return;
       }
       for (const b of h.budgets) ledger.settle(b.scope, b.name, b.budget.period, t, h.costUsd, cost);
+      // Counted alone while the cluster's counters could not answer: the cluster's total gets it
+      // too (now, or when the link is back), so the spend is not missing from it afterwards.
+      if (shared && cost > 0) {
+        shared.settle(
+          h.budgets.map((b): SettleOp => {
+            const { spent, ttl } = clusterBudget(shared, b, t);
+            return { t: 'inc', k: spent, n: cost, ttl };
+          }),
+        );
+      }
       for (const r of h.tokens) {
         const left = (counters.reserved.get(r.key) ?? 0) - r.amount;
         if (left <= 0) counters.reserved.delete(r.key);

@@ -27,6 +27,8 @@ export interface ApprovalsTarget {
   /** A grant revoked on another gateway. */
   revokeRememberedHere(id: string, at: string): void;
   localRemembered(): Remembered[];
+  /** The calls this gateway holds now. */
+  holding(): Approval[];
 }
 
 interface PendingEntry {
@@ -54,6 +56,7 @@ export class ClusterApprovals implements ApprovalsHooks {
       if (typeof f.id === 'string' && typeof f.at === 'string') this.target().revokeRememberedHere(f.id, f.at);
     });
     link.onReady(() => this.merge());
+    link.onReady(() => this.restateHolds());
   }
 
   private get pendingKey(): string {
@@ -132,6 +135,22 @@ export class ClusterApprovals implements ApprovalsHooks {
     }
   }
 
+  /** After an outage: the cluster's pending list has the calls this gateway holds, and no longer those that ended meanwhile. */
+  private async restateHolds(): Promise<void> {
+    const listed = await this.link.cmd.hgetall(this.pendingKey);
+    const holding = this.target().holding();
+    const ids = new Set(holding.map((a) => a.id));
+    const ended = Object.entries(listed)
+      .filter(([id, text]) => !ids.has(id) && (parse(text) as PendingEntry | undefined)?.member === this.link.member)
+      .map(([id]) => id);
+    const missing = holding.filter((a) => listed[a.id] === undefined);
+    if (ended.length === 0 && missing.length === 0) return;
+    const m = this.link.cmd.multi();
+    if (ended.length > 0) m.hdel(this.pendingKey, ...ended);
+    for (const a of missing) m.hset(this.pendingKey, a.id, JSON.stringify({ approval: a, member: this.link.member } satisfies PendingEntry));
+    await m.exec();
+  }
+
   /** Grants made while this gateway was cut off (or before it started) come in; its own go out. Revocations win. */
   private async merge(): Promise<void> {
     const remote = await this.link.cmd.hgetall(this.rememberedKey);
@@ -148,7 +167,18 @@ export class ClusterApprovals implements ApprovalsHooks {
       const r = remote[id] === undefined ? undefined : parse(remote[id]);
       if (!isRemembered(r) || (l.revokedAt && !r.revokedAt)) push.push([id, JSON.stringify(l)]);
     }
-    if (push.length > 0) await this.link.cmd.hset(this.rememberedKey, Object.fromEntries(push));
+    if (push.length === 0) return;
+    await this.link.cmd.hset(this.rememberedKey, Object.fromEntries(push));
+    // Gateways that stayed connected learn of what this one granted or revoked while it was cut
+    // off; only of grants not yet expired (after Redis lost its data, every gateway pushes every
+    // grant it ever knew).
+    const now = Date.now();
+    for (const [id, text] of push) {
+      const l = local.get(id)!;
+      if (Date.parse(l.expiresAt) <= now) continue;
+      if (l.revokedAt) this.link.publish('forgotten', { id, at: l.revokedAt });
+      else this.link.publish('remembered', JSON.parse(text));
+    }
   }
 }
 

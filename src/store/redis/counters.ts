@@ -58,7 +58,17 @@ export type Admission = { ok: true } | { ok: false; index: number; retryAfterMs:
 export type SettleOp =
   | { t: 'rel'; k: string; n: number } // this member's hold on `k` goes down by n
   | { t: 'add'; k: string; w: number; n: number } // n more in the window `k` (now)
-  | { t: 'inc'; k: string; n: number; ttl: number }; // a plain total goes up by n
+  | { t: 'inc'; k: string; n: number; ttl: number } // a seeded total goes up by n (a lost one is left to be seeded again)
+  | { t: 'set'; k: string; n: number } // this member's hold on `k` is n (re-stated)
+  | { t: 'hold'; k: string; n: number }; // this member's hold on `k` goes up by n (an admission a re-statement overwrote)
+
+/** The per-member hold an admitted check takes: its hash and amount. */
+function holdOf(c: SharedCheck): [string, number] | undefined {
+  if (c.t === 's') return [c.k, 1];
+  if (c.t === 'b') return [c.res, c.rv];
+  if (c.t === 'w' && c.res && c.rv) return [c.res, c.rv];
+  return undefined;
+}
 
 const ADMIT = `
 local checks = cjson.decode(ARGV[1])
@@ -153,9 +163,24 @@ for _, o in ipairs(ops) do
     local key = o.k .. ':' .. (now - (now % o.w))
     redis.call('INCRBYFLOAT', key, o.n)
     redis.call('PEXPIRE', key, 2 * o.w + 1000)
+  elseif o.t == 'hold' then
+    redis.call('HINCRBYFLOAT', o.k, me, o.n)
+    redis.call('PEXPIRE', o.k, 86400000)
+  elseif o.t == 'set' then
+    if o.n > 1e-9 then
+      redis.call('HSET', o.k, me, o.n)
+      redis.call('PEXPIRE', o.k, 86400000)
+    else
+      redis.call('HDEL', o.k, me)
+    end
   elseif o.t == 'inc' then
-    redis.call('INCRBYFLOAT', o.k, o.n)
-    redis.call('PEXPIRE', o.k, o.ttl)
+    -- Only onto a total Redis has: one it lost (a restart without persistence) is seeded again,
+    -- from the audit store, by the next admission; started from this call alone it would hand
+    -- the budget out again.
+    if redis.call('EXISTS', o.k) == 1 then
+      redis.call('INCRBYFLOAT', o.k, o.n)
+      redis.call('PEXPIRE', o.k, o.ttl)
+    end
   end
 end
 return 0
@@ -173,6 +198,27 @@ export class SharedCounters {
   private readonly mine = new Map<string, number>();
   /** Settlements waiting for the end of this event-loop turn. */
   private pending: SettleOp[] = [];
+  private flushQueued = false;
+  /**
+   * Holds that Redis may count differently from `mine`, to be re-stated from it: after an outage,
+   * and after an admission that failed (timed out, or its link dropped), which Redis may have run
+   * all the same.
+   */
+  private readonly unsure = new Set<string>();
+  /**
+   * Re-statements sent so far, and which one last re-stated each key: an admission sent before a
+   * re-statement but answered after it had its hold overwritten (Redis runs commands in the order
+   * sent), so it adds its hold again. Kept while admissions are in flight.
+   */
+  private restatements = 0;
+  private readonly restatedAt = new Map<string, number>();
+  private admitting = 0;
+  /**
+   * Spend booked while Redis could not be told (by key, summed): added to the cluster's totals when
+   * the link is back, so a budget counts what every gateway spent, cut off or not. (Token usage is
+   * not kept: it belongs in the sliding window of when it happened, long gone after an outage.)
+   */
+  private readonly unsent = new Map<string, { t: 'inc'; k: string; n: number; ttl: number }>();
 
   constructor(private readonly link: RedisLink) {
     link.cmd.defineCommand('airlockAdmit', { numberOfKeys: 0, lua: ADMIT });
@@ -192,35 +238,85 @@ export class SharedCounters {
 
   /** Checks every limit and, if all pass, counts the call against all. Rejects when Redis cannot answer. */
   async admit(checks: SharedCheck[]): Promise<Admission> {
-    const r = await this.link.cmd.airlockAdmit(JSON.stringify(checks), `${this.link.prefix}member:`, this.link.member);
-    if (r[0] === 0) {
-      for (const c of checks) {
-        if (c.t === 's') this.hold(c.k, 1);
-        else if (c.t === 'b') this.hold(c.res, c.rv);
-        else if (c.t === 'w' && c.res && c.rv) this.hold(c.res, c.rv);
+    this.admitting++;
+    const sentAfter = this.restatements;
+    try {
+      const r = await this.link.cmd.airlockAdmit(JSON.stringify(checks), `${this.link.prefix}member:`, this.link.member);
+      if (r[0] === 0) {
+        for (const c of checks) {
+          const h = holdOf(c);
+          if (!h) continue;
+          this.hold(h[0], h[1]);
+          if ((this.restatedAt.get(h[0]) ?? 0) > sentAfter) {
+            this.pending.push({ t: 'hold', k: h[0], n: h[1] });
+            this.queueFlush();
+          }
+        }
+        return { ok: true };
       }
-      return { ok: true };
+      const [index, retryAfterMs, spent, reserved] = r as [number, number, string, string];
+      return { ok: false, index: index - 1, retryAfterMs, spent: Number(spent), reserved: Number(reserved) };
+    } catch (e) {
+      // The caller counts this call alone; should Redis have run the admission all the same, its
+      // holds there would never be released.
+      for (const c of checks) {
+        const h = holdOf(c);
+        if (h) this.unsure.add(h[0]);
+      }
+      this.queueFlush();
+      throw e;
+    } finally {
+      if (--this.admitting === 0) this.restatedAt.clear();
     }
-    const [index, retryAfterMs, spent, reserved] = r as [number, number, string, string];
-    return { ok: false, index: index - 1, retryAfterMs, spent: Number(spent), reserved: Number(reserved) };
   }
 
   /**
    * Releases and counts after a call; best effort (a release that cannot be sent is re-stated from
-   * `mine` later). The settlements of one event-loop turn go to Redis as one script call.
+   * `mine` later, spend is sent when the link is back). The settlements of one event-loop turn go
+   * to Redis as one script call.
    */
   settle(ops: SettleOp[]): void {
     if (ops.length === 0) return;
     for (const o of ops) if (o.t === 'rel') this.hold(o.k, -o.n);
-    if (!this.link.available) return;
-    if (this.pending.length === 0) setImmediate(() => this.sendSettlements());
+    if (!this.link.available) return this.keepUnsent(ops);
     for (const o of ops) this.pending.push(o);
+    this.queueFlush();
+  }
+
+  private keepUnsent(ops: SettleOp[]): void {
+    for (const o of ops) {
+      if (o.t !== 'inc') continue;
+      const u = this.unsent.get(o.k);
+      if (u) {
+        u.n += o.n;
+        u.ttl = Math.max(u.ttl, o.ttl);
+      } else this.unsent.set(o.k, { ...o });
+    }
+  }
+
+  private queueFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    setImmediate(() => this.sendSettlements());
   }
 
   private sendSettlements(): void {
+    this.flushQueued = false;
     const ops = this.pending;
     this.pending = [];
-    if (ops.length === 0 || !this.link.available) return;
+    if (!this.link.available) return this.keepUnsent(ops);
+    // After the releases queued before it, and after every admission sent before it.
+    if (this.unsure.size > 0) {
+      this.restatements++;
+      for (const k of this.unsure) {
+        const n = this.mine.get(k) ?? 0;
+        ops.push({ t: 'set', k, n });
+        if (this.admitting > 0) this.restatedAt.set(k, this.restatements);
+        if (n <= 1e-9) this.mine.delete(k);
+      }
+      this.unsure.clear();
+    }
+    if (ops.length === 0) return;
     this.link.cmd.airlockSettle(JSON.stringify(ops), this.link.member).catch(() => {});
   }
 
@@ -231,15 +327,12 @@ export class SharedCounters {
     else this.mine.set(k, v);
   }
 
-  /** After an outage (or Redis losing its data): this member's holds in Redis are what it holds now. */
-  private async restate(): Promise<void> {
-    if (this.mine.size === 0) return;
-    const p = this.link.cmd.pipeline();
-    for (const [k, v] of this.mine) {
-      if (v > 1e-9) p.hset(k, this.link.member, String(v)).pexpire(k, 86_400_000);
-      else p.hdel(k, this.link.member);
-    }
-    await p.exec();
-    for (const [k, v] of this.mine) if (v <= 1e-9) this.mine.delete(k);
+  /** After an outage (or Redis losing its data): the spend booked meanwhile is sent, and this member's holds in Redis become what it holds now. */
+  private restate(): void {
+    for (const o of this.unsent.values()) this.pending.push(o);
+    this.unsent.clear();
+    if (this.pending.length > 0) this.queueFlush();
+    for (const k of this.mine.keys()) this.unsure.add(k);
+    if (this.unsure.size > 0) this.queueFlush();
   }
 }

@@ -36,8 +36,9 @@ export class ClusterFeed {
       } catch {
         return;
       }
-      if (m.from === this.link.member || !Array.isArray(m.records)) return;
-      for (const r of m.records) this.bus.emit('exchange', { ...r, node: m.node });
+      // Anything else on the channel is ignored (a throw here would end the process).
+      if (typeof m !== 'object' || m === null || m.from === this.link.member || !Array.isArray(m.records)) return;
+      for (const r of m.records) if (typeof r === 'object' && r !== null) this.bus.emit('exchange', { ...r, node: m.node });
     });
     // A reconnected subscriber has lost its subscription.
     this.sub.on('ready', () => {

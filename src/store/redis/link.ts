@@ -60,6 +60,8 @@ export class RedisLink {
   private beaten = false;
   private closed = false;
   private firstReady: Promise<void>;
+  private syncing: Promise<void> | undefined;
+  private syncAgain = false;
 
   constructor(
     url: string,
@@ -98,7 +100,14 @@ export class RedisLink {
       });
     });
     this.sub.on('ready', () => {
-      this.sub.subscribe(this.channel).catch(() => {});
+      this.sub
+        .subscribe(this.channel)
+        .then(() => {
+          // Messages published while this connection was not subscribed (Redis dropped it, or it
+          // came up after the first sync) are lost: catch up with the state they announced.
+          if (this.available) void this.runReadyHooks();
+        })
+        .catch(() => {});
     });
     this.sub.on('message', (channel: string, text: string) => {
       if (channel !== this.channel) return;
@@ -108,6 +117,8 @@ export class RedisLink {
       } catch {
         return;
       }
+      // Anything on the channel that is not a message of this shape is ignored (a throw here would end the process).
+      if (typeof m !== 'object' || m === null || typeof m.type !== 'string' || typeof m.from !== 'string') return;
       if (m.from === this.member || (m.to !== undefined && m.to !== this.member)) return;
       if (m.type === 'reply') {
         const p = this.requests.get(m.rid ?? '');
@@ -157,7 +168,7 @@ export class RedisLink {
     return ok;
   }
 
-  /** Runs `hook` each time the link comes up (the first time included): state changed meanwhile is pushed, then pulled. */
+  /** Runs `hook` each time the link or its subscription comes up (the first time included): state changed meanwhile is pushed, then pulled. */
   onReady(hook: () => Promise<void> | void): void {
     this.readyHooks.push(hook);
   }
@@ -204,14 +215,29 @@ export class RedisLink {
     this.cmd.publish(this.channel, JSON.stringify({ from: this.member, type, data } satisfies ClusterMessage)).catch(() => {});
   }
 
-  private async runReadyHooks(): Promise<void> {
-    for (const hook of this.readyHooks) {
-      try {
-        await hook();
-      } catch (e) {
-        this.log.error({ err: e }, 'syncing with Redis failed; retried when the link is next back');
-      }
+  /**
+   * One sync at a time (the link and its subscription may come back together): one asked for
+   * while another runs is run once more after it, so the last sync starts after the last reason
+   * for one.
+   */
+  private runReadyHooks(): Promise<void> {
+    if (this.syncing) {
+      this.syncAgain = true;
+      return this.syncing;
     }
+    this.syncing = (async () => {
+      do {
+        this.syncAgain = false;
+        for (const hook of this.readyHooks) {
+          try {
+            await hook();
+          } catch (e) {
+            this.log.error({ err: e }, 'syncing with Redis failed; retried when the link is next back');
+          }
+        }
+      } while (this.syncAgain && this.available);
+    })().finally(() => (this.syncing = undefined));
+    return this.syncing;
   }
 
   private async beat(): Promise<void> {

@@ -25,8 +25,8 @@ export interface SyncTarget {
   applyUnkill(scope: KillScope, value: string, by: string | undefined): void;
   /** Stored keys this gateway knows, revoked ones included. */
   localKeys(): KeyRecord[];
-  /** A key created or revoked elsewhere. */
-  applyKey(k: KeyRecord): void;
+  /** A key created or revoked elsewhere; `known`, when the caller has it, is this gateway's record of it (null: none). */
+  applyKey(k: KeyRecord, known?: KeyRecord | null): void;
 }
 
 const field = (scope: KillScope, value: string) => `${scope}\n${value}`;
@@ -110,7 +110,7 @@ export class ClusterSync {
       const r = parse<KeyRecord>(text);
       if (!isKey(r) || r.id !== id) continue;
       const l = localKeys.get(id);
-      if (!l || (r.revokedAt && !l.revokedAt)) this.target.applyKey(r);
+      if (!l || (r.revokedAt && !l.revokedAt)) this.target.applyKey(r, l ?? null);
     }
     for (const [id, l] of localKeys) {
       const r = remoteKeys[id] === undefined ? undefined : parse<KeyRecord>(remoteKeys[id]);
