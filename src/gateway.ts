@@ -143,7 +143,8 @@ export class Gateway implements AgentPortDeps {
     this.alerts = new Alerts(this.store, this.bus, this.deferredWrites, link ? (a) => link.publish('alert', { ...a, data: { ...a.data, node: nodeId(config.dataDir) } }) : undefined);
     link?.on('alert', (d) => {
       const a = d as Alert;
-      if (typeof a?.id === 'string' && typeof a.kind === 'string' && typeof a.message === 'string' && typeof a.ts === 'string') this.alerts.adopt(a);
+      const severities: unknown[] = ['info', 'warning', 'critical'];
+      if (typeof a?.id === 'string' && typeof a.kind === 'string' && typeof a.message === 'string' && typeof a.ts === 'string' && severities.includes(a.severity)) this.alerts.adopt(a);
     });
     this.pins = new Pins(this.store, this.deferredWrites);
     this.a2aTasks = new TaskOwners(this.store, this.deferredWrites);

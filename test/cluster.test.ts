@@ -633,3 +633,33 @@ describe('scale-out cluster: what comes from Redis', () => {
     }
   });
 });
+
+describe('scale-out cluster: the cluster copy of keys', () => {
+  it('a key record is never put over a revoked one (a gateway that missed the revocation cannot undo it)', async () => {
+    const prefix = `airlock-test-${randomBytes(4).toString('hex')}:`;
+    const { RedisLink } = await import('../src/store/redis/link.js');
+    const { ClusterSync } = await import('../src/store/redis/sync.js');
+    const { createLogger } = await import('../src/telemetry/logger.js');
+    const link = new RedisLink(`redis://127.0.0.1:${REDIS_PORT}`, prefix, 'testnode01', createLogger('silent'));
+    // This gateway's side: it knows nothing (the revocation it missed is what the test is about).
+    const sync = new ClusterSync(link, { localKills: () => [], applyKill: () => {}, applyUnkill: () => {}, localKeys: () => [], applyKey: () => {} });
+    const r = new Redis(REDIS_PORT, '127.0.0.1');
+    try {
+      assert.ok(await link.connected(3000));
+      const record = { id: 'key_stale000001', agent: 'carol', hash: hashKey(KEYS.carol), prefix: 'alk_caro', source: 'store' as const, createdAt: new Date().toISOString(), expiresAt: undefined, revokedAt: undefined };
+      await r.hset(`${prefix}keys`, record.id, JSON.stringify({ ...record, revokedAt: '2026-01-01T00:00:00.000Z' }));
+      sync.keyChanged(record);
+      await new Promise((res) => setTimeout(res, 200));
+      assert.equal(JSON.parse((await r.hget(`${prefix}keys`, record.id))!).revokedAt, '2026-01-01T00:00:00.000Z', 'still revoked');
+      // A revocation over a live record is taken.
+      const other = { ...record, id: 'key_live0000001' };
+      sync.keyChanged(other);
+      sync.keyChanged({ ...other, revokedAt: '2026-01-02T00:00:00.000Z' });
+      await eventually('the revocation stored', async () => (JSON.parse((await r.hget(`${prefix}keys`, other.id)) ?? '{}').revokedAt ? true : undefined), 2000);
+    } finally {
+      await link.close();
+      r.disconnect();
+      await dropPrefix(prefix);
+    }
+  });
+});

@@ -102,8 +102,10 @@ export function guardsPolicy(onLoop: (x: Exchange) => void = () => {}, now: () =
     before(x: Exchange): Verdict | Promise<Verdict> {
       const { loop, sessionMaxCalls } = x.config.guards;
       if (!loop && sessionMaxCalls === undefined) return ALLOW;
-      const loopKey = loop ? `${x.agent.name}\n${x.action}\n${x.argsKey}` : undefined;
-      if (shared?.available) return cluster(shared, x, loop, loopKey, sessionMaxCalls).catch(() => local(x));
+      if (shared?.available) {
+        const loopKey = loop ? `${x.agent.name}\n${x.action}\n${x.argsKey}` : undefined;
+        return cluster(shared, x, loop, loopKey, sessionMaxCalls).catch(() => local(x));
+      }
       return local(x);
     },
   };

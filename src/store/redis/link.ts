@@ -243,10 +243,13 @@ export class RedisLink {
   private async beat(): Promise<void> {
     if (!this.available) return;
     try {
-      const was = await this.cmd.set(this.memberKey(this.member), '1', 'PX', MEMBER_TTL_MS, 'GET');
+      // PEXPIRE, then SET when the key is gone: works on every Redis (SET … GET needs 6.2).
+      const key = this.memberKey(this.member);
+      const existed = (await this.cmd.pexpire(key, MEMBER_TTL_MS)) === 1;
+      if (!existed) await this.cmd.set(key, '1', 'PX', MEMBER_TTL_MS);
       // Our membership had expired (this process stalled past MEMBER_TTL_MS, or Redis lost its
       // data) and the others may have dropped what we hold: state it again.
-      if (was === null && this.beaten) await this.runReadyHooks();
+      if (!existed && this.beaten) await this.runReadyHooks();
       this.beaten = true;
     } catch {
       // the 'close' handler reports the outage

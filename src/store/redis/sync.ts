@@ -12,6 +12,7 @@
  * after it was set. So Redis restarting empty, or a gateway that was cut off while an operator set
  * a switch, never lifts a switch or brings back a revoked key.
  */
+import type { Result } from 'ioredis';
 import type { KeyRecord } from '../../identity/keys.js';
 import type { KillScope, KillSwitch } from '../types.js';
 import type { RedisLink } from './link.js';
@@ -31,11 +32,32 @@ export interface SyncTarget {
 
 const field = (scope: KillScope, value: string) => `${scope}\n${value}`;
 
+/** Sets a key record unless the one stored is revoked and the new one is not: a revocation is never undone. */
+const PUT_KEY = `
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local ok, c = pcall(cjson.decode, cur)
+  if ok and type(c) == 'table' and type(c.revokedAt) == 'string' then
+    local ok2, n = pcall(cjson.decode, ARGV[2])
+    if not ok2 or type(n) ~= 'table' or type(n.revokedAt) ~= 'string' then return 0 end
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    airlockPutKey(hash: string, id: string, record: string): Result<number, Context>;
+  }
+}
+
 export class ClusterSync {
   constructor(
     private readonly link: RedisLink,
     private readonly target: SyncTarget,
   ) {
+    link.cmd.defineCommand('airlockPutKey', { numberOfKeys: 1, lua: PUT_KEY });
     link.on('kill', (d) => {
       if (isKill(d)) this.target.applyKill(d);
     });
@@ -83,7 +105,7 @@ export class ClusterSync {
   /** A key created or revoked here. */
   keyChanged(k: KeyRecord): void {
     if (!this.link.available) return;
-    this.link.cmd.hset(this.keys, k.id, JSON.stringify(k)).catch(() => {});
+    this.link.cmd.airlockPutKey(this.keys, k.id, JSON.stringify(k)).catch(() => {});
     this.link.publish('key', k);
   }
 
@@ -117,11 +139,13 @@ export class ClusterSync {
       if (!r || (l.revokedAt && !r.revokedAt)) push.push([this.keys, id, JSON.stringify(l)]);
     }
     if (push.length === 0) return;
-    const m = this.link.cmd.multi();
-    for (const [k, f, v] of push) m.hset(k, f, v);
-    await m.exec();
+    // A key record is never put over a revoked one: another gateway's copy may be older than the
+    // revocation this gateway missed.
+    const written = await Promise.all(push.map(([k, f, v]) => (k === this.keys ? this.link.cmd.airlockPutKey(k, f, v) : this.link.cmd.hset(k, f, v).then(() => 1))));
     // Gateways that stayed connected learn of what this one set while it was cut off.
-    for (const [k, , v] of push) this.link.publish(k === this.kills ? 'kill' : 'key', JSON.parse(v));
+    push.forEach(([k, , v], i) => {
+      if (written[i] === 1) this.link.publish(k === this.kills ? 'kill' : 'key', JSON.parse(v));
+    });
   }
 }
 
