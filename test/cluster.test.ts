@@ -663,3 +663,30 @@ describe('scale-out cluster: the cluster copy of keys', () => {
     }
   });
 });
+
+describe('scale-out cluster: a Redis that refuses the limit checks', () => {
+  it('the gateway counts alone and says so in its log; the password in the Redis URL is never logged', async () => {
+    const prefix = `airlock-test-${randomBytes(4).toString('hex')}:`;
+    const user = `airlock-test-${randomBytes(4).toString('hex')}`;
+    const password = `pw-${randomBytes(8).toString('hex')}`;
+    const r = new Redis(REDIS_PORT, '127.0.0.1');
+    await r.call('ACL', 'SETUSER', user, 'on', `>${password}`, '~*', '&*', '+@all', '-evalsha', '-eval');
+    const up = await startUpstream();
+    const llm = await startFakeOpenAI();
+    const t = await startGateway(configFor(up, llm, `redis://${user}:${password}@127.0.0.1:${REDIS_PORT}`, prefix));
+    try {
+      for (let i = 0; i < 6; i++) assert.equal((await call(`${t.agentUrl}/http/api/refused/${i}`, { key: KEYS.alice })).status, 200);
+      assert.equal((await call(`${t.agentUrl}/http/api/refused/7`, { key: KEYS.alice })).status, 429, "alice's 6/min, counted by this gateway alone");
+      assert.match(t.logs(), /Redis refused a limit check: this gateway counts alone/);
+      assert.equal(t.logs().split('\n').filter((l) => l.includes('Redis refused a limit check')).length, 1, 'logged once, not per call');
+      assert.ok(!t.logs().includes(password), 'the password is never logged');
+    } finally {
+      await t.stop();
+      await up.close();
+      await llm.close();
+      await r.call('ACL', 'DELUSER', user);
+      r.disconnect();
+      await dropPrefix(prefix);
+    }
+  });
+});

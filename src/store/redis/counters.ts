@@ -13,7 +13,7 @@
  * Keys are built by the caller from names in config, under the cluster's prefix. Not for Redis
  * Cluster: the script touches keys it is not given in KEYS (bucket keys derive from the time).
  */
-import type { Result } from 'ioredis';
+import { ReplyError, type Result } from 'ioredis';
 import type { RedisLink } from './link.js';
 
 /** A sliding window: `amount` more (plus what `reservedKey` holds) must fit under `limit`; on admission `add` is counted and `reserve` reserved. */
@@ -198,6 +198,8 @@ export class SharedCounters {
   private readonly mine = new Map<string, number>();
   /** Settlements waiting for the end of this event-loop turn. */
   private pending: SettleOp[] = [];
+  /** When a refused limit check was last logged (at most one a minute). */
+  private lastErrorLog = 0;
   private flushQueued = false;
   /**
    * Holds that Redis may count differently from `mine`, to be re-stated from it: after an outage,
@@ -264,6 +266,12 @@ export class SharedCounters {
         if (h) this.unsure.add(h[0]);
       }
       this.queueFlush();
+      // Redis answered with an error (a script error, an ACL refusal, Redis out of memory): the
+      // cluster is not counting, and nothing else would say so. The link's own drops are logged there.
+      if (e instanceof ReplyError && Date.now() - this.lastErrorLog > 60_000) {
+        this.lastErrorLog = Date.now();
+        this.link.log.error({ err: e }, 'Redis refused a limit check: this gateway counts alone until it accepts them again');
+      }
       throw e;
     } finally {
       if (--this.admitting === 0) this.restatedAt.clear();

@@ -67,7 +67,7 @@ export class RedisLink {
     url: string,
     readonly prefix: string,
     nodeId: string,
-    private readonly log: Logger,
+    readonly log: Logger,
   ) {
     this.member = `${nodeId}.${randomBytes(4).toString('hex')}`;
     const options = {
