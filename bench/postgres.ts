@@ -11,9 +11,9 @@ import pg from 'pg';
 export const BENCH_PG_URL = process.env.BENCH_POSTGRES || undefined;
 export const BENCH_PG_SCHEMA = `airlock_bench_${randomBytes(4).toString('hex')}`;
 
-/** The store section of the bench's airlock config ('' without BENCH_POSTGRES). */
-export function storeConfig(): string {
-  return BENCH_PG_URL ? `store:\n  postgres: { url: ${JSON.stringify(BENCH_PG_URL)}, schema: ${BENCH_PG_SCHEMA} }\n` : '';
+/** The `store.postgres` entry of the bench's airlock config, indented ('' without BENCH_POSTGRES). */
+export function postgresStoreEntry(): string {
+  return BENCH_PG_URL ? `  postgres: { url: ${JSON.stringify(BENCH_PG_URL)}, schema: ${BENCH_PG_SCHEMA} }` : '';
 }
 
 /** After airlock stopped: rows in PostgreSQL against the local store's count, and the shipping delay; drops the schema. */

@@ -3,6 +3,7 @@
  * reloads config without dropping connections; drains on stop.
  */
 import { randomUUID } from 'node:crypto';
+import { Gauge } from 'prom-client';
 import { watchFile, unwatchFile } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -24,7 +25,7 @@ import { Pipeline } from './pipeline/runner.js';
 import type { Exchange } from './pipeline/types.js';
 import { approvalPolicy } from './policies/approval/policy.js';
 import { BudgetLedger } from './policies/budget/ledger.js';
-import { budgetPolicy } from './policies/budget/policy.js';
+import { budgetPolicy, TokenCounters } from './policies/budget/policy.js';
 import { guardsPolicy } from './policies/guards/policy.js';
 import { killPolicy } from './policies/kill/policy.js';
 import { KillSwitches } from './policies/kill/switches.js';
@@ -35,7 +36,14 @@ import { SupervisedProcess } from './process/supervisor.js';
 import { agentHandler, type AgentPortDeps } from './server/agent.js';
 import { DeferredWrites } from './store/deferred.js';
 import { SqliteStore } from './store/sqlite.js';
-import type { KillScope, KillSwitch, Store } from './store/types.js';
+import { nodeId } from './store/node.js';
+import type { SharedCounters } from './store/redis/counters.js';
+import type { ClusterApprovals } from './store/redis/approvals.js';
+import type { ClusterFeed } from './store/redis/feed.js';
+import type { RedisLink } from './store/redis/link.js';
+import type { ClusterSync } from './store/redis/sync.js';
+import type { Alert, KillScope, KillSwitch, Store } from './store/types.js';
+import type { SyncTarget } from './store/redis/sync.js';
 import { createDispatcher } from './upstream/dispatcher.js';
 import { createLlmDispatcher } from './protocols/llm/dispatcher.js';
 import { Pins } from './protocols/mcp/pinning.js';
@@ -45,6 +53,8 @@ import { errorBody } from './errors.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { dirname } from 'node:path';
+
+type RedisModule = typeof import('./store/redis/index.js');
 
 export interface GatewayOptions {
   configFile: string;
@@ -95,6 +105,8 @@ export class Gateway implements AgentPortDeps {
   readonly approvals: Approvals;
   readonly pipeline: Pipeline;
   readonly log: Logger;
+  /** The scale-out cluster this gateway is part of (store.redis): shared counters, kill switches, keys and exchange feed. */
+  readonly cluster: { link: RedisLink; counters: SharedCounters; sync: ClusterSync; feed: ClusterFeed; approvals: ClusterApprovals } | undefined;
   private current: RuntimeConfig;
   private agentServer: Server | undefined;
   private adminServer: Server | undefined;
@@ -108,33 +120,63 @@ export class Gateway implements AgentPortDeps {
   private constructor(
     private readonly opts: GatewayOptions,
     config: RuntimeConfig,
+    cluster: RedisModule | undefined,
   ) {
     this.current = config;
     this.log = createLogger(config.logLevel, opts.logDestination);
     this.store = new SqliteStore(config.dataDir, { autoCheckpoint: false }); // the audit writer thread checkpoints
+    const redis = config.store.redis;
+    let link: RedisLink | undefined;
+    let feed: ClusterFeed | undefined;
+    if (redis && cluster) {
+      const node = nodeId(config.dataDir);
+      link = new cluster.RedisLink(redis.url, redis.prefix, node, this.log);
+      feed = new cluster.ClusterFeed(link, node, this.bus);
+      this.log.info({ redis: cluster.redactUrl(redis.url), prefix: redis.prefix, member: link.member }, 'sharing counters, kill switches, keys and events through Redis');
+    }
     this.audit = new AuditLog(config.dataDir, this.bus, {
       jsonlPath: config.audit.jsonl ? join(config.dataDir, 'audit.jsonl') : undefined,
       onError: (e) => this.log.error({ err: e }, 'audit write failed'),
       onWarn: (message) => this.log.warn(message),
+      onCommitted: feed ? (records) => feed.committed(records) : undefined,
     });
     this.postgres = config.store.postgres ? new PostgresAudit(config.store.postgres, config.dataDir, this.log, this.metrics, () => this.audit.headSeq) : undefined;
     this.deferredWrites = new DeferredWrites(this.store, (problem) => (problem ? this.log.error(problem) : this.log.info('the writes that waited for the store (kill switches, key revocations, alerts, approval ends, tool pins, A2A task owners) reached it')));
     this.kills = new KillSwitches(this.store, this.deferredWrites);
     this.servicePids = new ServicePidFile(config.dataDir, this.log);
-    this.alerts = new Alerts(this.store, this.bus, this.deferredWrites);
+    this.alerts = new Alerts(this.store, this.bus, this.deferredWrites, link ? (a) => link.publish('alert', { ...a, data: { ...a.data, node: nodeId(config.dataDir) } }) : undefined);
+    link?.on('alert', (d) => {
+      const a = d as Alert;
+      const severities: unknown[] = ['info', 'warning', 'critical'];
+      if (typeof a?.id === 'string' && typeof a.kind === 'string' && typeof a.message === 'string' && typeof a.ts === 'string' && severities.includes(a.severity)) this.alerts.adopt(a);
+    });
     this.pins = new Pins(this.store, this.deferredWrites);
     this.a2aTasks = new TaskOwners(this.store, this.deferredWrites);
     this.mcpHub = new McpHub(this.log, this.alerts, this.pins);
-    this.approvals = new Approvals(this.store, this.deferredWrites, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl);
+    const shared = link && cluster ? new cluster.SharedCounters(link) : undefined;
+    this.cluster =
+      link && shared && feed && cluster
+        ? { link, counters: shared, feed, sync: new cluster.ClusterSync(link, this.syncTarget()), approvals: new cluster.ClusterApprovals(link, () => this.approvals) }
+        : undefined;
+    this.approvals = new Approvals(this.store, this.deferredWrites, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl, this.cluster?.approvals);
     this.pipeline = new Pipeline(
       [
         killPolicy(this.kills),
         rulesPolicy(),
-        limitsPolicy(this.counters),
+        limitsPolicy(this.counters, Date.now, shared),
         // Token limits and budgets: reserved before the call, settled with real usage; spend survives restarts via the audit.
-        budgetPolicy(new BudgetLedger((scope, name, since) => this.store.usageSummary('agent', since, scope === 'agent' ? { agent: name } : { team: name }).reduce((s, g) => s + g.costUsd, 0))),
-        guardsPolicy((x) =>
-          this.alerts.raise('loop', `${x.agent.name} ${x.action}`, 'warning', `agent "${x.agent.name}" is repeating ${x.action} with the same arguments; calls are refused with loop_detected`, { action: x.action, session: x.session }, x.agent.name),
+        budgetPolicy(
+          new BudgetLedger((scope, name, since) => this.store.usageSummary('agent', since, scope === 'agent' ? { agent: name } : { team: name }).reduce((s, g) => s + g.costUsd, 0)),
+          new TokenCounters(),
+          Date.now,
+          shared,
+        ),
+        guardsPolicy(
+          (x) =>
+            this.alerts.raise('loop', `${x.agent.name} ${x.action}`, 'warning', `agent "${x.agent.name}" is repeating ${x.action} with the same arguments; calls are refused with loop_detected`, { action: x.action, session: x.session }, x.agent.name),
+          Date.now,
+          undefined,
+          shared,
         ),
         approvalPolicy(this.approvals, this.keys),
       ],
@@ -143,15 +185,24 @@ export class Gateway implements AgentPortDeps {
       this.log,
     );
     this.loadKeys();
-    this.auditLagTimer = setInterval(() => this.metrics.auditLag.set(this.audit.lagSeconds), 1000).unref();
+    // In a cluster: whether this gateway shares its counters now, or counts alone (Redis unreachable).
+    const linkUp = this.cluster ? new Gauge({ name: 'airlock_cluster_link_up', help: "1 while the link to the cluster's Redis (store.redis) is up; 0 while this gateway counts alone", registers: [this.metrics.registry] }) : undefined;
+    this.auditLagTimer = setInterval(() => {
+      this.metrics.auditLag.set(this.audit.lagSeconds);
+      linkUp?.set(this.cluster!.link.available ? 1 : 0);
+    }, 1000).unref();
   }
 
   /** Loads the config, opens the store and starts both listeners. Throws ConfigError on a bad config. */
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const config = compileConfig(loadConfigFile(opts.configFile), { listen: opts.listen, adminListen: opts.adminListen });
-    const gw = new Gateway(opts, config);
+    const gw = new Gateway(opts, config, config.store.redis ? await import('./store/redis/index.js') : undefined);
     try {
       await gw.audit.opened();
+      // Kill switches and keys set elsewhere in the cluster are in force before the first call.
+      if (gw.cluster && !(await gw.cluster.link.connected(3_000))) {
+        gw.log.warn('Redis is not reachable yet: this gateway starts with its own counters, kill switches and keys, and shares them once the link is up');
+      }
       await gw.listen();
     } catch (e) {
       await gw.stop();
@@ -242,9 +293,9 @@ export class Gateway implements AgentPortDeps {
       }
     }
     if (JSON.stringify(prev.store) !== JSON.stringify(next.store)) {
-      // The stores are opened once, at start: a half-applied change (new URL in the config, old connections in use) would mislead.
-      this.log.error({ why }, 'the store section (store.postgres, store.redis) changes only on restart: this reload keeps the running store settings; restart the gateway to use the new ones');
-      next = { ...next, store: prev.store };
+      const error = 'the store section (store.redis, store.postgres) changes only on restart: restart the gateway to use the new one';
+      this.log.error({ why, error }, 'config reload refused; the running config stays in force');
+      return { ok: false, error };
     }
     this.current = next;
     this.loadKeys();
@@ -283,9 +334,20 @@ export class Gateway implements AgentPortDeps {
     }
   }
 
-  /** Revokes a stored key: refused from the very next request, whatever the store is doing (see DeferredWrites). */
+  /** A key made by the admin API: usable at once here, and on the cluster's other gateways. */
+  keyCreated(k: KeyRecord): void {
+    this.keys.add(k);
+    this.cluster?.sync.keyChanged(k);
+  }
+
+  /** Revokes a stored key: refused from the very next request, whatever the store is doing (see DeferredWrites), on every gateway of the cluster. */
   revokeKey(id: string): KeyRecord | undefined {
-    const at = new Date().toISOString();
+    const r = this.revokeHere(id, new Date().toISOString());
+    if (r) this.cluster?.sync.keyChanged(r);
+    return r;
+  }
+
+  private revokeHere(id: string, at: string): KeyRecord | undefined {
     const usable = this.keys.remove(id);
     if (usable) {
       this.revocationsUnsaved.add(id); // a reload meanwhile must not bring the key back from the store
@@ -298,9 +360,54 @@ export class Gateway implements AgentPortDeps {
     return this.store.revokeKey(id, at); // already revoked, expired, or unknown: nothing to put in force
   }
 
-  /** Turns a kill switch on and cuts that scope's in-flight exchanges. */
+  /** What the cluster's kill switch and key sync does to this gateway. */
+  private syncTarget(): SyncTarget {
+    return {
+      localKills: () => this.kills.active,
+      applyKill: (k) => void this.putKill(k, 'cluster'),
+      applyUnkill: (scope, value, by) => {
+        if (this.kills.remove(scope, value)) {
+          this.log.warn({ scope, value, by, from: 'cluster' }, 'kill switch lifted');
+          this.bus.emit('unkill', { scope, value, by });
+        }
+      },
+      localKeys: () => this.store.listKeys(),
+      applyKey: (k, local) => {
+        // By id, never among all the agent's keys: a merge or a burst of announcements (every
+        // gateway re-announces its keys after Redis lost them) would take time quadratic in their number.
+        const known = local !== undefined ? (local ?? undefined) : this.store.getKey(k.id);
+        if (!known) {
+          this.deferredWrites.write(() => this.store.insertKey(k));
+          if (!k.revokedAt) this.keys.add(k);
+          else this.keys.remove(k.id);
+        } else if (k.revokedAt && !known.revokedAt) {
+          this.revokeHere(k.id, k.revokedAt);
+          this.log.info({ keyId: k.id, from: 'cluster' }, 'agent key revoked');
+        }
+      },
+    };
+  }
+
+  /** Turns a kill switch on and cuts that scope's in-flight exchanges, on every gateway of the cluster. */
   kill(scope: KillScope, value: string, reason: string | undefined, by: string | undefined): { kill: KillSwitch; aborted: number } {
     const k = this.kills.add(scope, value, reason, by);
+    this.cluster?.sync.killed(k);
+    return { kill: k, aborted: this.cut(k) };
+  }
+
+  /** Puts a switch set on another gateway in force here. */
+  private putKill(k: KillSwitch, from: string): void {
+    try {
+      this.kills.put(k);
+    } catch (e) {
+      this.log.error({ err: e, scope: k.scope, value: k.value, from }, 'a kill switch from the cluster could not be put in force');
+      return;
+    }
+    this.cut(k, from);
+  }
+
+  /** Cuts the in-flight and held exchanges a switch covers; logs and announces it. */
+  private cut(k: KillSwitch, from?: string): number {
     const covered = (x: Exchange) =>
       this.kills.covering({ agent: x.agent.name, team: x.agent.team, action: x.action }) !== undefined ||
       (x.servedAction !== undefined && this.kills.covering({ agent: x.agent.name, team: x.agent.team, action: x.servedAction }) !== undefined);
@@ -312,9 +419,9 @@ export class Gateway implements AgentPortDeps {
         aborted++;
       }
     }
-    this.log.warn({ scope, value: k.value, by, aborted }, 'kill switch on');
+    this.log.warn({ scope: k.scope, value: k.value, by: k.by, aborted, from }, 'kill switch on');
     this.bus.emit('kill', { ...k, aborted });
-    return { kill: k, aborted };
+    return aborted;
   }
 
   unkill(scope: KillScope, value: string, by: string | undefined): boolean {
@@ -322,6 +429,7 @@ export class Gateway implements AgentPortDeps {
     if (lifted) {
       this.log.warn({ scope, value, by }, 'kill switch lifted');
       this.bus.emit('unkill', { scope, value, by });
+      this.cluster?.sync.unkilled(scope, scope === 'all' ? '*' : value, by, new Date().toISOString());
     }
     return lifted;
   }
@@ -361,6 +469,8 @@ export class Gateway implements AgentPortDeps {
     await this.mcpHub.close();
     await this.audit.close();
     await this.postgres?.close(); // after the local store has every record: ships the last ones (bounded)
+    this.cluster?.feed.close();
+    await this.cluster?.link.close();
     this.a2aTasks.flush();
     try {
       this.deferredWrites.flush();

@@ -148,7 +148,7 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
       gw.log.error({ err: e, agent }, 'could not store a new agent key');
       return fail('internal_error', 'the new key could not be stored (the store is locked by another process or failing); no key was made, try again');
     }
-    gw.keys.add(created.record);
+    gw.keyCreated(created.record);
     gw.log.info({ agent, keyId: created.record.id, by: operator }, 'agent key created');
     return sendJson(res, 201, { ...publicKey(created.record), key: created.key });
   }

@@ -29,7 +29,14 @@ export async function serveApprovals(gw: Gateway, req: IncomingMessage, res: Ser
     const s = url.searchParams.get('status');
     if (s !== null && !STATUSES.has(s as ApprovalStatus)) return fail('bad_request', `status must be one of ${[...STATUSES].join(', ')}`);
     const limit = Number(url.searchParams.get('limit') ?? 100);
-    sendJson(res, 200, { approvals: gw.approvals.list((s ?? undefined) as ApprovalStatus | undefined, Number.isFinite(limit) ? limit : 100) });
+    const n = Number.isFinite(limit) ? Math.min(Math.max(limit, 1), 1000) : 100;
+    let approvals = gw.approvals.list((s ?? undefined) as ApprovalStatus | undefined, n);
+    // In a cluster, calls held on the other gateways wait here too.
+    if (gw.cluster && (s === null || s === 'pending')) {
+      const elsewhere = await gw.cluster.approvals.pendingElsewhere().catch(() => []);
+      if (elsewhere.length > 0) approvals = [...approvals, ...elsewhere].sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1)).slice(0, n);
+    }
+    sendJson(res, 200, { approvals });
     return true;
   }
   if (path === '/api/approvals/remembered' && method === 'GET') {
@@ -45,7 +52,8 @@ export async function serveApprovals(gw: Gateway, req: IncomingMessage, res: Ser
   }
   const m = /^\/api\/approvals\/([^/]+)$/.exec(path);
   if (m && method === 'GET') {
-    const a = gw.approvals.get(decodeURIComponent(m[1]!));
+    const id = decodeURIComponent(m[1]!);
+    const a = gw.approvals.get(id) ?? (await gw.cluster?.approvals.getElsewhere(id).catch(() => undefined));
     if (!a) return fail('not_found', `no approval with id "${m[1]!}"`);
     sendJson(res, 200, a);
     return true;
@@ -63,7 +71,10 @@ export async function serveApprovals(gw: Gateway, req: IncomingMessage, res: Ser
       if (rememberMs === undefined || rememberMs <= 0) return fail('bad_request', 'remember must be a duration such as 10m or 1h');
     }
     const by = typeof body['by'] === 'string' && body['by'] ? `${operator} as ${body['by'].slice(0, 100)}` : operator;
-    const r = gw.approvals.decide(decodeURIComponent(m[1]!), decision, by, reason?.slice(0, 1000), rememberMs);
+    const id = decodeURIComponent(m[1]!);
+    let r = gw.approvals.decide(id, decision, by, reason?.slice(0, 1000), rememberMs);
+    // Not held here: in a cluster, the gateway holding it decides.
+    if (!r.ok && r.status === 404 && gw.cluster) r = (await gw.cluster.approvals.decideElsewhere(id, decision, by, reason?.slice(0, 1000), rememberMs)) ?? r;
     if (!r.ok) return fail(r.status === 400 ? 'bad_request' : r.status === 404 ? 'not_found' : r.status === 409 ? 'conflict' : 'internal_error', r.message);
     sendJson(res, 200, r.approval);
     return true;

@@ -21,6 +21,7 @@ import { ANSWERED_LOCK_WAIT_MS as LOCK_WAIT_MS, type DeferredWrites } from '../s
 import type { Store } from '../store/types.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import type { ApprovalsHooks } from '../store/redis/approvals.js';
 import type { ApprovalNotifier } from './notify.js';
 import type { Approval, Remembered } from './types.js';
 
@@ -59,6 +60,8 @@ export class Approvals {
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly adminUrl: () => string,
+    /** The cluster (store.redis), told of holds, their ends and remembered grants. */
+    private readonly cluster?: ApprovalsHooks,
   ) {
     // Approvals left pending by a gateway that stopped without answering them cannot be resumed:
     // their agents' connections are gone. Mark them, so nothing pending is silently forgotten.
@@ -117,6 +120,7 @@ export class Approvals {
         onAbort: () => this.cancel(approval.id),
       };
       this.waiters.set(approval.id, w);
+      this.cluster?.held(approval);
       x.abort.once('abort', w.onAbort);
       this.metrics.approvalsPending.set(this.waiters.size);
       this.bus.emit('approval', { event: 'created', approval });
@@ -152,6 +156,7 @@ export class Approvals {
       const r: Remembered = { id: `rem_${randomBase62(12)}`, agent: approval.agent, action: approval.action, argsKey: approval.argsKey, approvalId: id, createdBy: by, createdAt: at, expiresAt: new Date(Date.now() + rememberMs).toISOString(), revokedAt: undefined };
       this.remembered.push(r);
       this.writes.write(() => this.store.insertRemembered(r));
+      this.cluster?.remembered(r);
     }
     this.bus.emit('approval', { event: 'decided', approval });
     if (w) {
@@ -209,10 +214,34 @@ export class Approvals {
   forget(id: string): boolean {
     const now = Date.now();
     if (!this.remembered.some((r) => r.id === id && !r.revokedAt && Date.parse(r.expiresAt) > now)) return false;
-    this.remembered = this.remembered.filter((r) => r.id !== id);
     const at = new Date(now).toISOString();
-    this.writes.write(() => void this.store.revokeRemembered(id, at));
+    this.revokeRememberedHere(id, at);
+    this.cluster?.forgotten(id, at);
     return true;
+  }
+
+  /** Ends a grant here (one revoked on another gateway of the cluster, or by `forget`); kept, marked, so a merge cannot bring it back. */
+  revokeRememberedHere(id: string, at: string): void {
+    if (!this.remembered.some((r) => r.id === id && !r.revokedAt)) return;
+    this.remembered = this.remembered.map((r) => (r.id === id ? { ...r, revokedAt: at } : r));
+    this.writes.write(() => void this.store.revokeRemembered(id, at));
+  }
+
+  /** A grant made on another gateway of the cluster. */
+  adoptRemembered(r: Remembered): void {
+    if (this.remembered.some((l) => l.id === r.id)) return;
+    this.remembered.push(r);
+    this.writes.write(() => this.store.insertRemembered(r));
+  }
+
+  /** Every grant this gateway knows, revoked ones included (for the cluster's merge). */
+  localRemembered(): Remembered[] {
+    return [...this.remembered];
+  }
+
+  /** The approvals of the calls held here now (for the cluster's pending list). */
+  holding(): Approval[] {
+    return [...this.waiters.values()].map((w) => w.approval);
   }
 
   /** Answers every held call (gateway stopping): they end as expired. */
@@ -253,6 +282,7 @@ export class Approvals {
     clearTimeout(w.timer);
     w.exchange.abort.removeListener('abort', w.onAbort);
     this.waiters.delete(w.approval.id);
+    this.cluster?.ended(w.approval.id);
     this.metrics.approvalsPending.set(this.waiters.size);
     w.resolve(v);
   }

@@ -48,6 +48,8 @@ export interface AuditLogOptions {
   jsonlPath?: string | undefined;
   onError?: (e: unknown) => void;
   onWarn?: (message: string) => void;
+  /** Hears of every committed batch's records (the cluster's exchange feed). */
+  onCommitted?: ((records: readonly AuditRecord[]) => void) | undefined;
 }
 
 const WRITER_URL = new URL('./writer.js', import.meta.url);
@@ -307,6 +309,7 @@ export class AuditLog {
   private committed(b: Batch): void {
     this.lastCommitAt = Date.now();
     b.resolve();
+    this.opts.onCommitted?.(b.records);
     if (this.bus.size > 0) for (const rec of b.records) if (rec.phase === 'final') this.bus.emit('exchange', rec);
   }
 

@@ -63,10 +63,12 @@ http:
 approvals:
   timeout: 5m
 
-# Several gateways, one audit trail: each keeps its SQLite journal under \`data\` and ships its
-# records to PostgreSQL, where \`airlock audit\`, \`airlock usage\` and the admin API read every
-# gateway's (see docs/config.md). Changes only on restart.
+# Several gateways behind a load balancer act as one when they share a Redis: limits, budgets,
+# guards, kill switches and keys are the cluster's; with a PostgreSQL too, each ships its audit
+# records there (keeping its SQLite journal under \`data\`), and \`airlock audit\`, \`airlock usage\`
+# and the admin API read every gateway's (see docs/scale-out.md). Uncomment to use.
 # store:
+#   redis: "\${env:REDIS_URL}"
 #   postgres: "\${env:AIRLOCK_POSTGRES_URL}"     # or { url: ..., schema: airlock }
 `;
 

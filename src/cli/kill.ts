@@ -41,19 +41,29 @@ export async function kill(argv: string[], lift: boolean): Promise<number> {
     const c = loadRuntime(configPath(values.config));
     assertNoGateway(c.dataDir);
     const store = new SqliteStore(c.dataDir);
+    const by = `cli:${process.env['USER'] ?? 'unknown'}`;
+    const k = { scope: s.scope, value: s.value, reason: values.reason, createdAt: new Date().toISOString(), by };
+    let found = true;
     try {
-      if (lift) {
-        const n = store.removeKill(s.scope, s.value);
-        r = n > 0 ? { status: 200, json: { lifted: s } } : { status: 404, json: { error: { code: 'not_found', message: `no kill switch on ${s.scope} ${s.value}` } } };
-      } else {
-        const k = { scope: s.scope, value: s.value, reason: values.reason, createdAt: new Date().toISOString(), by: `cli:${process.env['USER'] ?? 'unknown'}` };
-        store.addKill(k);
-        r = { status: 200, json: { kill: k, aborted: 0 } };
-      }
+      if (lift) found = store.removeKill(s.scope, s.value) > 0;
+      else store.addKill(k);
     } finally {
       store.close();
     }
-    process.stderr.write('airlock: no gateway is running; the change is stored and applies when it starts\n');
+    let shared = '';
+    if (c.store.redis) {
+      // A cluster's running gateways put it in force at once.
+      try {
+        const { shareChange } = await import('../store/redis/offline.js'); // Redis' client loads only for a cluster
+        const had = await shareChange(c.store.redis, lift ? { type: 'unkill', scope: s.scope, value: s.value, by } : { type: 'kill', kill: k });
+        found ||= had;
+        shared = '; the cluster\'s running gateways have it now';
+      } catch (e) {
+        shared = `; Redis could not be reached (${e instanceof Error ? e.message : String(e)}), so the cluster's gateways have not heard of it${lift ? ': lift it again once Redis is back' : ''}`;
+      }
+    }
+    r = !found ? { status: 404, json: { error: { code: 'not_found', message: `no kill switch on ${s.scope} ${s.value}` } } } : lift ? { status: 200, json: { lifted: s } } : { status: 200, json: { kill: k, aborted: 0 } };
+    process.stderr.write(`airlock: no gateway is running here; the change is stored and applies when it starts${shared}\n`);
   }
   if (r.status !== 200) {
     process.stderr.write(`airlock: ${apiError(r.json)}\n`);

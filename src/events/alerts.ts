@@ -19,6 +19,8 @@ export class Alerts {
     private readonly store: Store,
     private readonly bus: EventBus,
     private readonly writes: DeferredWrites,
+    /** The cluster (store.redis): told of each alert raised here. */
+    private readonly share?: (a: Alert) => void,
   ) {}
 
   /** Raises an alert unless the same kind+subject was raised within the last minute. */
@@ -30,6 +32,13 @@ export class Alerts {
     this.lastRaised.set(key, now);
     if (this.lastRaised.size > 10_000) for (const [k, t] of this.lastRaised) if (now - t >= REPEAT_MS) this.lastRaised.delete(k);
     const a: Alert = { id: randomUUID(), ts: new Date(now).toISOString(), kind, severity, message, agent, data };
+    this.bus.emit('alert', a);
+    this.writes.write(() => this.store.insertAlert(a));
+    this.share?.(a);
+  }
+
+  /** An alert raised on another gateway of the cluster: published and stored here too, so any gateway lists them all. */
+  adopt(a: Alert): void {
     this.bus.emit('alert', a);
     this.writes.write(() => this.store.insertAlert(a));
   }

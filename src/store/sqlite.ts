@@ -317,6 +317,11 @@ export class SqliteStore implements Store {
     return rows.map(toKey);
   }
 
+  getKey(id: string): KeyRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM keys WHERE id = ?').get(id) as KeyRow | undefined;
+    return row && toKey(row);
+  }
+
   revokeKey(id: string, at: string): KeyRecord | undefined {
     const row = this.db.prepare('SELECT * FROM keys WHERE id = ?').get(id) as KeyRow | undefined;
     if (!row) return undefined;

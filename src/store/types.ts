@@ -115,6 +115,8 @@ export interface Store {
 
   insertKey(k: KeyRecord): void;
   listKeys(agent?: string): KeyRecord[];
+  /** One stored key by id, revoked or not. */
+  getKey(id: string): KeyRecord | undefined;
   /** Marks a key revoked; returns it, or undefined when no such key. */
   revokeKey(id: string, at: string): KeyRecord | undefined;
 

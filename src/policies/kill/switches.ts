@@ -42,10 +42,15 @@ export class KillSwitches {
   /** Adds (or refreshes) a switch; throws PatternError for a bad target pattern. */
   add(scope: KillScope, value: string, reason: string | undefined, by: string | undefined): KillSwitch {
     const k: KillSwitch = { scope, value: scope === 'all' ? '*' : value, reason, by, createdAt: new Date().toISOString() };
+    this.put(k);
+    return k;
+  }
+
+  /** Puts a switch in force as it is (one set on another gateway of the cluster); throws PatternError for a bad target pattern. */
+  put(k: KillSwitch): void {
     const c = compile(k);
     this.compiled = [...this.compiled.filter((x) => !(x.k.scope === k.scope && x.k.value === k.value)), c];
     this.writes.write(() => this.store.addKill(k));
-    return k;
   }
 
   /** Lifts a switch; returns whether one was active (or stored: another process may have written one). */

@@ -6,6 +6,7 @@
 import type { AgentRuntime, LimitSet } from '../../config/compile.js';
 import { formatDuration, type Rate } from '../../config/units.js';
 import { ALLOW, type Exchange, type Policy, type Verdict } from '../../pipeline/types.js';
+import type { SharedCheck, SharedCounters } from '../../store/redis/counters.js';
 import { SlidingWindows } from './window.js';
 
 interface RateCheck {
@@ -46,41 +47,69 @@ function rateChecks(x: Exchange): { rates: RateCheck[]; conc: ConcurrencyCheck[]
   return { rates, conc };
 }
 
-const HELD = new WeakMap<Exchange, string[]>();
+const concurrencyLimited = (c: ConcurrencyCheck): Verdict => ({
+  kind: 'deny',
+  code: 'concurrency_limited',
+  message: `${c.what} already has ${c.max} exchanges in flight (the concurrency limit); retry when one finishes`,
+  retryAfterS: 1,
+});
 
-export function limitsPolicy(counters: LimitCounters, now: () => number = Date.now): Policy {
+function rateLimited(r: RateCheck, retryAfterMs: number): Verdict {
+  const s = Math.max(1, Math.ceil(retryAfterMs / 1000));
+  return { kind: 'deny', code: 'rate_limited', message: `${r.what} is over its request limit of ${r.rate.text}; retry in ${formatDuration(s * 1000)}`, retryAfterS: s };
+}
+
+/** The concurrency slots an admitted exchange holds, and where (this gateway's counters or the cluster's). */
+const HELD = new WeakMap<Exchange, { keys: string[]; shared: boolean }>();
+
+/**
+ * `shared`: the cluster's counters (store.redis). While they can answer, every gateway of the
+ * cluster counts against the same limits; when they cannot, this gateway counts alone.
+ */
+export function limitsPolicy(counters: LimitCounters, now: () => number = Date.now, shared?: SharedCounters): Policy {
+  const local = (x: Exchange, rates: RateCheck[], conc: ConcurrencyCheck[]): Verdict => {
+    const t = now();
+    for (const c of conc) if ((counters.inFlight.get(c.key) ?? 0) >= c.max) return concurrencyLimited(c);
+    for (const r of rates) {
+      const res = counters.windows.check(r.key, r.rate.limit, r.rate.windowMs, t);
+      if (!res.ok) return rateLimited(r, res.retryAfterMs);
+    }
+    for (const r of rates) counters.windows.add(r.key, r.rate.windowMs, t);
+    if (conc.length > 0) {
+      const keys = conc.map((c) => c.key);
+      for (const k of keys) counters.inFlight.set(k, (counters.inFlight.get(k) ?? 0) + 1);
+      HELD.set(x, { keys, shared: false });
+    }
+    return ALLOW;
+  };
+  const cluster = async (s: SharedCounters, x: Exchange, rates: RateCheck[], conc: ConcurrencyCheck[]): Promise<Verdict> => {
+    const checks: SharedCheck[] = [
+      ...conc.map((c): SharedCheck => ({ t: 's', k: s.key(c.key), max: c.max })),
+      ...rates.map((r): SharedCheck => ({ t: 'w', k: s.key(r.key), w: r.rate.windowMs, lim: r.rate.limit, amt: 1, add: 1 })),
+    ];
+    const r = await s.admit(checks);
+    if (!r.ok) return r.index < conc.length ? concurrencyLimited(conc[r.index]!) : rateLimited(rates[r.index - conc.length]!, r.retryAfterMs);
+    if (conc.length > 0) HELD.set(x, { keys: conc.map((c) => s.key(c.key)), shared: true });
+    return ALLOW;
+  };
   return {
     name: 'limits',
     stage: 'limits',
-    before(x: Exchange): Verdict {
+    before(x: Exchange): Verdict | Promise<Verdict> {
       const { rates, conc } = rateChecks(x);
       if (rates.length === 0 && conc.length === 0) return ALLOW;
-      const t = now();
-      for (const c of conc) {
-        if ((counters.inFlight.get(c.key) ?? 0) >= c.max) {
-          return { kind: 'deny', code: 'concurrency_limited', message: `${c.what} already has ${c.max} exchanges in flight (the concurrency limit); retry when one finishes`, retryAfterS: 1 };
-        }
-      }
-      for (const r of rates) {
-        const res = counters.windows.check(r.key, r.rate.limit, r.rate.windowMs, t);
-        if (!res.ok) {
-          const s = Math.max(1, Math.ceil(res.retryAfterMs / 1000));
-          return { kind: 'deny', code: 'rate_limited', message: `${r.what} is over its request limit of ${r.rate.text}; retry in ${formatDuration(s * 1000)}`, retryAfterS: s };
-        }
-      }
-      for (const r of rates) counters.windows.add(r.key, r.rate.windowMs, t);
-      if (conc.length > 0) {
-        const keys = conc.map((c) => c.key);
-        for (const k of keys) counters.inFlight.set(k, (counters.inFlight.get(k) ?? 0) + 1);
-        HELD.set(x, keys);
-      }
-      return ALLOW;
+      if (shared?.available) return cluster(shared, x, rates, conc).catch(() => local(x, rates, conc));
+      return local(x, rates, conc);
     },
     after(x: Exchange): void {
-      const keys = HELD.get(x);
-      if (!keys) return;
+      const held = HELD.get(x);
+      if (!held) return;
       HELD.delete(x);
-      for (const k of keys) {
+      if (held.shared) {
+        shared?.settle(held.keys.map((k) => ({ t: 'rel', k, n: 1 })));
+        return;
+      }
+      for (const k of held.keys) {
         const n = (counters.inFlight.get(k) ?? 1) - 1;
         if (n <= 0) counters.inFlight.delete(k);
         else counters.inFlight.set(k, n);
