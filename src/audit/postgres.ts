@@ -15,7 +15,7 @@ import { PgAuditStore, type NodeAuditRow } from '../store/postgres/audit.js';
 import { describePostgres, errorText, type PostgresConfig } from '../store/postgres/schema.js';
 import { nodeId } from '../store/node.js';
 import type { AuditFilter, UsageBy, UsageGroup } from '../store/types.js';
-import { HEAD, SHARED_SLOTS, SHIPPED, WAITING_SINCE, type ShipperIn, type ShipperInit, type ShipperOut } from './shipper.js';
+import { HEAD, SHARED_SLOTS, SHIPPED, WAITING_SINCE, type ShipperIn, type ShipperInit, type ShipperOut } from './shipping.js';
 
 const SHIPPER_URL = new URL('./shipper.js', import.meta.url);
 /** How long a read waits for this gateway's newest records to reach PostgreSQL before it reads anyway. */

@@ -26,25 +26,7 @@ import { SqliteStore } from '../store/sqlite.js';
 import type { AuditRow } from '../store/types.js';
 import { connectionConfig, describePostgres, ensureSchema, errorText, ident } from '../store/postgres/schema.js';
 import { GENESIS_HASH } from './record.js';
-
-export interface ShipperInit {
-  dataDir: string;
-  url: string;
-  schema: string;
-  node: string;
-  shared: SharedArrayBuffer;
-}
-
-export type ShipperIn = { type: 'flush'; id: number } | { type: 'close'; withinMs: number };
-export type ShipperOut =
-  | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string }
-  | { type: 'flushed'; id: number; ok: boolean; message?: string }
-  | { type: 'closed'; shipped: number; head: number };
-
-export const SHIPPED = 0;
-export const HEAD = 1;
-export const WAITING_SINCE = 2;
-export const SHARED_SLOTS = 3;
+import { HEAD, SHIPPED, WAITING_SINCE, type ShipperIn, type ShipperInit, type ShipperOut } from './shipping.js';
 
 /** How often the local store's head is looked at while nothing waits. */
 export const POLL_MS = 50;

@@ -5,7 +5,7 @@
  * `usageSummary`): the same records, in the same order, for the same query on one node's records.
  * (Rows get here from the shipper, `audit/shipper.ts`.)
  */
-import pg from 'pg';
+import type pg from 'pg';
 import type { AuditFilter, AuditRow, UsageBy, UsageGroup } from '../types.js';
 import { connectionConfig, ident, isMissingTable, type PostgresConfig } from './schema.js';
 
@@ -58,24 +58,32 @@ export function newestFirst(a: NodeAuditRow, b: NodeAuditRow): number {
 }
 
 export class PgAuditStore {
-  private readonly pool: pg.Pool;
+  private pool: Promise<pg.Pool> | undefined;
   private readonly table: string;
 
-  /** `max`: connections at most (reads only; the shipper has its own). Nothing connects until the first read. */
+  /** `max`: connections at most (reads only; the shipper has its own). Nothing is loaded or connected until the first read. */
   constructor(
     readonly config: PostgresConfig,
-    opts: { max?: number; applicationName?: string; onIdleError?: (e: Error) => void } = {},
+    private readonly opts: { max?: number; applicationName?: string; onIdleError?: (e: Error) => void } = {},
   ) {
     this.table = `${ident(config.schema)}.audit`;
-    this.pool = new pg.Pool({ ...connectionConfig(config.url, opts.applicationName ?? 'airlock'), max: opts.max ?? 3, idleTimeoutMillis: 30_000 });
-    // An idle connection that breaks (PostgreSQL restarted) is dropped by the pool; without a
-    // listener its error would end the process.
-    this.pool.on('error', (e) => opts.onIdleError?.(e));
+  }
+
+  /** The pool, made at the first read: pg takes ~45 ms to load, which a gateway or CLI run without PostgreSQL should not pay. */
+  private connections(): Promise<pg.Pool> {
+    this.pool ??= import('pg').then(({ default: pgm }) => {
+      const pool = new pgm.Pool({ ...connectionConfig(this.config.url, this.opts.applicationName ?? 'airlock'), max: this.opts.max ?? 3, idleTimeoutMillis: 30_000 });
+      // An idle connection that breaks (PostgreSQL restarted) is dropped by the pool; without a
+      // listener its error would end the process.
+      pool.on('error', (e) => this.opts.onIdleError?.(e));
+      return pool;
+    });
+    return this.pool;
   }
 
   private async rows(sql: string, args: unknown[]): Promise<NodeAuditRow[]> {
     try {
-      return (await this.pool.query<PgAuditDbRow>(sql, args)).rows.map(toRow);
+      return (await (await this.connections()).query<PgAuditDbRow>(sql, args)).rows.map(toRow);
     } catch (e) {
       if (isMissingTable(e)) return []; // no gateway has shipped here yet
       throw e;
@@ -112,7 +120,7 @@ export class PgAuditStore {
   async heads(): Promise<Map<string, number>> {
     const t = this.table;
     try {
-      const r = await this.pool.query<{ node: string; seq: string }>(
+      const r = await (await this.connections()).query<{ node: string; seq: string }>(
         `WITH RECURSIVE n(node) AS (SELECT min(node) FROM ${t} UNION ALL SELECT (SELECT min(node) FROM ${t} WHERE node > n.node) FROM n WHERE n.node IS NOT NULL)
          SELECT node, (SELECT max(seq) FROM ${t} a WHERE a.node = n.node) AS seq FROM n WHERE node IS NOT NULL`,
       );
@@ -155,14 +163,14 @@ export class PgAuditStore {
       FROM (SELECT agent, decision, record::jsonb AS r FROM ${this.table} WHERE ${where}) x
       GROUP BY 1 ORDER BY "costUsd" DESC, requests DESC`;
     try {
-      return (await this.pool.query<UsageGroup>(sql, args)).rows;
+      return (await (await this.connections()).query<UsageGroup>(sql, args)).rows;
     } catch (e) {
       if (isMissingTable(e)) return [];
       throw e;
     }
   }
 
-  close(): Promise<void> {
-    return this.pool.end();
+  async close(): Promise<void> {
+    if (this.pool) await (await this.pool).end();
   }
 }

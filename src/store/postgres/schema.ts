@@ -12,7 +12,7 @@
  *   (the local store's) and interleaves nodes by time.
  * - `received_at`: when the row reached PostgreSQL (the transaction's time): shipping delay.
  */
-import pg from 'pg';
+import type pg from 'pg';
 
 export interface PostgresConfig {
   url: string;
