@@ -39,6 +39,19 @@ async function dropPrefix(prefix: string): Promise<void> {
   r.disconnect();
 }
 
+/** An upstream that echoes, except `/slow/*`: it sends a first part and holds the response (in `held`, by path). */
+function holdingUpstream(held: Map<string, ServerResponse>): Promise<Upstream> {
+  return startUpstream((req, res, body) => {
+    if (req.url?.startsWith('/slow/')) {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first part\n');
+      held.set(req.url, res);
+      return;
+    }
+    echo(req, res, body);
+  });
+}
+
 function configFor(up: Upstream, llm: FakeLlm, redisUrl: string, prefix: string): string {
   return `
 agents:
@@ -82,15 +95,7 @@ describe('scale-out cluster (store.redis)', () => {
   const held = new Map<string, ServerResponse>();
 
   before(async () => {
-    up = await startUpstream((req, res, body) => {
-      if (req.url?.startsWith('/slow/')) {
-        res.writeHead(200, { 'content-type': 'text/plain' });
-        res.write('first part\n');
-        held.set(req.url, res);
-        return;
-      }
-      echo(req, res, body);
-    });
+    up = await holdingUpstream(held);
     llm = await startFakeOpenAI();
     const yaml = configFor(up, llm, `redis://127.0.0.1:${REDIS_PORT}`, prefix);
     a = await startGateway(yaml);
@@ -364,15 +369,7 @@ describe('scale-out cluster: Redis outages', () => {
   const held = new Map<string, ServerResponse>();
 
   before(async () => {
-    up = await startUpstream((req, res, body) => {
-      if (req.url?.startsWith('/slow/')) {
-        res.writeHead(200, { 'content-type': 'text/plain' });
-        res.write('first part\n');
-        held.set(req.url, res);
-        return;
-      }
-      echo(req, res, body);
-    });
+    up = await holdingUpstream(held);
     llm = await startFakeOpenAI();
     proxy = await startTcpProxy(REDIS_PORT);
     a = await startGateway(configFor(up, llm, `redis://127.0.0.1:${proxy.port}`, prefix));
