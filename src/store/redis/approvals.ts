@@ -9,7 +9,7 @@
  */
 import type { Approval, Remembered } from '../../approvals/types.js';
 import type { DecideResult } from '../../approvals/service.js';
-import { NoReply, type RedisLink } from './link.js';
+import { NoReply, parseJson, type RedisLink } from './link.js';
 
 /** What the approvals service tells the cluster. */
 export interface ApprovalsHooks {
@@ -88,7 +88,7 @@ export class ClusterApprovals implements ApprovalsHooks {
     this.link.cmd
       .hget(this.rememberedKey, id)
       .then((text) => {
-        const r = text === null ? undefined : parse(text);
+        const r = text === null ? undefined : parseJson(text);
         if (isRemembered(r)) return this.link.cmd.hset(this.rememberedKey, id, JSON.stringify({ ...r, revokedAt: at }));
         return undefined;
       })
@@ -102,7 +102,7 @@ export class ClusterApprovals implements ApprovalsHooks {
     const all = await this.link.cmd.hgetall(this.pendingKey);
     const out: Approval[] = [];
     for (const [id, text] of Object.entries(all)) {
-      const e = parse(text) as PendingEntry | undefined;
+      const e = parseJson(text) as PendingEntry | undefined;
       if (!e?.approval || typeof e.member !== 'string' || e.member === this.link.member) continue;
       // A gateway that died took its held calls with it (their agents' connections are gone).
       if ((await this.link.cmd.exists(this.link.memberKey(e.member))) === 0) {
@@ -123,7 +123,7 @@ export class ClusterApprovals implements ApprovalsHooks {
   async decideElsewhere(id: string, decision: 'approve' | 'deny', by: string, reason: string | undefined, rememberMs: number | undefined): Promise<DecideResult | undefined> {
     if (!this.link.available) return undefined;
     const text = await this.link.cmd.hget(this.pendingKey, id);
-    const e = text === null ? undefined : (parse(text) as PendingEntry | undefined);
+    const e = text === null ? undefined : (parseJson(text) as PendingEntry | undefined);
     if (!e || typeof e.member !== 'string' || e.member === this.link.member) return undefined;
     try {
       const r = (await this.link.request(e.member, 'approval.decide', { id, decision, by, reason, rememberMs }, DECIDE_TIMEOUT_MS)) as DecideResult | { error: string };
@@ -141,7 +141,7 @@ export class ClusterApprovals implements ApprovalsHooks {
     const holding = this.target().holding();
     const ids = new Set(holding.map((a) => a.id));
     const ended = Object.entries(listed)
-      .filter(([id, text]) => !ids.has(id) && (parse(text) as PendingEntry | undefined)?.member === this.link.member)
+      .filter(([id, text]) => !ids.has(id) && (parseJson(text) as PendingEntry | undefined)?.member === this.link.member)
       .map(([id]) => id);
     const missing = holding.filter((a) => listed[a.id] === undefined);
     if (ended.length === 0 && missing.length === 0) return;
@@ -157,14 +157,14 @@ export class ClusterApprovals implements ApprovalsHooks {
     const local = new Map(this.target().localRemembered().map((r) => [r.id, r]));
     const push: [string, string][] = [];
     for (const [id, text] of Object.entries(remote)) {
-      const r = parse(text);
+      const r = parseJson(text);
       if (!isRemembered(r) || r.id !== id) continue;
       const l = local.get(id);
       if (!l) this.target().adoptRemembered(r);
       else if (r.revokedAt && !l.revokedAt) this.target().revokeRememberedHere(id, r.revokedAt);
     }
     for (const [id, l] of local) {
-      const r = remote[id] === undefined ? undefined : parse(remote[id]);
+      const r = remote[id] === undefined ? undefined : parseJson(remote[id]);
       if (!isRemembered(r) || (l.revokedAt && !r.revokedAt)) push.push([id, JSON.stringify(l)]);
     }
     if (push.length === 0) return;
@@ -195,12 +195,4 @@ function isRemembered(v: unknown): v is Remembered {
     typeof r.expiresAt === 'string' &&
     (r.revokedAt === undefined || typeof r.revokedAt === 'string')
   );
-}
-
-function parse(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }

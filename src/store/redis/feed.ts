@@ -11,7 +11,7 @@
 import { Redis } from 'ioredis';
 import type { AuditRecord } from '../../audit/record.js';
 import type { EventBus } from '../../events/bus.js';
-import type { RedisLink } from './link.js';
+import { parseJson, type RedisLink } from './link.js';
 
 const WATCH_POLL_MS = 1_000;
 
@@ -30,12 +30,7 @@ export class ClusterFeed {
     this.sub = link.cmd.duplicate({ connectionName: `airlock-feed:${link.member}` });
     this.sub.on('error', () => {});
     this.sub.on('message', (_channel: string, text: string) => {
-      let m: { from: string; node: string; records: AuditRecord[] };
-      try {
-        m = JSON.parse(text) as typeof m;
-      } catch {
-        return;
-      }
+      const m = parseJson(text) as { from: string; node: string; records: AuditRecord[] } | undefined;
       // Anything else on the channel is ignored (a throw here would end the process).
       if (typeof m !== 'object' || m === null || m.from === this.link.member || !Array.isArray(m.records)) return;
       for (const r of m.records) if (typeof r === 'object' && r !== null) this.bus.emit('exchange', { ...r, node: m.node });

@@ -35,6 +35,15 @@ export interface ClusterMessage {
 /** A request no member answered in time (the member that holds the thing is gone). */
 export class NoReply extends Error {}
 
+/** JSON from Redis (another gateway, or anyone who can write there): undefined when it does not parse; callers check its shape. */
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 /** The URL with any password replaced, for logs. */
 export function redactUrl(url: string): string {
   try {
@@ -111,12 +120,7 @@ export class RedisLink {
     });
     this.sub.on('message', (channel: string, text: string) => {
       if (channel !== this.channel) return;
-      let m: ClusterMessage;
-      try {
-        m = JSON.parse(text) as ClusterMessage;
-      } catch {
-        return;
-      }
+      const m = parseJson(text) as ClusterMessage | undefined;
       // Anything on the channel that is not a message of this shape is ignored (a throw here would end the process).
       if (typeof m !== 'object' || m === null || typeof m.type !== 'string' || typeof m.from !== 'string') return;
       if (m.from === this.member || (m.to !== undefined && m.to !== this.member)) return;

@@ -15,7 +15,7 @@
 import type { Result } from 'ioredis';
 import type { KeyRecord } from '../../identity/keys.js';
 import type { KillScope, KillSwitch } from '../types.js';
-import type { RedisLink } from './link.js';
+import { parseJson, type RedisLink } from './link.js';
 
 /** What the gateway does when the cluster says so. */
 export interface SyncTarget {
@@ -123,20 +123,20 @@ export class ClusterSync {
     }
     for (const [f, text] of Object.entries(remoteKills)) {
       if (local.has(f)) continue;
-      const k = parse<KillSwitch>(text);
+      const k = parseJson(text);
       if (isKill(k)) this.target.applyKill(k);
     }
 
     const localKeys = new Map(this.target.localKeys().map((k) => [k.id, k]));
     for (const [id, text] of Object.entries(remoteKeys)) {
-      const r = parse<KeyRecord>(text);
+      const r = parseJson(text);
       if (!isKey(r) || r.id !== id) continue;
       const l = localKeys.get(id);
       if (!l || (r.revokedAt && !l.revokedAt)) this.target.applyKey(r, l ?? null);
     }
     for (const [id, l] of localKeys) {
-      const r = remoteKeys[id] === undefined ? undefined : parse<KeyRecord>(remoteKeys[id]);
-      if (!r || (l.revokedAt && !r.revokedAt)) push.push([this.keys, id, JSON.stringify(l)]);
+      const r = remoteKeys[id] === undefined ? undefined : parseJson(remoteKeys[id]);
+      if (!isKey(r) || (l.revokedAt && !r.revokedAt)) push.push([this.keys, id, JSON.stringify(l)]);
     }
     if (push.length === 0) return;
     // A key record is never put over a revoked one: another gateway's copy may be older than the
@@ -172,12 +172,4 @@ function isKey(k: unknown): k is KeyRecord {
     (v.expiresAt === undefined || typeof v.expiresAt === 'number') &&
     (v.revokedAt === undefined || typeof v.revokedAt === 'string')
   );
-}
-
-function parse<T>(text: string): T | undefined {
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    return undefined;
-  }
 }
