@@ -19,6 +19,7 @@ import { ANSWERED_LOCK_WAIT_MS } from '../store/deferred.js';
 import type { AuditRow, KillScope } from '../store/types.js';
 import { BadBody, readJson } from './body.js';
 import { serveApprovals } from './approvals.js';
+import { serveConsole } from './console.js';
 import { serveEvents } from './events.js';
 import { serveTools } from './tools.js';
 import { serveUsage } from './usage.js';
@@ -69,11 +70,16 @@ export function adminHandler(gw: Gateway): (req: IncomingMessage, res: ServerRes
  * someone else can make call a loopback port: a web page the operator visits sends cross-site
  * requests (which carry Origin; a text/plain POST needs no preflight), and a DNS name rebound to
  * 127.0.0.1 reaches the port with that name in Host. No airlock client sends Origin, and a client
- * of a loopback admin port names a loopback host.
+ * of a loopback admin port names a loopback host. The one page allowed is the console, which this
+ * port serves itself: its requests carry this very origin (`http://` + Host), which no other page
+ * can send.
  */
 function browserRefusal(req: IncomingMessage, listenHost: string): string | undefined {
-  if (req.headers.origin !== undefined) return 'the admin API does not answer requests from web pages (this one has an Origin header); use the airlock CLI or an HTTP client';
   const host = req.headers.host;
+  const origin = req.headers.origin;
+  if (origin !== undefined && (host === undefined || origin.toLowerCase() !== `http://${host.toLowerCase()}`)) {
+    return 'the admin API does not answer requests from other web pages (this one has an Origin header); use the console on this port, the airlock CLI or an HTTP client';
+  }
   if (host === undefined || !isLoopbackHost(listenHost)) return undefined;
   const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.split(':')[0]!;
   if (isLoopbackHost(name.toLowerCase())) return undefined;
@@ -83,6 +89,8 @@ function browserRefusal(req: IncomingMessage, listenHost: string): string | unde
 async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const requestId = randomUUID();
   res.setHeader('x-airlock-request-id', requestId);
+  // Answers quote what agents wrote (summaries, actions): no browser may read one as anything but its declared type.
+  res.setHeader('x-content-type-options', 'nosniff');
   const fail = (code: ErrorCode, message: string) => sendError(res, requestId, code, message);
   const url = new URL(req.url ?? '/', 'http://admin');
   const path = url.pathname;
@@ -93,6 +101,8 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
 
   const refused = browserRefusal(req, gw.config().admin.listen.host);
   if (refused) return fail('denied', refused);
+  // The console's files hold no data: they load without the token, and the page asks for it.
+  if (serveConsole(path, method, res)) return;
 
   const tokens = gw.config().admin.tokens;
   let tokenName: string | undefined;

@@ -1,0 +1,520 @@
+// The airlock console: a client of the admin API (SPEC section 9), served by the admin port itself.
+// Everything shown comes from the API and is put on the page as text (textContent, never markup):
+// approval summaries, actions and audit records quote what agents sent.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const LIVE_MAX = 200;
+
+let token = sessionStorage.getItem('airlock.token') ?? '';
+let feed; // the AbortController of the open /api/events request
+let started = false;
+
+// ---- building the page ------------------------------------------------------------------------
+
+/** An element with attributes, listeners (`onclick`…) and children; strings become text nodes. */
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) if (c !== undefined && c !== null && c !== false) e.append(c instanceof Node ? c : String(c));
+  return e;
+}
+
+function fill(tbody, rows, empty) {
+  tbody.replaceChildren(...(rows.length > 0 ? rows : [el('tr', { class: 'empty' }, el('td', { colspan: 20 }, empty))]));
+}
+
+const time = (iso) => (iso ? new Date(iso).toLocaleString() : '—');
+const clock = (iso) => (iso ? new Date(iso).toLocaleTimeString() : '—');
+
+function left(iso) {
+  const s = Math.max(0, Math.round((Date.parse(iso) - Date.now()) / 1000));
+  return s >= 60 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${s}s`;
+}
+
+let noticeTimer;
+function notice(text, kind = 'ok') {
+  const n = $('notice');
+  n.textContent = text;
+  n.dataset.kind = kind;
+  n.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => (n.hidden = true), kind === 'error' ? 10000 : 4000);
+}
+
+// ---- the admin API ----------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Who the gateway records as approver or killer, after the admin token's name (like the CLI's `cli:<user>`). */
+function operator() {
+  const name = $('operator').value.trim();
+  return name ? `console:${name}` : 'console';
+}
+
+function headers(json) {
+  const h = { 'x-airlock-operator': operator() };
+  if (token) h.authorization = `Bearer ${token}`;
+  if (json) h['content-type'] = 'application/json';
+  return h;
+}
+
+async function api(method, path, body) {
+  const r = await fetch(path, { method, headers: headers(body !== undefined), body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store' });
+  let json = {};
+  try {
+    json = await r.json();
+  } catch {
+    // an empty or non-JSON answer: the status says enough
+  }
+  if (r.status === 401) {
+    showLogin(token ? 'The admin token was not accepted.' : '');
+    throw new ApiError(401, 'unauthenticated', 'the admin API needs a token');
+  }
+  if (!r.ok) throw new ApiError(r.status, json.error?.code, json.error?.message ?? `HTTP ${r.status}`);
+  return json;
+}
+
+/** Runs an action from a button; its error becomes a notice. */
+async function act(button, what) {
+  if (button) button.disabled = true;
+  try {
+    await what();
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 401)) notice(e.message, 'error');
+  } finally {
+    if (button) button.disabled = false;
+  }
+}
+
+// ---- token ------------------------------------------------------------------------------------
+
+function showLogin(message) {
+  stopFeed();
+  started = false;
+  $('login').hidden = false;
+  $('tabs').hidden = true;
+  $('main').hidden = true;
+  $('login-error').textContent = message;
+  $('token').focus();
+}
+
+$('login-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  token = $('token').value.trim();
+  sessionStorage.setItem('airlock.token', token);
+  $('token').value = '';
+  start();
+});
+
+$('operator').value = localStorage.getItem('airlock.operator') ?? '';
+$('operator').addEventListener('change', () => localStorage.setItem('airlock.operator', $('operator').value.trim()));
+
+// ---- approvals --------------------------------------------------------------------------------
+
+/** The cards of pending approvals, by id: kept across refreshes so a reason being typed survives. */
+const cards = new Map();
+
+async function loadApprovals() {
+  const [pending, recent, remembered] = await Promise.all([
+    api('GET', '/api/approvals?status=pending&limit=1000'),
+    api('GET', '/api/approvals?limit=30'),
+    api('GET', '/api/approvals/remembered'),
+  ]);
+  showPending(pending.approvals);
+  fill(
+    $('decided').tBodies[0],
+    recent.approvals
+      .filter((a) => a.status !== 'pending')
+      .map((a) => el('tr', {}, el('td', {}, time(a.decidedAt ?? a.createdAt)), el('td', {}, a.agent), el('td', {}, el('code', {}, a.action)), el('td', { class: `status-${a.status}` }, a.status), el('td', {}, a.decidedBy ?? '—'), el('td', {}, a.reason ?? ''))),
+    'Nothing decided yet.',
+  );
+  fill(
+    $('remembered').tBodies[0],
+    remembered.remembered.map((g) =>
+      el('tr', {}, el('td', {}, g.agent), el('td', {}, el('code', {}, g.action)), el('td', {}, g.createdBy), el('td', {}, time(g.expiresAt)), el('td', {}, el('button', { onclick: (ev) => act(ev.target, () => forget(g)) }, 'Revoke'))),
+    ),
+    'No remembered approvals.',
+  );
+}
+
+function showPending(list) {
+  const box = $('approvals-list');
+  const ids = new Set(list.map((a) => a.id));
+  for (const [id, card] of cards) {
+    if (!ids.has(id)) {
+      card.remove();
+      cards.delete(id);
+    }
+  }
+  // Oldest first: the call that has waited longest is the first one to decide.
+  for (const a of [...list].sort((x, y) => (x.createdAt < y.createdAt ? -1 : 1))) {
+    if (!cards.has(a.id)) {
+      const card = approvalCard(a);
+      cards.set(a.id, card);
+      box.append(card);
+    }
+  }
+  $('pending-count').textContent = String(list.length);
+  $('pending-count').dataset.some = String(list.length > 0);
+  if (list.length === 0) box.replaceChildren(el('p', { class: 'empty' }, 'No call is waiting.'));
+  else box.querySelector(':scope > p.empty')?.remove();
+}
+
+function approvalCard(a) {
+  const reason = el('input', { class: 'reason', placeholder: 'reason (the agent sees it on a deny)', maxlength: 1000, autocomplete: 'off' });
+  const remember = el(
+    'select',
+    { class: 'remember', title: 'approve the same agent, action and arguments without asking, for a while' },
+    el('option', { value: '' }, 'just this call'),
+    el('option', { value: '10m' }, 'and for 10 minutes'),
+    el('option', { value: '1h' }, 'and for 1 hour'),
+    el('option', { value: '8h' }, 'and for 8 hours'),
+    el('option', { value: '1d' }, 'and for 1 day'),
+  );
+  const expires = el('span', { class: 'expires', 'data-expires': a.expiresAt }, `expires in ${left(a.expiresAt)}`);
+  const decide = (decision) => (ev) =>
+    act(ev.target, async () => {
+      const body = { decision };
+      if (reason.value.trim()) body.reason = reason.value.trim();
+      if (decision === 'approve' && remember.value) body.remember = remember.value;
+      try {
+        await api('POST', `/api/approvals/${encodeURIComponent(a.id)}`, body);
+        notice(`${decision === 'approve' ? 'Approved' : 'Denied'}: ${a.action}`);
+      } finally {
+        await loadApprovals().catch(() => {});
+      }
+    });
+  const who = [a.team ? `${a.agent} (team ${a.team})` : a.agent, a.user ? `for user ${a.user}` : '', a.session ? `session ${a.session}` : ''].filter(Boolean).join(' · ');
+  return el(
+    'article',
+    { class: 'approval', 'data-id': a.id },
+    el('div', { class: 'meta' }, el('strong', { class: 'agent' }, who), el('span', {}, a.protocol), a.rule ? el('span', {}, `rule ${a.rule}`) : null, expires),
+    el('code', { class: 'action' }, a.action),
+    el('pre', { class: 'summary' }, a.summary),
+    el('div', { class: 'row' }, reason, remember, el('button', { class: 'approve', onclick: decide('approve') }, 'Approve'), el('button', { class: 'deny danger', onclick: decide('deny') }, 'Deny')),
+  );
+}
+
+async function forget(g) {
+  await api('DELETE', `/api/approvals/remembered/${encodeURIComponent(g.id)}`);
+  notice(`Revoked the remembered approval of ${g.action}`);
+  await loadApprovals();
+}
+
+setInterval(() => {
+  for (const e of document.querySelectorAll('.approval .expires')) e.textContent = `expires in ${left(e.dataset.expires)}`;
+}, 1000);
+
+// ---- kill switches ----------------------------------------------------------------------------
+
+async function loadKills() {
+  const { kills } = await api('GET', '/api/kill');
+  $('kill-count').textContent = String(kills.length);
+  $('kill-count').dataset.some = String(kills.length > 0);
+  document.body.dataset.killed = String(kills.some((k) => k.scope === 'all'));
+  fill(
+    $('kills').tBodies[0],
+    kills.map((k) => el('tr', {}, el('td', {}, k.scope), el('td', {}, el('code', {}, k.value)), el('td', {}, k.reason ?? ''), el('td', {}, k.by ?? '—'), el('td', {}, time(k.createdAt)), el('td', {}, el('button', { onclick: (ev) => act(ev.target, () => lift(k)) }, 'Lift')))),
+    'No kill switch is on.',
+  );
+}
+
+async function lift(k) {
+  await api('DELETE', '/api/kill', k.scope === 'all' ? { all: true } : { [k.scope]: k.value });
+  notice(`Lifted the kill switch on ${k.scope === 'all' ? 'everything' : `${k.scope} ${k.value}`}`);
+  await loadKills();
+}
+
+$('kill-scope').addEventListener('change', () => ($('kill-value').disabled = $('kill-scope').value === 'all'));
+$('kill-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const scope = $('kill-scope').value;
+  const value = $('kill-value').value.trim();
+  const reason = $('kill-reason').value.trim();
+  if (scope !== 'all' && !value) return notice(`Name the ${scope} to stop.`, 'error');
+  if (scope === 'all' && !confirm('Stop every call of every agent, now?')) return;
+  const body = scope === 'all' ? { all: true } : { [scope]: value };
+  if (reason) body.reason = reason;
+  act(ev.submitter, async () => {
+    const r = await api('POST', '/api/kill', body);
+    notice(`Kill switch on ${scope === 'all' ? 'everything' : `${scope} ${value}`}: ${r.aborted ?? 0} call(s) in flight cut`);
+    $('kill-value').value = '';
+    $('kill-reason').value = '';
+    await loadKills();
+  });
+});
+
+// ---- live exchanges ---------------------------------------------------------------------------
+
+function addExchange(r) {
+  const tbody = $('live').tBodies[0];
+  tbody.querySelector('tr.empty')?.remove();
+  const row = el(
+    'tr',
+    { 'data-id': r.id },
+    el('td', {}, clock(r.ts)),
+    el('td', {}, r.agent ?? '—', r.node ? el('span', { class: 'node' }, ` @${r.node}`) : null),
+    el('td', {}, r.protocol),
+    el('td', {}, el('code', {}, r.action ?? '')),
+    el('td', { class: `decision-${r.decision}` }, r.decision),
+    el('td', {}, r.status ?? r.code ?? ''),
+    el('td', {}, typeof r.durationMs === 'number' ? r.durationMs.toFixed(1) : ''),
+  );
+  tbody.prepend(row);
+  while (tbody.rows.length > LIVE_MAX) tbody.lastElementChild.remove();
+}
+
+// ---- agents and keys --------------------------------------------------------------------------
+
+async function loadAgents() {
+  const [{ agents }, { keys }] = await Promise.all([api('GET', '/api/agents'), api('GET', '/api/keys')]);
+  fill(
+    $('agents').tBodies[0],
+    agents.map((a) => {
+      const expires = el('select', { title: 'when the new key expires' }, el('option', { value: '' }, 'never expires'), el('option', { value: '1d' }, '1 day'), el('option', { value: '30d' }, '30 days'), el('option', { value: '90d' }, '90 days'));
+      return el(
+        'tr',
+        { 'data-agent': a.name },
+        el('td', {}, a.name),
+        el('td', {}, a.team ?? '—'),
+        el('td', {}, a.limits.requests ?? '—'),
+        el('td', {}, a.limits.tokens ?? '—'),
+        el('td', {}, a.limits.budget ?? '—'),
+        el('td', {}, a.limits.concurrency ?? '—'),
+        el('td', {}, String(a.keys)),
+        el('td', { class: 'row' }, expires, el('button', { onclick: (ev) => act(ev.target, () => createKey(a.name, expires.value)) }, 'New key')),
+      );
+    }),
+    'No agents are declared.',
+  );
+  fill(
+    $('keys').tBodies[0],
+    keys.map((k) =>
+      el(
+        'tr',
+        { 'data-key': k.id },
+        el('td', {}, el('code', {}, k.id)),
+        el('td', {}, k.agent),
+        el('td', {}, el('code', {}, k.prefix)),
+        el('td', {}, k.source),
+        el('td', {}, time(k.createdAt)),
+        el('td', {}, k.expiresAt ? time(k.expiresAt) : 'never'),
+        el('td', { class: `key-${k.status}` }, k.status),
+        el('td', {}, k.source !== 'config' && k.status === 'active' ? el('button', { class: 'danger', onclick: (ev) => act(ev.target, () => revoke(k)) }, 'Revoke') : null),
+      ),
+    ),
+    'No keys.',
+  );
+}
+
+async function createKey(agent, expires) {
+  const k = await api('POST', `/api/agents/${encodeURIComponent(agent)}/keys`, expires ? { expires } : {});
+  $('new-key-agent').textContent = agent;
+  $('new-key-value').textContent = k.key;
+  $('new-key').hidden = false;
+  await loadAgents();
+}
+
+async function revoke(k) {
+  if (!confirm(`Revoke key ${k.id} of ${k.agent}? Its next request is refused.`)) return;
+  await api('DELETE', `/api/keys/${encodeURIComponent(k.id)}`);
+  notice(`Revoked key ${k.id}`);
+  await loadAgents();
+}
+
+// ---- alerts, usage, audit ---------------------------------------------------------------------
+
+async function loadAlerts() {
+  const { alerts } = await api('GET', '/api/alerts?limit=200');
+  fill(
+    $('alerts').tBodies[0],
+    alerts.map((a) => el('tr', {}, el('td', {}, time(a.ts)), el('td', { class: `severity-${a.severity}` }, a.severity), el('td', {}, a.kind), el('td', {}, a.agent ?? '—'), el('td', {}, a.message))),
+    'No alerts.',
+  );
+}
+
+async function loadUsage() {
+  const by = $('usage-by').value;
+  const since = $('usage-since').value;
+  const u = await api('GET', `/api/usage?by=${encodeURIComponent(by)}${since ? `&since=${encodeURIComponent(since)}` : ''}`);
+  $('usage-key').textContent = by;
+  const cells = (g) => [el('td', {}, String(g.requests)), el('td', {}, String(g.refused)), el('td', {}, String(g.inputTokens)), el('td', {}, String(g.outputTokens)), el('td', {}, g.costUsd.toFixed(6))];
+  fill($('usage').tBodies[0], u.groups.map((g) => el('tr', {}, el('td', {}, g[by] ?? '—'), ...cells(g))), 'No calls in this period.');
+  $('usage').tFoot.replaceChildren(el('tr', {}, el('th', {}, 'total'), ...cells(u.total)));
+}
+$('usage-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  act(ev.submitter, loadUsage);
+});
+
+async function loadAudit() {
+  const q = new URLSearchParams({ limit: '100' });
+  for (const [name, id] of [['agent', 'audit-agent'], ['protocol', 'audit-protocol'], ['decision', 'audit-decision'], ['since', 'audit-since']]) {
+    const v = $(id).value.trim();
+    if (v) q.set(name, v);
+  }
+  const { records } = await api('GET', `/api/audit?${q}`);
+  $('audit-record').hidden = true;
+  fill(
+    $('audit').tBodies[0],
+    records.map((r) =>
+      el(
+        'tr',
+        { class: 'clickable', title: 'show the whole record', onclick: () => showRecord(r) },
+        el('td', {}, r.node ? `${r.node}:${r.seq}` : String(r.seq)),
+        el('td', {}, time(r.ts)),
+        el('td', {}, r.phase),
+        el('td', {}, r.agent ?? '—'),
+        el('td', {}, r.protocol),
+        el('td', {}, el('code', {}, r.action ?? '')),
+        el('td', { class: `decision-${r.decision}` }, r.decision),
+        el('td', {}, r.status ?? ''),
+        el('td', {}, r.rule ?? ''),
+      ),
+    ),
+    'No records match.',
+  );
+}
+function showRecord(r) {
+  $('audit-record').textContent = JSON.stringify(r, null, 2);
+  $('audit-record').hidden = false;
+}
+$('audit-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  act(ev.submitter, loadAudit);
+});
+
+// ---- tabs -------------------------------------------------------------------------------------
+
+const LOADERS = { approvals: loadApprovals, kill: loadKills, live: async () => {}, agents: loadAgents, alerts: loadAlerts, usage: loadUsage, audit: loadAudit };
+
+function currentTab() {
+  const t = location.hash.slice(1);
+  return Object.hasOwn(LOADERS, t) ? t : 'approvals';
+}
+
+function showTab() {
+  const tab = currentTab();
+  for (const p of document.querySelectorAll('[data-panel]')) p.hidden = p.dataset.panel !== tab;
+  for (const a of document.querySelectorAll('[data-tab]')) a.classList.toggle('active', a.dataset.tab === tab);
+  if (started) act(null, LOADERS[tab]);
+}
+window.addEventListener('hashchange', showTab);
+
+// ---- the live feed ----------------------------------------------------------------------------
+
+function setFeed(state) {
+  $('feed-state').textContent = `feed: ${state}`;
+  $('feed-state').dataset.state = state;
+}
+
+function stopFeed() {
+  feed?.abort();
+  feed = undefined;
+  setFeed('off');
+}
+
+function onEvent(type, data) {
+  if (type === 'exchange') return addExchange(data);
+  if (type === 'approval') return act(null, loadApprovals);
+  if (type === 'kill' || type === 'unkill') return act(null, loadKills);
+  if (type === 'alert' && currentTab() === 'alerts') return act(null, loadAlerts);
+  if (type === 'config' && currentTab() === 'agents') return act(null, loadAgents);
+}
+
+/** Reads /api/events (fetch rather than EventSource, which cannot send the token) and reconnects when it drops. */
+async function runFeed() {
+  let wait = 500;
+  while (started) {
+    const ctl = new AbortController();
+    feed = ctl;
+    try {
+      const r = await fetch('/api/events', { headers: headers(false), signal: ctl.signal, cache: 'no-store' });
+      if (r.status === 401) return showLogin('The admin token was not accepted.');
+      if (!r.ok || !r.body) throw new Error(`HTTP ${r.status}`);
+      setFeed('live');
+      wait = 500;
+      // What happened while the feed was down.
+      act(null, loadApprovals);
+      act(null, loadKills);
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value;
+        let end;
+        while ((end = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          let type = 'message';
+          const data = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event: ')) type = line.slice(7);
+            else if (line.startsWith('data: ')) data.push(line.slice(6));
+          }
+          if (data.length > 0) {
+            try {
+              onEvent(type, JSON.parse(data.join('\n')));
+            } catch {
+              // one bad event must not end the feed
+            }
+          }
+        }
+      }
+    } catch {
+      if (ctl.signal.aborted) return;
+    }
+    if (feed !== ctl) return;
+    setFeed('reconnecting');
+    await new Promise((r) => setTimeout(r, wait));
+    wait = Math.min(wait * 2, 10000);
+  }
+}
+
+// ---- start ------------------------------------------------------------------------------------
+
+async function status() {
+  try {
+    const r = await fetch('/readyz', { cache: 'no-store' });
+    const s = (await r.json()).status;
+    $('status').textContent = s;
+    $('status').dataset.state = s;
+  } catch {
+    $('status').textContent = 'unreachable';
+    $('status').dataset.state = 'unreachable';
+  }
+}
+
+async function start() {
+  try {
+    await Promise.all([loadApprovals(), loadKills()]);
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 401)) notice(e.message, 'error');
+    return;
+  }
+  started = true;
+  $('login').hidden = true;
+  $('tabs').hidden = false;
+  $('main').hidden = false;
+  showTab();
+  runFeed();
+}
+
+status();
+setInterval(status, 10000);
+// A backstop for a feed that is down: pending approvals are the page's first job.
+setInterval(() => started && $('feed-state').dataset.state !== 'live' && act(null, loadApprovals), 5000);
+start();

@@ -1,0 +1,322 @@
+/**
+ * The console (SPEC sections 1 and 6): the admin port's web page, driven in a real headless
+ * Chromium. Each test does what an operator would — approve or deny a held call, pull a kill
+ * switch, make and revoke a key — and checks what the agent, the upstream and the audit trail saw.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import { findChromium, launchBrowser } from './support/browser.js';
+import { openaiAgent } from './support/llm.js';
+import { OPENAI_USAGE, startFakeOpenAI, type FakeLlm } from './support/llm-upstream.js';
+import { waitFor } from './support/cli.js';
+import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
+import { startUpstream, type Upstream } from './support/upstream.js';
+
+const chromium = findChromium();
+const skip = 'missing' in chromium ? chromium.missing : false;
+
+function config(upUrl: string, extra = ''): string {
+  return `
+agents:
+  alice: { team: ops, keys: ["${KEYS.alice}"], limits: { requests: 1000/min } }
+  bob: { keys: ["${KEYS.bob}"] }
+rules:
+  - name: use-api
+    allow: ["http: * api/**"]
+  - name: writes-need-a-human
+    approve: ["http: POST,DELETE api/**"]
+  - name: chat
+    allow: ["llm: gpt-4o-mini"]
+approvals: { timeout: 20s }
+http:
+  services:
+    api: { url: "${upUrl}" }
+${extra}`;
+}
+
+const LLM = (llmUrl: string) => `
+llm:
+  providers:
+    openai: { type: openai, url: "${llmUrl}/v1", key: "sk-upstream-console-test" }
+  models:
+    gpt-4o-mini: { provider: openai, price: { input: 1, output: 2 } }
+`;
+
+async function finalRecord(t: TestGateway, id: string, token?: string): Promise<Record<string, any>> {
+  return waitFor(`the final audit record of ${id}`, async () => {
+    const r = await call(`${t.adminUrl}/api/audit?limit=200`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+    return (r.json.records as { id: string; phase: string }[]).find((x) => x.id === id && x.phase === 'final') as never;
+  });
+}
+
+/** The page's card for the pending approval of `action`. */
+function card(page: Page, action: string) {
+  return page.locator('article.approval').filter({ has: page.locator('code.action', { hasText: action }) });
+}
+
+describe('console: an operator in a browser', { skip }, () => {
+  let up: Upstream;
+  let llm: FakeLlm;
+  let t: TestGateway;
+  let browser: Browser;
+  let page: Page;
+  before(async () => {
+    up = await startUpstream();
+    llm = await startFakeOpenAI();
+    t = await startGateway(config(up.url, LLM(llm.url)));
+    browser = await launchBrowser((chromium as { path: string }).path);
+    page = await browser.newPage();
+    page.on('dialog', (d) => void d.accept());
+    await page.goto(`${t.adminUrl}/`);
+    await page.locator('#operator').fill('dana');
+    await page.locator('#operator').dispatchEvent('change');
+    await page.locator('#feed-state[data-state="live"]').waitFor();
+  });
+  after(async () => {
+    await browser?.close();
+    await t?.stop();
+    await up?.close();
+    await llm?.close();
+  });
+
+  it('the admin port serves the console at / with headers that forbid framing and foreign scripts', async () => {
+    assert.match(page.url(), /\/console\/$/);
+    assert.equal(await page.title(), 'airlock console');
+    const r = await call(`${t.adminUrl}/console/`);
+    assert.equal(r.status, 200);
+    assert.match(String(r.headers['content-security-policy']), /frame-ancestors 'none'/);
+    assert.match(String(r.headers['content-security-policy']), /script-src 'self'/);
+    assert.equal(r.headers['x-frame-options'], 'DENY');
+    assert.equal(r.headers['x-content-type-options'], 'nosniff');
+    assert.equal((await call(`${t.adminUrl}/api/agents`)).headers['x-content-type-options'], 'nosniff');
+  });
+
+  it('shows a held call, and approving it on the page runs it once; the audit names the person', async () => {
+    const before = up.received.length;
+    const held = call(`${t.agentUrl}/http/api/tickets?x=1`, { method: 'POST', key: KEYS.alice, headers: { 'content-type': 'application/json', 'x-airlock-user': 'u-42' }, body: '{"title":"printer on fire"}' });
+    const c = card(page, 'http: POST api/tickets');
+    await c.waitFor();
+    assert.match(await c.locator('pre.summary').innerText(), /POST http:\/\/127\.0\.0\.1:\d+\/tickets\?x=1\n\{"title":"printer on fire"\}/);
+    assert.match(await c.locator('.meta').innerText(), /alice \(team ops\) · for user u-42/);
+    assert.equal(await page.locator('#pending-count').innerText(), '1');
+    assert.equal(up.received.length, before, 'nothing reached the upstream while held');
+
+    await c.locator('input.reason').fill('ticket looks right');
+    await c.locator('button.approve').click();
+    const r = await held;
+    assert.equal(r.status, 200);
+    assert.equal(up.received.length, before + 1);
+    assert.equal(up.received.at(-1)!.body.toString(), '{"title":"printer on fire"}');
+    await c.waitFor({ state: 'detached' });
+    assert.equal(await page.locator('#pending-count').innerText(), '0');
+    await page.locator('#decided tbody tr', { hasText: 'http: POST api/tickets' }).filter({ hasText: 'approved' }).waitFor();
+
+    const rec = await finalRecord(t, String(r.headers['x-airlock-request-id']));
+    assert.equal(rec['decision'], 'approved');
+    assert.equal(rec['approval'].by, 'console:dana');
+    assert.equal(rec['approval'].reason, 'ticket looks right');
+  });
+
+  it('denying on the page answers the agent 403 approval_denied with the reason typed there', async () => {
+    const before = up.received.length;
+    const held = call(`${t.agentUrl}/http/api/users/7`, { method: 'DELETE', key: KEYS.alice });
+    const c = card(page, 'http: DELETE api/users/7');
+    await c.locator('input.reason').fill('not during the freeze');
+    await c.locator('button.deny').click();
+    const r = await held;
+    assert.equal(r.status, 403);
+    assert.equal(r.json.error.code, 'approval_denied');
+    assert.match(r.json.error.message, /not during the freeze/);
+    assert.equal(up.received.length, before);
+    const rec = await finalRecord(t, r.json.error.request_id);
+    assert.equal(rec['decision'], 'rejected');
+    assert.equal(rec['approval'].by, 'console:dana');
+  });
+
+  it('"approve and remember" lets the same call through without asking, and revoking the grant on the page asks again', async () => {
+    const body = '{"restart":"web-1"}';
+    const first = call(`${t.agentUrl}/http/api/restarts`, { method: 'POST', key: KEYS.alice, body });
+    const c = card(page, 'http: POST api/restarts');
+    await c.locator('select.remember').selectOption('10m');
+    await c.locator('button.approve').click();
+    assert.equal((await first).status, 200);
+    const grant = page.locator('#remembered tbody tr', { hasText: 'http: POST api/restarts' });
+    await grant.waitFor();
+    assert.match(await grant.innerText(), /console:dana/);
+
+    const again = await call(`${t.agentUrl}/http/api/restarts`, { method: 'POST', key: KEYS.alice, body });
+    assert.equal(again.status, 200, 'remembered: not held');
+
+    await grant.locator('button', { hasText: 'Revoke' }).click();
+    await grant.waitFor({ state: 'detached' });
+    const third = call(`${t.agentUrl}/http/api/restarts`, { method: 'POST', key: KEYS.alice, body });
+    const c3 = card(page, 'http: POST api/restarts');
+    await c3.waitFor();
+    await c3.locator('button.deny').click();
+    assert.equal((await third).status, 403);
+  });
+
+  it('text an agent wrote is shown as text and never runs, in the approval and in the audit view', async () => {
+    const hostile = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold</b>';
+    const held = call(`${t.agentUrl}/http/api/notes`, { method: 'POST', key: KEYS.alice, headers: { 'content-type': 'text/plain' }, body: hostile });
+    const c = card(page, 'http: POST api/notes');
+    await c.waitFor();
+    assert.ok((await c.locator('pre.summary').innerText()).includes(hostile), 'the summary shows the markup as written');
+    assert.equal(await c.locator('img, script, b').count(), 0, 'no element was made from it');
+    assert.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined);
+    await c.locator('button.deny').click();
+    assert.equal((await held).status, 403);
+
+    // An action (the path) is agent-written too.
+    await call(`${t.agentUrl}/http/api/%3Cimg%20src=x%20onerror=window.__pwned=3%3E`, { key: KEYS.alice });
+    await page.goto(`${t.adminUrl}/console/#audit`);
+    await page.locator('#audit-agent').fill('alice');
+    await page.locator('#audit-form button').click();
+    const row = page.locator('#audit tbody tr', { hasText: 'onerror' }).first();
+    await row.waitFor();
+    await row.click();
+    assert.match(await page.locator('#audit-record').innerText(), /"hash": "[0-9a-f]{64}"/);
+    assert.equal(await page.locator('#audit img').count(), 0);
+    assert.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined);
+  });
+
+  it('a kill switch pulled on the page stops the agent at once, and lifting it there lets calls through', async () => {
+    await page.goto(`${t.adminUrl}/console/#kill`);
+    await page.locator('#kill-scope').selectOption('agent');
+    await page.locator('#kill-value').fill('alice');
+    await page.locator('#kill-reason').fill('runaway loop');
+    await page.locator('#kill-form button').click();
+    const row = page.locator('#kills tbody tr', { hasText: 'runaway loop' });
+    await row.waitFor();
+    assert.match(await row.innerText(), /console:dana/);
+    const r = await call(`${t.agentUrl}/http/api/items`, { key: KEYS.alice });
+    assert.equal(r.status, 403);
+    assert.equal(r.json.error.code, 'killed');
+    assert.equal((await call(`${t.agentUrl}/http/api/items`, { key: KEYS.bob })).status, 200, 'another agent is not covered');
+    assert.equal(await page.locator('#kill-count').innerText(), '1');
+
+    await row.locator('button', { hasText: 'Lift' }).click();
+    await row.waitFor({ state: 'detached' });
+    assert.equal((await call(`${t.agentUrl}/http/api/items`, { key: KEYS.alice })).status, 200);
+  });
+
+  it('a kill switch pulled elsewhere (the API) shows on the open page without a reload', async () => {
+    await call(`${t.adminUrl}/api/kill`, { method: 'POST', body: JSON.stringify({ team: 'ops', reason: 'from the CLI' }) });
+    await page.locator('#kills tbody tr', { hasText: 'from the CLI' }).waitFor();
+    await call(`${t.adminUrl}/api/kill`, { method: 'DELETE', body: JSON.stringify({ team: 'ops' }) });
+    await page.locator('#kills tbody tr', { hasText: 'from the CLI' }).waitFor({ state: 'detached' });
+  });
+
+  it('a key made on the page works for the agent, once shown; revoking it there refuses the next request', async () => {
+    await page.goto(`${t.adminUrl}/console/#agents`);
+    const bob = page.locator('#agents tbody tr[data-agent="bob"]');
+    await bob.locator('button', { hasText: 'New key' }).click();
+    await page.locator('#new-key:not([hidden])').waitFor();
+    const key = await page.locator('#new-key-value').innerText();
+    assert.match(key, /^alk_/);
+    assert.equal((await call(`${t.agentUrl}/http/api/items`, { key })).status, 200);
+
+    const prefix = key.slice(0, 12);
+    const row = page.locator('#keys tbody tr', { hasText: 'active' }).filter({ hasText: prefix.slice(0, 8) }).filter({ has: page.locator('button', { hasText: 'Revoke' }) });
+    await row.first().locator('button', { hasText: 'Revoke' }).click();
+    await page.locator('#keys tbody tr', { hasText: 'revoked' }).first().waitFor();
+    const r = await call(`${t.agentUrl}/http/api/items`, { key });
+    assert.equal(r.status, 401);
+    assert.equal(r.json.error.code, 'unauthenticated');
+  });
+
+  it('the live tab shows exchanges as they end, refusals included', async () => {
+    await page.goto(`${t.adminUrl}/console/#live`);
+    await page.locator('#feed-state[data-state="live"]').waitFor();
+    await call(`${t.agentUrl}/http/api/live-check`, { key: KEYS.bob });
+    await call(`${t.agentUrl}/http/elsewhere/x`, { key: KEYS.bob });
+    const ok = page.locator('#live tbody tr', { hasText: 'http: GET api/live-check' });
+    await ok.waitFor();
+    assert.match(await ok.innerText(), /bob[\s\S]*allowed[\s\S]*200/);
+    await page.locator('#live tbody tr', { hasText: 'not_found' }).or(page.locator('#live tbody tr', { hasText: '404' })).first().waitFor();
+  });
+
+  it('the usage tab sums the LLM calls of the period by agent: requests, tokens and cost', async () => {
+    const ai = openaiAgent(t.agentUrl, KEYS.bob);
+    for (let i = 0; i < 2; i++) await ai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    await page.goto(`${t.adminUrl}/console/#usage`);
+    const bob = page.locator('#usage tbody tr', { hasText: 'bob' });
+    await bob.waitFor();
+    const cells = await bob.locator('td').allInnerTexts();
+    // requests, refused, input and output tokens (the fake provider reports 11 in and 7 out per call)
+    assert.deepEqual(cells.slice(0, 5), ['bob', '2', '0', String(2 * OPENAI_USAGE.prompt_tokens), String(2 * OPENAI_USAGE.completion_tokens)]);
+    const api = (await call(`${t.adminUrl}/api/usage?by=agent&since=1d`)).json.groups.find((g: { agent: string }) => g.agent === 'bob');
+    assert.ok(api.costUsd > 0);
+    assert.equal(cells[5], api.costUsd.toFixed(6), 'the cost the API reports, to the millionth of a dollar');
+  });
+
+  it('a web page on another origin still cannot drive the admin API', async () => {
+    const other: Server = createServer((_req, res) => res.end('<!doctype html><title>elsewhere</title>'));
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    try {
+      const p = await browser.newPage();
+      await p.goto(`http://127.0.0.1:${(other.address() as AddressInfo).port}/`);
+      const status = await p.evaluate(async (url) => {
+        try {
+          await fetch(`${url}/api/kill`, { method: 'POST', mode: 'no-cors', headers: { 'content-type': 'text/plain' }, body: JSON.stringify({ all: true }) });
+          return 'sent';
+        } catch (e) {
+          return String(e);
+        }
+      }, t.adminUrl);
+      assert.equal(status, 'sent', 'the browser did send it (a simple request needs no preflight)');
+      await p.close();
+      assert.deepEqual((await call(`${t.adminUrl}/api/kill`)).json.kills, [], 'and the gateway refused it');
+    } finally {
+      other.close();
+    }
+  });
+});
+
+describe('console: an admin port that needs a token', { skip }, () => {
+  const TOKEN = 'admin-token-console-0123456789';
+  let up: Upstream;
+  let t: TestGateway;
+  let browser: Browser;
+  before(async () => {
+    up = await startUpstream();
+    t = await startGateway(config(up.url, `admin: { tokens: [{ name: oncall, token: "${TOKEN}" }] }`));
+    browser = await launchBrowser((chromium as { path: string }).path);
+  });
+  after(async () => {
+    await browser?.close();
+    await t?.stop();
+    await up?.close();
+  });
+
+  it('asks for the token, refuses a wrong one, and with the right one approves as the token\'s name', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${t.adminUrl}/console/`);
+    await page.locator('#login:not([hidden])').waitFor();
+    assert.ok(await page.locator('#main').isHidden(), 'nothing is shown without the token');
+    await page.locator('#token').fill('wrong-token');
+    await page.locator('#login-form button').click();
+    await page.locator('#login-error', { hasText: 'not accepted' }).waitFor();
+
+    await page.locator('#token').fill(TOKEN);
+    await page.locator('#login-form button').click();
+    await page.locator('#main:not([hidden])').waitFor();
+    await page.locator('#feed-state[data-state="live"]').waitFor();
+
+    const held = call(`${t.agentUrl}/http/api/deploys`, { method: 'POST', key: KEYS.alice, body: '{}' });
+    const c = card(page, 'http: POST api/deploys');
+    await c.locator('button.approve').click();
+    const r = await held;
+    assert.equal(r.status, 200);
+    const rec = await finalRecord(t, String(r.headers['x-airlock-request-id']), TOKEN);
+    assert.equal(rec['approval'].by, 'oncall (console)');
+
+    // The token stays in the tab: a reload does not ask again.
+    await page.reload();
+    await page.locator('#main:not([hidden])').waitFor();
+    await page.close();
+  });
+});
