@@ -481,7 +481,9 @@ http:
         ['GET', '/api/nope'],
         ['POST', '/api/agents'],
         ['PUT', '/api/kill'],
-        ['GET', '/'],
+        ['GET', '/nope'],
+        ['POST', '/'],
+        ['GET', '/console/nope.js'],
       ] as const) {
         const r = await admin(path, { method });
         assert.equal(r.status, 404, `${method} ${path}`);

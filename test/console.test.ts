@@ -4,12 +4,17 @@
  * switch, make and revoke a key — and checks what the agent, the upstream and the audit trail saw.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { findChromium, launchBrowser } from './support/browser.js';
 import { openaiAgent } from './support/llm.js';
+import { agentClient } from './support/mcp.js';
 import { OPENAI_USAGE, startFakeOpenAI, type FakeLlm } from './support/llm-upstream.js';
 import { waitFor } from './support/cli.js';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
@@ -318,5 +323,66 @@ describe('console: an admin port that needs a token', { skip }, () => {
     await page.reload();
     await page.locator('#main:not([hidden])').waitFor();
     await page.close();
+  });
+});
+
+describe('console: an MCP tool that changed is shown quarantined, and accepting it there makes it callable', { skip }, () => {
+  const reborn = join(dirname(fileURLToPath(import.meta.url)), 'support', 'mcp-reborn-server.js');
+  let t: TestGateway;
+  let browser: Browser;
+  let state = '';
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-console-mcp-'));
+    state = join(dir, 'state');
+    t = await startGateway(
+      `
+agents:
+  alice: { keys: ["${KEYS.alice}"] }
+rules:
+  - name: all
+    allow: ["mcp: re/*"]
+mcp:
+  pinning: strict
+  servers:
+    re: { command: "${process.execPath}", args: ["${reborn}"], env: { REBORN_STATE: "${state}" } }
+`,
+      { dir },
+    );
+    await waitFor('the MCP server', () => (t.gw.mcpHub.get('re')?.catalogue.tools.length ?? 0) > 0, 20_000);
+    browser = await launchBrowser((chromium as { path: string }).path);
+  });
+  after(async () => {
+    await browser?.close();
+    await t?.stop();
+    if (t) rmSync(t.dir, { recursive: true, force: true });
+  });
+
+  it('quarantined on the page as it happens, accepted with a click, callable again', async () => {
+    const page = await browser.newPage();
+    page.on('dialog', (d) => void d.accept());
+    await page.goto(`${t.adminUrl}/console/#tools`);
+    await page.locator('#feed-state[data-state="live"]').waitFor();
+    const act = page.locator('#tools tbody tr[data-tool="re/act"]');
+    assert.match(await act.innerText(), /pinned/);
+
+    const c = await agentClient(`${t.agentUrl}/mcp/re`, KEYS.alice, 'modern');
+    try {
+      await c.callTool({ name: 'crash', arguments: {} });
+      // The server comes back with a different description of `act`: quarantined, and the open page says so.
+      await act.filter({ hasText: 'quarantined' }).waitFor({ timeout: 20_000 });
+      assert.equal(await page.locator('#tools-count').innerText(), '1');
+      const refused = await c.callTool({ name: 'act', arguments: {} }, { timeout: 30_000 });
+      assert.equal(refused.isError, true);
+
+      await act.locator('button', { hasText: 'Accept' }).click();
+      await act.filter({ hasText: 'pinned' }).waitFor();
+      assert.equal(await page.locator('#tools-count').innerText(), '0');
+      const r = await c.callTool({ name: 'act', arguments: {} });
+      assert.equal(r.isError, undefined);
+      assert.equal((r.content as { text: string }[])[0]!.text, 'act ran after 1 crashes');
+    } finally {
+      await c.close();
+      await page.close();
+    }
   });
 });

@@ -334,6 +334,37 @@ async function revoke(k) {
   await loadAgents();
 }
 
+// ---- MCP tool pins ----------------------------------------------------------------------------
+
+async function loadTools() {
+  const { tools } = await api('GET', '/api/tools');
+  const changed = tools.filter((p) => p.status === 'changed');
+  $('tools-count').textContent = String(changed.length);
+  $('tools-count').dataset.some = String(changed.length > 0);
+  // Quarantined tools first: they are the ones waiting for someone.
+  const rows = [...changed, ...tools.filter((p) => p.status !== 'changed')].map((p) =>
+    el(
+      'tr',
+      { 'data-tool': `${p.server}/${p.tool}` },
+      el('td', {}, p.server),
+      el('td', {}, p.tool),
+      el('td', { class: `pin-${p.status}` }, p.status === 'changed' ? 'changed: quarantined' : 'pinned'),
+      el('td', {}, time(p.firstSeen)),
+      el('td', {}, time(p.changedAt)),
+      el('td', {}, el('code', { title: p.pendingFingerprint ? `${p.fingerprint} → ${p.pendingFingerprint}` : p.fingerprint }, p.pendingFingerprint ? `${p.fingerprint.slice(0, 12)} → ${p.pendingFingerprint.slice(0, 12)}` : p.fingerprint.slice(0, 12))),
+      el('td', {}, p.status === 'changed' ? el('button', { onclick: (ev) => act(ev.target, () => acceptTool(p)) }, 'Accept') : null),
+    ),
+  );
+  fill($('tools').tBodies[0], rows, 'No MCP tool has been seen yet.');
+}
+
+async function acceptTool(p) {
+  if (!confirm(`Accept the new definition of ${p.server}/${p.tool}? Agents allowed to call it can call it again.`)) return;
+  await api('POST', '/api/tools/accept', { server: p.server, tool: p.tool });
+  notice(`Accepted the new definition of ${p.server}/${p.tool}`);
+  await loadTools();
+}
+
 // ---- alerts, usage, audit ---------------------------------------------------------------------
 
 async function loadAlerts() {
@@ -398,7 +429,7 @@ $('audit-form').addEventListener('submit', (ev) => {
 
 // ---- tabs -------------------------------------------------------------------------------------
 
-const LOADERS = { approvals: loadApprovals, kill: loadKills, live: async () => {}, agents: loadAgents, alerts: loadAlerts, usage: loadUsage, audit: loadAudit };
+const LOADERS = { approvals: loadApprovals, kill: loadKills, live: async () => {}, agents: loadAgents, tools: loadTools, alerts: loadAlerts, usage: loadUsage, audit: loadAudit };
 
 function currentTab() {
   const t = location.hash.slice(1);
@@ -430,6 +461,7 @@ function onEvent(type, data) {
   if (type === 'exchange') return addExchange(data);
   if (type === 'approval') return act(null, loadApprovals);
   if (type === 'kill' || type === 'unkill') return act(null, loadKills);
+  if (type === 'tool_accepted' || (type === 'alert' && data.kind === 'tool_changed')) act(null, loadTools);
   if (type === 'alert' && currentTab() === 'alerts') return act(null, loadAlerts);
   if (type === 'config' && currentTab() === 'agents') return act(null, loadAgents);
 }
@@ -500,7 +532,7 @@ async function status() {
 
 async function start() {
   try {
-    await Promise.all([loadApprovals(), loadKills()]);
+    await Promise.all([loadApprovals(), loadKills(), loadTools()]);
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 401)) notice(e.message, 'error');
     return;
