@@ -258,6 +258,32 @@ describe('console: an operator in a browser', { skip }, () => {
     assert.equal(cells[5], api.costUsd.toFixed(6), 'the cost the API reports, to the millionth of a dollar');
   });
 
+  it('a burst of held calls is listed in full without the page hammering the gateway, and a burst of exchanges keeps the newest 200', async () => {
+    await page.goto(`${t.adminUrl}/console/#approvals`);
+    await page.locator('#feed-state[data-state="live"]').waitFor();
+    let listings = 0;
+    page.on('request', (r) => void (new URL(r.url()).pathname.startsWith('/api/approvals') && listings++));
+    const N = 300;
+    const held = Array.from({ length: N }, (_, i) => call(`${t.agentUrl}/http/api/burst/${i}`, { method: 'POST', key: KEYS.bob, body: '{}' }));
+    await page.locator('#pending-count', { hasText: String(N) }).waitFor({ timeout: 20_000 });
+    assert.equal(await page.locator('article.approval').count(), N);
+    // Three listings per reload; one reload per approval event would be 3 × 300.
+    assert.ok(listings <= 60, `${listings} approval listings for ${N} held calls`);
+    for (const a of (await call(`${t.adminUrl}/api/approvals?status=pending&limit=1000`)).json.approvals) {
+      await call(`${t.adminUrl}/api/approvals/${a.id}`, { method: 'POST', body: JSON.stringify({ decision: 'deny' }) });
+    }
+    assert.ok((await Promise.all(held)).every((r) => r.status === 403));
+    await page.locator('#pending-count', { hasText: /^0$/ }).waitFor();
+
+    await page.goto(`${t.adminUrl}/console/#live`);
+    await page.locator('#feed-state[data-state="live"]').waitFor();
+    for (let i = 0; i < 500; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => call(`${t.agentUrl}/http/api/many/${i + j}`, { key: KEYS.bob })));
+    await page.locator('#live tbody tr', { hasText: 'api/many/' }).first().waitFor();
+    await page.waitForFunction(() => document.querySelector('#live tbody tr')?.textContent?.includes('api/many/'));
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(await page.locator('#live tbody tr').count(), 200);
+  });
+
   it('a web page on another origin still cannot drive the admin API', async () => {
     const other: Server = createServer((_req, res) => res.end('<!doctype html><title>elsewhere</title>'));
     await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));

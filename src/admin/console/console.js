@@ -258,21 +258,33 @@ $('kill-form').addEventListener('submit', (ev) => {
 
 // ---- live exchanges ---------------------------------------------------------------------------
 
+/** Exchanges received and not yet on the page: drawn together, a few times a second (a busy gateway ends thousands a second). */
+let unshown = [];
+
 function addExchange(r) {
+  unshown.push(r);
+  if (unshown.length > LIVE_MAX) unshown = unshown.slice(-LIVE_MAX);
+  if (unshown.length === 1) setTimeout(showExchanges, 150);
+}
+
+function showExchanges() {
   const tbody = $('live').tBodies[0];
   tbody.querySelector('tr.empty')?.remove();
-  const row = el(
-    'tr',
-    { 'data-id': r.id },
-    el('td', {}, clock(r.ts)),
-    el('td', {}, r.agent ?? '—', r.node ? el('span', { class: 'node' }, ` @${r.node}`) : null),
-    el('td', {}, r.protocol),
-    el('td', {}, el('code', {}, r.action ?? '')),
-    el('td', { class: `decision-${r.decision}` }, r.decision),
-    el('td', {}, r.status ?? r.code ?? ''),
-    el('td', {}, typeof r.durationMs === 'number' ? r.durationMs.toFixed(1) : ''),
+  const rows = unshown.reverse().map((r) =>
+    el(
+      'tr',
+      { 'data-id': r.id },
+      el('td', {}, clock(r.ts)),
+      el('td', {}, r.agent ?? '—', r.node ? el('span', { class: 'node' }, ` @${r.node}`) : null),
+      el('td', {}, r.protocol),
+      el('td', {}, el('code', {}, r.action ?? '')),
+      el('td', { class: `decision-${r.decision}` }, r.decision),
+      el('td', {}, r.status ?? r.code ?? ''),
+      el('td', {}, typeof r.durationMs === 'number' ? r.durationMs.toFixed(1) : ''),
+    ),
   );
-  tbody.prepend(row);
+  unshown = [];
+  tbody.prepend(...rows);
   while (tbody.rows.length > LIVE_MAX) tbody.lastElementChild.remove();
 }
 
@@ -457,13 +469,40 @@ function stopFeed() {
   setFeed('off');
 }
 
+/**
+ * `load` run at most once at a time: asked again while it runs, it runs once more afterwards. A
+ * burst of events (a thousand calls held in a second) costs a few reloads, not a thousand.
+ */
+function coalesced(load) {
+  let running = false;
+  let again = false;
+  const run = async () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      do {
+        again = false;
+        await act(null, load);
+      } while (again);
+    } finally {
+      running = false;
+    }
+  };
+  return run;
+}
+
+const refresh = { approvals: coalesced(loadApprovals), kills: coalesced(loadKills), tools: coalesced(loadTools), alerts: coalesced(loadAlerts), agents: coalesced(loadAgents) };
+
 function onEvent(type, data) {
   if (type === 'exchange') return addExchange(data);
-  if (type === 'approval') return act(null, loadApprovals);
-  if (type === 'kill' || type === 'unkill') return act(null, loadKills);
-  if (type === 'tool_accepted' || (type === 'alert' && data.kind === 'tool_changed')) act(null, loadTools);
-  if (type === 'alert' && currentTab() === 'alerts') return act(null, loadAlerts);
-  if (type === 'config' && currentTab() === 'agents') return act(null, loadAgents);
+  if (type === 'approval') return refresh.approvals();
+  if (type === 'kill' || type === 'unkill') return refresh.kills();
+  if (type === 'tool_accepted' || (type === 'alert' && data.kind === 'tool_changed')) refresh.tools();
+  if (type === 'alert' && currentTab() === 'alerts') return refresh.alerts();
+  if (type === 'config' && currentTab() === 'agents') return refresh.agents();
 }
 
 /** Reads /api/events (fetch rather than EventSource, which cannot send the token) and reconnects when it drops. */
@@ -479,8 +518,8 @@ async function runFeed() {
       setFeed('live');
       wait = 500;
       // What happened while the feed was down.
-      act(null, loadApprovals);
-      act(null, loadKills);
+      refresh.approvals();
+      refresh.kills();
       const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = '';
       for (;;) {
@@ -548,5 +587,5 @@ async function start() {
 status();
 setInterval(status, 10000);
 // A backstop for a feed that is down: pending approvals are the page's first job.
-setInterval(() => started && $('feed-state').dataset.state !== 'live' && act(null, loadApprovals), 5000);
+setInterval(() => started && $('feed-state').dataset.state !== 'live' && refresh.approvals(), 5000);
 start();
