@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
-import type { Agent as UndiciAgent } from 'undici';
+import type { Agent as UndiciAgent, Dispatcher } from 'undici';
 import { adminHandler } from './admin/api.js';
 import { ApprovalNotifier } from './approvals/notify.js';
 import { Approvals } from './approvals/service.js';
@@ -33,7 +33,8 @@ import { LimitCounters, limitsPolicy } from './policies/limits/policy.js';
 import { rulesPolicy } from './policies/rules/policy.js';
 import { ServicePidFile } from './process/pidfile.js';
 import { SupervisedProcess } from './process/supervisor.js';
-import { agentHandler, type AgentPortDeps } from './server/agent.js';
+import { agentHandler, connectHandler, type AgentPortDeps } from './server/agent.js';
+import { createProxyDispatcher, type OwnPorts } from './protocols/http/proxy.js';
 import { DeferredWrites } from './store/deferred.js';
 import { SqliteStore } from './store/sqlite.js';
 import { nodeId } from './store/node.js';
@@ -87,6 +88,9 @@ export class Gateway implements AgentPortDeps {
   readonly counters = new LimitCounters();
   readonly dispatcher: UndiciAgent = createDispatcher();
   readonly llmDispatcher: UndiciAgent = createLlmDispatcher();
+  /** The listeners' ports: forward-proxy mode never connects to them. */
+  readonly own: OwnPorts = { ports: () => [this.agentUrl, this.adminUrl].filter(Boolean).map((u) => Number(new URL(u).port)) };
+  readonly proxyDispatcher: Dispatcher = createProxyDispatcher(this.own);
   readonly store: Store;
   readonly audit: AuditLog;
   /** store.postgres: ships this gateway's audit chain to PostgreSQL, and reads every gateway's there. */
@@ -243,6 +247,8 @@ export class Gateway implements AgentPortDeps {
     // only when it is ready to take the body (after the size check and authentication).
     agent.on('checkContinue', this.countingActive(agentHandler(this)));
     agent.on('clientError', answerMalformed);
+    // Forward-proxy mode's tunnels (HTTPS_PROXY): a CONNECT request gets the raw socket.
+    agent.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => connectHandler(this, req, socket, head));
     this.agentServer = agent;
     this.agentUrl = await listen(agent, c.listen);
     const admin = createServer({ headersTimeout: 10_000, requestTimeout: 0 }, adminHandler(this));
@@ -481,6 +487,7 @@ export class Gateway implements AgentPortDeps {
     clearRunning(this.current.dataDir);
     await this.dispatcher.close().catch(() => {});
     await this.llmDispatcher.close().catch(() => {});
+    await this.proxyDispatcher.close().catch(() => {});
     this.log.info('gateway stopped');
     await new Promise<void>((r) => this.log.flush(() => r()));
   }

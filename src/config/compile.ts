@@ -89,7 +89,11 @@ export interface RuntimeConfig {
   rules: RuleSet;
   targetLimits: TargetLimit[];
   guards: { loop: { repeats: number; windowMs: number } | undefined; sessionMaxCalls: number | undefined };
-  http: { services: Map<string, HttpService> };
+  http: {
+    services: Map<string, HttpService>;
+    /** Forward-proxy mode (`http.forwardProxy`), or undefined when it is off. */
+    forwardProxy: { timeoutMs: number; maxBodySize: number } | undefined;
+  };
   llm: LlmRuntime;
   a2a: A2ARuntime;
   mcp: McpRuntime;
@@ -263,7 +267,10 @@ export function compileConfig(loaded: LoadedConfig, overrides: { listen?: string
       loop: loopCfg ? { repeats: loopCfg.repeats, windowMs: parseDuration(loopCfg.window)! } : undefined,
       sessionMaxCalls: c.guards?.session?.maxCalls,
     },
-    http: { services },
+    http: {
+      services,
+      forwardProxy: c.http?.forwardProxy ? { timeoutMs: parseDuration((typeof c.http.forwardProxy === 'object' ? c.http.forwardProxy.timeout : undefined) ?? '30s')!, maxBodySize: defaultMaxBody } : undefined,
+    },
     llm: compileLlm(c.llm, loaded),
     a2a: compileA2A(c.a2a, loaded),
     mcp: compileMcp(c.mcp, loaded),

@@ -121,7 +121,16 @@ export const configSchema = z.strictObject({
   rules: z.array(rule).optional(),
   limits: z.array(targetLimit).optional(),
   guards: guards.optional(),
-  http: z.strictObject({ services: z.record(name, httpService).optional(), maxBodySize: size.optional() }).optional(),
+  http: z
+    .strictObject({
+      services: z.record(name, httpService).optional(),
+      maxBodySize: size.optional(),
+      forwardProxy: z
+        .union([z.boolean(), z.strictObject({ timeout: duration.optional() })])
+        .optional()
+        .describe('forward-proxy mode (HTTP_PROXY / HTTPS_PROXY pointing at the agent port): off unless set, so that rules written for /http services never open other hosts by accident. Actions are "http: <METHOD> <host>/<path>" and "http: CONNECT <host>:<port>"'),
+    })
+    .optional(),
   approvals: z.strictObject({ timeout: duration.optional(), notify: z.array(notify).optional() }).optional(),
   audit: z.strictObject({ bodies: z.boolean().optional(), jsonl: z.boolean().optional() }).optional(),
   // Sections of later front doors and stores; shaped by their own modules as they land.

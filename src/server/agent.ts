@@ -5,6 +5,8 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { presentedKey, validAttribution } from '../identity/authenticate.js';
+import { proxyCredentials, refuseRaw, serveConnect, serveProxied, type OwnPorts } from '../protocols/http/proxy.js';
+import type { Duplex } from 'node:stream';
 import type { KeyRing } from '../identity/keys.js';
 import type { RuntimeConfig } from '../config/compile.js';
 import { serveA2a, type A2ADoorContext } from '../protocols/a2a/door.js';
@@ -50,6 +52,10 @@ export function agentHandler(gw: AgentPortDeps): (req: IncomingMessage, res: Ser
       else sendError(res, requestId, code, message);
     };
 
+    // A proxy client (HTTP_PROXY) sends an absolute URL, and its airlock key only as
+    // Proxy-Authorization: its Authorization header is meant for the host it calls.
+    const proxied = !url.startsWith('/');
+    if (proxied) return serveAsProxy(gw, req, res, requestId, startedHr, config);
     const presented = presentedKey(req.headers);
     if (!presented) return refuse('unauthenticated', 'no agent key: send it as "Authorization: Bearer alk_..." (or x-api-key)');
     const key = gw.keys.find(presented.key, Date.now());
@@ -99,6 +105,60 @@ export function agentHandler(gw: AgentPortDeps): (req: IncomingMessage, res: Ser
     }
     return refuse('not_found', `no route for ${url.split('?')[0]}: agent traffic goes to /http/<service>/..., /llm/v1/..., /mcp (or /mcp/<server>) or /a2a/<agent>/`, agent.name);
   };
+}
+
+/** The caller of a forward-proxy request (absolute URL or CONNECT), or why it has none: refused with 407 as proxy clients expect. */
+export function proxyCaller(gw: AgentPortDeps, h: IncomingMessage['headers'], requestId: string, startedHr: number, config: RuntimeConfig): Caller | { code: ErrorCode; message: string; agentName?: string } {
+  const creds = proxyCredentials(h);
+  if (!creds) return { code: 'unauthenticated', message: 'forward-proxy mode needs "Proxy-Authorization: Basic base64(<agent>:<key>)" (a proxy URL such as http://<agent>:<key>@127.0.0.1:8844)' };
+  const key = gw.keys.find(creds.key, Date.now());
+  if (!key) return { code: 'unauthenticated', message: 'the agent key is unknown, revoked or expired' };
+  if (creds.agent !== key.agent) return { code: 'unauthenticated', message: 'the agent name does not match the key' };
+  const agent = config.agents.get(key.agent);
+  if (!agent) return { code: 'unauthenticated', message: `the key belongs to agent "${key.agent}", which is no longer in the config` };
+  if (!config.http.forwardProxy) return { code: 'not_found', message: 'forward-proxy mode is off on this gateway (http.forwardProxy); call services through /http/<service>/...', agentName: agent.name };
+  const session = h['x-airlock-session'];
+  const user = h['x-airlock-user'];
+  for (const [name, v] of [['x-airlock-session', session], ['x-airlock-user', user]] as const) {
+    if (v !== undefined && (typeof v !== 'string' || !validAttribution(v))) return { code: 'bad_request', message: `${name} must be 1 to 200 visible ASCII characters`, agentName: agent.name };
+  }
+  return { requestId, agent, keyId: key.id, user: user as string | undefined, session: session as string | undefined, config, startedHr };
+}
+
+function serveAsProxy(gw: AgentPortDeps, req: IncomingMessage, res: ServerResponse, requestId: string, startedHr: number, config: RuntimeConfig): void {
+  const c = proxyCaller(gw, req.headers, requestId, startedHr, config);
+  if ('code' in c) {
+    const status = c.code === 'unauthenticated' ? 407 : ERROR_CODES[c.code].status;
+    gw.pipeline.reject({ id: requestId, protocol: 'http', agent: c.agentName ? config.agents.get(c.agentName) : undefined, code: c.code, message: c.message, status, startedHr });
+    if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) res.setHeader('connection', 'close');
+    if (c.code === 'unauthenticated') res.setHeader('proxy-authenticate', 'Basic realm="airlock"');
+    return sendError(res, requestId, c.code, c.message, { status });
+  }
+  serveProxied(gw, req, res, c).catch((e: unknown) => {
+    gw.log.error({ err: e, exchange: requestId }, 'forward proxy failed');
+    sendError(res, requestId, 'internal_error', 'the gateway failed while serving this call');
+  });
+}
+
+/** A CONNECT request on the agent port (forward-proxy mode's tunnels): authenticated, then judged and tunnelled. */
+export function connectHandler(gw: AgentPortDeps & { own: OwnPorts }, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  const startedHr = performance.now();
+  const requestId = randomUUID();
+  socket.on('error', () => {}); // a client that resets mid-tunnel is an ordinary end, handled on 'close'
+  const config = gw.config();
+  const c = proxyCaller(gw, req.headers, requestId, startedHr, config);
+  if ('code' in c) {
+    gw.pipeline.reject({ id: requestId, protocol: 'http', agent: c.agentName ? config.agents.get(c.agentName) : undefined, code: c.code, message: c.message, status: c.code === 'unauthenticated' ? 407 : ERROR_CODES[c.code].status, startedHr });
+    return refuseRaw(socket, requestId, c.code, c.message);
+  }
+  if (gw.isDraining()) {
+    gw.pipeline.reject({ id: requestId, protocol: 'http', agent: c.agent, code: 'upstream_error', message: 'the gateway is shutting down', status: 502, startedHr });
+    return refuseRaw(socket, requestId, 'upstream_error', 'the gateway is shutting down; retry');
+  }
+  serveConnect(gw, req, socket, head, c).catch((e: unknown) => {
+    gw.log.error({ err: e, exchange: requestId }, 'forward proxy tunnel failed');
+    refuseRaw(socket, requestId, 'internal_error', 'the gateway failed while serving this call');
+  });
 }
 
 function protocolOf(url: string): 'http' | 'llm' | 'mcp' | 'a2a' {

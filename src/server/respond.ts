@@ -5,6 +5,8 @@ import { ERROR_CODES, errorBody, type ErrorCode } from '../errors.js';
 export interface ErrorOptions {
   rule?: string | undefined;
   retryAfterS?: number | undefined;
+  /** Instead of the code's own status: forward-proxy mode answers `unauthenticated` with 407. */
+  status?: number | undefined;
 }
 
 /** Sends `{"error": {type, code, message, request_id, rule?}}`; a no-op when headers are already out. */
@@ -21,7 +23,7 @@ export function sendError(res: ServerResponse, requestId: string, code: ErrorCod
     'cache-control': 'no-store',
   };
   if (opts.retryAfterS !== undefined) headers['retry-after'] = String(opts.retryAfterS);
-  res.writeHead(ERROR_CODES[code].status, headers);
+  res.writeHead(opts.status ?? ERROR_CODES[code].status, headers);
   res.end(body);
 }
 

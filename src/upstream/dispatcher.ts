@@ -14,6 +14,9 @@ export function createDispatcher(): Agent {
   });
 }
 
+/** The code of a forward-proxy connection refused for its address (protocols/http/proxy.ts). */
+export const FORBIDDEN_ADDRESS = 'AIRLOCK_FORBIDDEN_ADDRESS';
+
 /** Maps an undici failure to the gateway's error code. */
 export function upstreamFailure(e: unknown): { code: 'upstream_timeout' | 'upstream_error'; message: string } {
   const code = (e as { code?: string } | null)?.code ?? '';

@@ -26,6 +26,20 @@ export function upstreamRequestHeaders(h: IncomingHttpHeaders, inject: readonly 
 }
 
 /**
+ * The headers to send to a host through the forward proxy: the agent's, less hop-by-hop (the
+ * proxy's own credentials among them) and `x-airlock-*`. Its credentials for that host
+ * (`Authorization`, `x-api-key`) go along, unless one carries an airlock agent key.
+ */
+export function originRequestHeaders(h: IncomingHttpHeaders): Record<string, string | string[]> {
+  const out = upstreamRequestHeaders(h, []);
+  for (const name of ['authorization', 'x-api-key'] as const) {
+    const v = h[name];
+    if (typeof v === 'string' && !v.includes('alk_')) out[name] = v;
+  }
+  return out;
+}
+
+/**
  * The upstream's response headers for the agent, less hop-by-hop (and `alsoDrop`: a door that
  * rewrites the body drops its length, for example).
  */

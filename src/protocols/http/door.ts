@@ -15,36 +15,61 @@ import type { ExchangeAbort } from '../../pipeline/abort.js';
 import type { Exchange } from '../../pipeline/types.js';
 import type { Caller, DoorContext } from '../../server/context.js';
 import { continueIfExpected, sendError } from '../../server/respond.js';
-import { upstreamFailure } from '../../upstream/dispatcher.js';
+import { FORBIDDEN_ADDRESS, upstreamFailure } from '../../upstream/dispatcher.js';
 import { discard, relay } from '../../upstream/relay.js';
-import { agentResponseHeaders, upstreamRequestHeaders } from '../../upstream/headers.js';
+import { agentResponseHeaders, originRequestHeaders, upstreamRequestHeaders } from '../../upstream/headers.js';
 import { backoffMs, isIdempotent, isRetryableError, isRetryableStatus, RETRY_AFTER_CAP_MS, retryAfterMs } from '../../upstream/retry.js';
 import { BoundedBody, BUFFERED_BODY_LIMIT, bodyExcerpt, readBody } from './body.js';
 import { parseHttpRoute } from './route.js';
 
+/**
+ * Where an HTTP exchange goes and how the rules and the audit name it: a configured service
+ * (`/http/<service>/<path>`) or, in forward-proxy mode, a host (`http://host/path` through the proxy).
+ */
+export interface HttpDestination {
+  /** The service, or for a host a stand-in with its origin, no base path and no injected headers. */
+  svc: HttpService;
+  /** `service`: the action and target name the service; `host`: they name the host (`host[:port]`). */
+  kind: 'service' | 'host';
+  /** As received (still percent-encoded), beginning with `/`; appended to the base path. */
+  rawPath: string;
+  /** Decoded, for the action and the rules. */
+  path: string;
+  /** With the leading `?`, or ''. */
+  query: string;
+}
+
 /** Serves one `/http/...` request from an authenticated caller. */
 export async function serveHttp(gw: DoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller): Promise<void> {
-  const { requestId } = caller;
-  const refuse = (code: ErrorCode, message: string, extra: { action?: string; target?: Record<string, unknown>; close?: boolean } = {}) => {
-    gw.pipeline.reject({ id: requestId, protocol: 'http', agent: caller.agent, user: caller.user, session: caller.session, action: extra.action, target: extra.target, code, message, status: ERROR_CODES[code].status, startedHr: caller.startedHr });
-    if (extra.close) res.setHeader('connection', 'close');
-    sendError(res, requestId, code, message);
-  };
-
   const parsed = parseHttpRoute(req.url ?? '/');
-  if (!parsed.ok) return refuse('bad_request', `${parsed.problem}; the request was not forwarded`);
+  if (!parsed.ok) return refuseHttp(gw, res, caller, 'bad_request', `${parsed.problem}; the request was not forwarded`);
   const route = parsed.route;
   const svc = caller.config.http.services.get(route.service);
-  if (!svc) return refuse('not_found', `no HTTP service named "${route.service}" is configured (see http.services)`);
+  if (!svc) return refuseHttp(gw, res, caller, 'not_found', `no HTTP service named "${route.service}" is configured (see http.services)`);
+  return serveDestination(gw, req, res, caller, { svc, kind: 'service', rawPath: route.rawPath, path: route.path, query: route.query });
+}
 
+/** Refuses a call before it became an exchange (it is still audited). */
+export function refuseHttp(gw: DoorContext, res: ServerResponse, caller: Caller, code: ErrorCode, message: string, extra: { action?: string; target?: Record<string, unknown>; close?: boolean } = {}): void {
+  gw.pipeline.reject({ id: caller.requestId, protocol: 'http', agent: caller.agent, user: caller.user, session: caller.session, action: extra.action, target: extra.target, code, message, status: ERROR_CODES[code].status, startedHr: caller.startedHr });
+  if (extra.close) res.setHeader('connection', 'close');
+  sendError(res, caller.requestId, code, message);
+}
+
+/** Judges and forwards one HTTP call to `dest`: the part /http and forward-proxy mode share. */
+export async function serveDestination(gw: DoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller, dest: HttpDestination): Promise<void> {
+  const { requestId } = caller;
+  const { svc, path: routePath } = dest;
   const method = (req.method ?? 'GET').toUpperCase();
-  const action = `http: ${method} ${svc.name}/${route.path}`;
-  const target = { method, path: `/${route.path}`, service: svc.name }; // keys in sorted order: the audit record's canonical form needs no sort
+  const action = `http: ${method} ${svc.name}/${routePath}`;
+  // Keys in sorted order: the audit record's canonical form needs no sort.
+  const target = dest.kind === 'service' ? { method, path: `/${routePath}`, service: svc.name } : { host: svc.name, method, path: `/${routePath}` };
+  const refuse = (code: ErrorCode, message: string, close = false) => refuseHttp(gw, res, caller, code, message, { action, target, close });
 
   const cl = req.headers['content-length'];
   const length = cl === undefined ? undefined : Number(cl);
   if (length !== undefined && length > svc.maxBodySize) {
-    return refuse('payload_too_large', `the request body (${length} bytes) is over this service's maxBodySize of ${svc.maxBodySize} bytes`, { action, target, close: true });
+    return refuse('payload_too_large', `the request body (${length} bytes) is over ${dest.kind === 'service' ? "this service's" : "forward-proxy mode's"} maxBodySize of ${svc.maxBodySize} bytes`, true);
   }
   const hasBody = length !== undefined ? length > 0 : req.headers['transfer-encoding'] !== undefined;
   let body: Buffer | undefined;
@@ -57,11 +82,11 @@ export async function serveHttp(gw: DoorContext, req: IncomingMessage, res: Serv
     }
   }
   const streamBody = hasBody && body === undefined;
-  const argsKey = `${route.query}#${body ? createHash('sha1').update(body).digest('base64') : streamBody ? 'stream' : ''}`;
+  const argsKey = `${dest.query}#${body ? createHash('sha1').update(body).digest('base64') : streamBody ? 'stream' : ''}`;
   // Built only if the call is held for a person: the excerpt parses and scrubs the body.
   const summary = () => {
     const shown = body ? `\n${bodyExcerpt(body, req.headers['content-type'])}` : streamBody ? '\n(the body is streamed to the service, so it is not shown here)' : '';
-    return `${method} ${svc.url.origin}${svc.basePath}${route.rawPath}${scrubSecretText(route.query)}${shown}`;
+    return `${method} ${svc.url.origin}${svc.basePath}${dest.rawPath}${scrubSecretText(dest.query)}${shown}`;
   };
 
   let bodies: ExchangeBodies | undefined;
@@ -81,12 +106,14 @@ export async function serveHttp(gw: DoorContext, req: IncomingMessage, res: Serv
     sendError(res, requestId, verdict.code, verdict.message, { rule: verdict.rule, retryAfterS: verdict.retryAfterS });
     return;
   }
-  await forward(gw, x, svc, req, res, `${svc.basePath}${route.rawPath}${route.query}`, method, body, streamBody);
+  await forward(gw, x, svc, req, res, `${svc.basePath}${dest.rawPath}${dest.query}`, method, body, streamBody, dest.kind === 'host');
 }
 
-async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: IncomingMessage, res: ServerResponse, path: string, method: string, body: Buffer | undefined, streamBody: boolean): Promise<void> {
+async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: IncomingMessage, res: ServerResponse, path: string, method: string, body: Buffer | undefined, streamBody: boolean, toHost: boolean): Promise<void> {
   const signal = x.abort; // undici takes the emitter itself: no AbortSignal per call
-  const headers = upstreamRequestHeaders(req.headers, svc.headers);
+  // Through the forward proxy the agent talks to a host of its choosing: its own credentials for
+  // that host (Authorization) are its business and go along; its airlock key never does.
+  const headers = toHost ? originRequestHeaders(req.headers) : upstreamRequestHeaders(req.headers, svc.headers);
   if (streamBody) continueIfExpected(req, res);
   const bounded = streamBody ? new BoundedBody(svc.maxBodySize, x.bodies?.request) : undefined;
   if (bounded) pipe(req, bounded, () => {});
@@ -104,7 +131,7 @@ async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: Inco
     const t0 = performance.now();
     let up;
     try {
-      up = await gw.dispatcher.request({
+      up = await (toHost ? (gw.proxyDispatcher ?? gw.dispatcher) : gw.dispatcher).request({
         origin: svc.url.origin,
         path,
         method: method as 'GET',
@@ -116,6 +143,13 @@ async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: Inco
       });
     } catch (e) {
       if (signal.aborted) return aborted(gw, x, res, end, 0);
+      if ((e as { code?: string }).code === FORBIDDEN_ADDRESS) {
+        // Forward-proxy mode reached an address it never connects to (see proxy.ts): a refusal, not an upstream failure.
+        const message = (e as Error).message;
+        sendError(res, x.id, 'denied', message);
+        finished = true;
+        return gw.pipeline.finish(x, { status: 403, code: 'denied', message, refused: true, bytesIn: 0, bytesOut: 0 });
+      }
       if (bounded?.tooLarge) {
         res.setHeader('connection', 'close');
         sendError(res, x.id, 'payload_too_large', `the request body is over this service's maxBodySize of ${svc.maxBodySize} bytes`);

@@ -33,26 +33,37 @@ export function parseHttpRoute(url: string): RouteResult {
   const service = slash === -1 ? rest : rest.slice(0, slash);
   const rawPath = slash === -1 ? '/' : rest.slice(slash);
   if (service === '') return { ok: false, problem: 'the URL names no service: use /http/<service>/<path>' };
-  if (rawPath.includes('\\')) return { ok: false, problem: 'backslashes are not allowed in the path' };
+  const checked = checkPath(rawPath);
+  if (typeof checked !== 'string') return { ok: false, problem: checked.problem };
+  return { ok: true, route: { service, rawPath, path: checked, query } };
+}
+
+/**
+ * A path as received (percent-encoded, beginning with `/`) → its decoded segments joined by `/`,
+ * for the action and the rules; or why it is refused. Used for `/http/<service>/<path>` and for
+ * forward-proxy requests alike: a rule on `repos/secret/**` must not be passed by `repos/x/../secret`.
+ */
+export function checkPath(rawPath: string): string | { problem: string } {
+  if (rawPath.includes('\\')) return { problem: 'backslashes are not allowed in the path' };
   // Servlet containers (Tomcat, Jetty, Spring) cut `;params` off a segment before they route it:
   // `admin;x/users` would be judged as "admin;x/users" and served as /admin/users, and `..;` as `..`.
-  if (rawPath.includes(';')) return { ok: false, problem: 'a ";" is not allowed in the path (servers may read it as path parameters); encode it as %3B if it is part of a name' };
+  if (rawPath.includes(';')) return { problem: 'a ";" is not allowed in the path (servers may read it as path parameters); encode it as %3B if it is part of a name' };
   const segments = rawPath.slice(1).split('/');
   const decoded: string[] = [];
   for (let i = 0; i < segments.length; i++) {
     const s = segments[i]!;
-    if (s === '' && i < segments.length - 1) return { ok: false, problem: 'empty path segments (//) are not allowed' };
+    if (s === '' && i < segments.length - 1) return { problem: 'empty path segments (//) are not allowed' };
     let d: string;
     try {
       d = decodeURIComponent(s);
     } catch {
-      return { ok: false, problem: 'the path has malformed percent-encoding' };
+      return { problem: 'the path has malformed percent-encoding' };
     }
     for (const part of d.split(/[/\\]/)) {
-      if (part === '.' || part === '..') return { ok: false, problem: 'dot segments (. and .., encoded or not) are not allowed in the path' };
+      if (part === '.' || part === '..') return { problem: 'dot segments (. and .., encoded or not) are not allowed in the path' };
     }
-    if (CONTROL.test(d)) return { ok: false, problem: 'control characters (and line or paragraph separators) are not allowed in the path' };
+    if (CONTROL.test(d)) return { problem: 'control characters (and line or paragraph separators) are not allowed in the path' };
     decoded.push(d);
   }
-  return { ok: true, route: { service, rawPath, path: decoded.join('/'), query } };
+  return decoded.join('/');
 }
