@@ -289,3 +289,64 @@ describe('a2a: bad input', () => {
     }
   });
 });
+
+describe('a2a: a remote agent answering JSON nested absurdly deep', () => {
+  // Found by fuzzing: the ListTasks answer (cut down to the caller's tasks) and the extended card
+  // (rewritten) are read whole and re-serialized, and a document nested 50,000 deep overflowed
+  // the stack after the exchange was allowed.
+  let t: TestGateway;
+  let up: Server;
+  let answer = '';
+  const deep = (n: number) => '{"a":'.repeat(n) + '1' + '}'.repeat(n);
+  before(async () => {
+    up = createServer((req, res) => {
+      req.resume();
+      const url = `http://127.0.0.1:${(up.address() as AddressInfo).port}`;
+      if (req.url?.startsWith('/.well-known/')) {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ name: 'deep', description: 'x', version: '1', supportedInterfaces: [{ url: `${url}/rpc`, protocolBinding: 'JSONRPC', protocolVersion: '1.0' }, { url: `${url}/rest`, protocolBinding: 'HTTP+JSON', protocolVersion: '1.0' }], capabilities: { extendedAgentCard: true }, defaultInputModes: [], defaultOutputModes: [], skills: [] }));
+        return;
+      }
+      res.setHeader('content-type', 'application/json');
+      res.end(answer);
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    t = await startGateway(`
+agents:
+  alice: { keys: ["${KEYS.alice}"], limits: { concurrency: 1 } }
+rules:
+  - name: all-a2a
+    allow: ["a2a: *"]
+a2a:
+  agents:
+    deep: { url: "http://127.0.0.1:${(up.address() as AddressInfo).port}" }
+`);
+  });
+  after(async () => {
+    await t?.stop();
+    up.closeAllConnections();
+    await new Promise<void>((r) => up.close(() => r()));
+  });
+
+  it('ListTasks: the exchange still ends with a final record, and its concurrency slot is released', async () => {
+    for (const [path, body, text] of [
+      ['/a2a/deep', JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ListTasks', params: {} }), `{"jsonrpc":"2.0","id":1,"result":{"tasks":[],"x":${deep(50_000)}}}`],
+      ['/a2a/deep/tasks', undefined, `{"tasks":[],"x":${deep(50_000)}}`],
+    ] as const) {
+      answer = text;
+      const r = await call(`${t.agentUrl}${path}`, { method: body ? 'POST' : 'GET', key: KEYS.alice, headers: { 'content-type': 'application/json', 'a2a-version': '1.0' }, ...(body ? { body } : {}) });
+      assert.equal(r.status, 500, r.text);
+      const id = String(r.headers['x-airlock-request-id']);
+      const audit = await call(`${t.adminUrl}/api/audit?protocol=a2a&limit=1000`);
+      const final = audit.json.records.find((x: { id: string; phase: string }) => x.id === id && x.phase === 'final');
+      assert.ok(final, `a final record for ${id}`);
+      assert.equal(final.code, 'internal_error');
+      assert.equal(t.gw.pipeline.inFlight.size, 0);
+    }
+    // With concurrency 1, a held slot would lock the agent out until a restart.
+    answer = JSON.stringify({ jsonrpc: '2.0', id: 2, result: { tasks: [] } });
+    const next = await call(`${t.agentUrl}/a2a/deep`, { method: 'POST', key: KEYS.alice, headers: { 'content-type': 'application/json', 'a2a-version': '1.0' }, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ListTasks', params: {} }) });
+    assert.equal(next.status, 200, next.text);
+    assert.deepEqual(next.json.result.tasks, []);
+  });
+});
