@@ -289,3 +289,82 @@ describe('a2a: bad input', () => {
     }
   });
 });
+
+describe('a2a: a remote agent answering JSON nested absurdly deep', () => {
+  // Found by fuzzing: the ListTasks answer (cut down to the caller's tasks) and the extended card
+  // (rewritten) are read whole and re-serialized, and a document nested 50,000 deep overflowed
+  // the stack after the exchange was allowed: a 500, no final record, the slot held.
+  let t: TestGateway;
+  let up: Server;
+  let answer = '';
+  const deep = (n: number) => '{"a":'.repeat(n) + '1' + '}'.repeat(n);
+  before(async () => {
+    up = createServer((req, res) => {
+      req.resume();
+      const url = `http://127.0.0.1:${(up.address() as AddressInfo).port}`;
+      if (req.url?.startsWith('/.well-known/')) {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ name: 'deep', description: 'x', version: '1', supportedInterfaces: [{ url: `${url}/rpc`, protocolBinding: 'JSONRPC', protocolVersion: '1.0' }, { url: `${url}/rest`, protocolBinding: 'HTTP+JSON', protocolVersion: '1.0' }], capabilities: { extendedAgentCard: true }, defaultInputModes: [], defaultOutputModes: [], skills: [] }));
+        return;
+      }
+      res.setHeader('content-type', 'application/json');
+      res.end(answer);
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    t = await startGateway(`
+agents:
+  alice: { keys: ["${KEYS.alice}"], limits: { concurrency: 1 } }
+rules:
+  - name: all-a2a
+    allow: ["a2a: *"]
+a2a:
+  agents:
+    deep: { url: "http://127.0.0.1:${(up.address() as AddressInfo).port}" }
+    deepcard: { url: "http://127.0.0.1:${(up.address() as AddressInfo).port}/dc" }
+`);
+  });
+  after(async () => {
+    await t?.stop();
+    up.closeAllConnections();
+    await new Promise<void>((r) => up.close(() => r()));
+  });
+
+  it('ListTasks and the extended card: 502 upstream_error with a final record; the concurrency slot is released', async () => {
+    const card = (u: string) => ({ name: 'deep', description: 'x', version: '1', supportedInterfaces: [{ url: `${u}/rpc`, protocolBinding: 'JSONRPC', protocolVersion: '1.0' }], x: 0 });
+    const deepCard = JSON.stringify(card(`http://127.0.0.1:${(up.address() as AddressInfo).port}`)).replace('"x":0', `"x":${deep(50_000)}`);
+    for (const [path, body, text] of [
+      ['/a2a/deep', JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ListTasks', params: {} }), `{"jsonrpc":"2.0","id":1,"result":{"tasks":[],"x":${deep(50_000)}}}`],
+      ['/a2a/deep/tasks', undefined, `{"tasks":[],"x":${deep(50_000)}}`],
+      ['/a2a/deep', JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'GetExtendedAgentCard', params: {} }), `{"jsonrpc":"2.0","id":1,"result":${deepCard}}`],
+      ['/a2a/deep/extendedAgentCard', undefined, deepCard],
+    ] as const) {
+      answer = text;
+      const r = await call(`${t.agentUrl}${path}`, { method: body ? 'POST' : 'GET', key: KEYS.alice, headers: { 'content-type': 'application/json', 'a2a-version': '1.0' }, ...(body ? { body } : {}) });
+      const id = String(r.headers['x-airlock-request-id']);
+      if (body) {
+        assert.equal(r.json.error?.data?.airlock_code, 'upstream_error', r.text);
+        assert.equal(r.json.id, 1);
+      } else {
+        assert.equal(r.status, 502, r.text);
+        assert.equal(r.json.error.code, 'upstream_error');
+      }
+      assert.match(r.text, /more than 256 levels deep/);
+      const audit = await call(`${t.adminUrl}/api/audit?protocol=a2a&limit=1000`);
+      const final = audit.json.records.find((x: { id: string; phase: string }) => x.id === id && x.phase === 'final');
+      assert.ok(final, `a final record for ${id}`);
+      assert.equal(final.code, 'upstream_error');
+      assert.equal(t.gw.pipeline.inFlight.size, 0);
+    }
+    // The public card, nested as deep (it once failed with a 500 from rewriting it).
+    answer = deepCard;
+    const pub = await call(`${t.agentUrl}/a2a/deepcard/.well-known/agent-card.json`, { key: KEYS.alice });
+    assert.equal(pub.status, 502, pub.text);
+    assert.match(pub.json.error.message, /card nests objects and arrays more than 256 levels deep/);
+    assert.doesNotMatch(t.logs(), /front door failed/);
+    // With concurrency 1, a held slot would lock the agent out until a restart.
+    answer = JSON.stringify({ jsonrpc: '2.0', id: 2, result: { tasks: [] } });
+    const next = await call(`${t.agentUrl}/a2a/deep`, { method: 'POST', key: KEYS.alice, headers: { 'content-type': 'application/json', 'a2a-version': '1.0' }, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ListTasks', params: {} }) });
+    assert.equal(next.status, 200, next.text);
+    assert.deepEqual(next.json.result.tasks, []);
+  });
+});

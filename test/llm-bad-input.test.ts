@@ -155,6 +155,22 @@ llm:
     await assert.rejects(openaiAgent(t.agentUrl, 'alk_wrongWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWW').models.list(), (e: unknown) => e instanceof OpenAI.AuthenticationError && e.code === 'unauthenticated');
   });
 
+  it('a prompt of one endless word (no spaces) is counted without stalling the gateway', async () => {
+    // The tokenizer merges each unbroken run in time that grows at least with the square of its
+    // length: 10,000 repeated letters once held the event loop for 11 s (CJK text without spaces
+    // as badly), and every other agent's call and /healthz waited with it.
+    // The work is synchronous: however long the call takes, the event loop (this process's too) stood still.
+    for (const content of ['a'.repeat(10_000), '我们的世界很大'.repeat(600), '!'.repeat(10_000)]) {
+      const t0 = performance.now();
+      const r = await post('/llm/v1/chat/completions', JSON.stringify({ model: 'demo-mini', messages: [{ role: 'user', content }] }));
+      const ms = performance.now() - t0;
+      assert.equal(r.status, 200, r.text);
+      assert.ok(ms < 3000, `the call took ${Math.round(ms)} ms`);
+      const tokens = r.json.usage.prompt_tokens;
+      assert.ok(tokens > content.length / 16 && tokens < content.length * 3, `prompt_tokens ${tokens} for ${content.length} characters`);
+    }
+  });
+
   it('nothing reached the provider, and the gateway keeps serving', async () => {
     assert.equal(up.seen.length, seenBefore);
     const c = await oa.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'still here?' }] });

@@ -120,6 +120,26 @@ mcp:
     await stillWorks();
   });
 
+  it('2026-07-28: an initialize (a handshake that generation does not have) is refused with 400 bad_request, audited', async () => {
+    // By header, by _meta, or both: each once failed with a TypeError and a 500 internal_error.
+    for (const [headers, meta] of [[{ 'mcp-protocol-version': '2026-07-28' }, {}], [{}, { _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' } }], [{ 'mcp-protocol-version': '2026-07-28' }, { _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' } }]] as const) {
+      const r = await post('/mcp/kit', { jsonrpc: '2.0', id: 7, method: 'initialize', params: { protocolVersion: '2026-07-28', capabilities: {}, clientInfo: { name: 'raw', version: '1' }, ...meta } }, headers);
+      assert.equal(r.status, 400, JSON.stringify(r.json));
+      assert.equal(r.json.id, 7);
+      assert.equal(r.json.error.code, -32600);
+      assert.equal(r.json.error.data.airlock_code, 'bad_request');
+      assert.match(r.json.error.message, /server\/discover/);
+      assert.equal(r.headers['mcp-session-id'], undefined);
+      const id = r.json.error.data.request_id;
+      const audit = await call(`${t.adminUrl}/api/audit?protocol=mcp&limit=1000`);
+      const rec = audit.json.records.find((x: { id: string }) => x.id === id);
+      assert.equal(rec?.code, 'bad_request');
+      assert.equal(rec?.status, 400);
+    }
+    assert.doesNotMatch(t.logs(), /front door failed/);
+    await stillWorks();
+  });
+
   it('an oversized argument payload: 413 payload_too_large, the session unharmed', async () => {
     const r = await inSession({ jsonrpc: '2.0', id: 10, method: 'tools/call', params: { name: 'kit__echo', arguments: { text: 'x'.repeat(20_000) } } });
     assert.equal(r.status, 413);

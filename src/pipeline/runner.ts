@@ -176,6 +176,18 @@ export class Pipeline {
     }).catch(() => {});
   }
 
+  /**
+   * Ends an exchange whose front door threw after the pipeline allowed it: its upstream call (if
+   * any) is cancelled, its final record says internal_error, and its policies release what it held
+   * (a concurrency slot, a budget reservation). Nothing to do if it has ended or was never allowed.
+   */
+  abandon(id: string, message: string): void {
+    const x = this.inFlight.get(id);
+    if (!x) return;
+    if (!x.abort.aborted) x.abort.abort('internal_error');
+    this.finish(x, { status: ERROR_CODES.internal_error.status, code: 'internal_error', message, bytesIn: 0, bytesOut: 0 });
+  }
+
   /** Records a caller refused before an exchange existed. */
   reject(r: Rejection): void {
     const rec: AuditRecord = {

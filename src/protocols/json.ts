@@ -42,6 +42,13 @@ export class StructuralScan {
   }
 }
 
+/**
+ * How deep a document from an upstream may nest before airlock refuses to read it whole: far
+ * beyond any real card or task list, far below what overflows the stack when it is walked or
+ * serialized again.
+ */
+export const MAX_NESTING = 256;
+
 /** Whether JSON text nests arrays and objects more than `limit` deep (strings skipped). */
 export function nestedDeeperThan(b: Buffer, limit: number): boolean {
   const scan = new StructuralScan(b);

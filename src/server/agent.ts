@@ -72,34 +72,41 @@ export function agentHandler(gw: AgentPortDeps): (req: IncomingMessage, res: Ser
       }
     }
     const caller: Caller = { requestId, agent, keyId: key.id, user: user as string | undefined, session: session as string | undefined, config, startedHr };
+    // A door that throws (a bug) after the pipeline allowed its exchange would leave it in flight:
+    // no final audit record, and its concurrency slot held until a restart. The exchange's id is
+    // the request id in every door, so it is ended here.
+    const doorFailed = (door: string, e: unknown) => {
+      gw.log.error({ err: e, exchange: requestId }, `${door} front door failed`);
+      gw.pipeline.abandon(requestId, `${door} front door failed: ${e instanceof Error ? e.name : 'error'}`);
+    };
 
     // The /http door sends `100 Continue` itself once it has checked the body's size; other doors take the body now.
     if (!url.startsWith('/http/')) continueIfExpected(req, res);
     if (url.startsWith('/http/')) {
       serveHttp(gw, req, res, caller).catch((e: unknown) => {
-        gw.log.error({ err: e, exchange: requestId }, 'http front door failed');
-        sendError(res, requestId, 'internal_error', 'the gateway failed while serving this call');
+        doorFailed('http', e);
+        sendError(res, requestId, 'internal_error', FAILED);
       });
       return;
     }
     if (url.startsWith('/llm/')) {
       serveLlm(gw, req, res, caller).catch((e: unknown) => {
-        gw.log.error({ err: e, exchange: requestId }, 'llm front door failed');
-        sendLlmError(res, surfaceOf(url, req.headers), requestId, 'internal_error', 'the gateway failed while serving this call');
+        doorFailed('llm', e);
+        sendLlmError(res, surfaceOf(url, req.headers), requestId, 'internal_error', FAILED);
       });
       return;
     }
     if (url.startsWith('/a2a/')) {
       serveA2a(gw, req, res, caller).catch((e: unknown) => {
-        gw.log.error({ err: e, exchange: requestId }, 'a2a front door failed');
-        sendError(res, requestId, 'internal_error', 'the gateway failed while serving this call');
+        doorFailed('a2a', e);
+        sendError(res, requestId, 'internal_error', FAILED);
       });
       return;
     }
     if (bare === '/mcp' || url.startsWith('/mcp/')) {
       serveMcp(gw, req, res, caller).catch((e: unknown) => {
-        gw.log.error({ err: e, exchange: requestId }, 'mcp front door failed');
-        sendError(res, requestId, 'internal_error', 'the gateway failed while serving this call');
+        doorFailed('mcp', e);
+        sendError(res, requestId, 'internal_error', FAILED);
       });
       return;
     }
@@ -136,7 +143,8 @@ function serveAsProxy(gw: AgentPortDeps, req: IncomingMessage, res: ServerRespon
   }
   serveProxied(gw, req, res, c).catch((e: unknown) => {
     gw.log.error({ err: e, exchange: requestId }, 'forward proxy failed');
-    sendError(res, requestId, 'internal_error', 'the gateway failed while serving this call');
+    gw.pipeline.abandon(requestId, `forward proxy failed: ${e instanceof Error ? e.name : 'error'}`);
+    sendError(res, requestId, 'internal_error', FAILED);
   });
 }
 
@@ -157,9 +165,12 @@ export function connectHandler(gw: AgentPortDeps & { own: OwnPorts }, req: Incom
   }
   serveConnect(gw, req, socket, head, c).catch((e: unknown) => {
     gw.log.error({ err: e, exchange: requestId }, 'forward proxy tunnel failed');
-    refuseRaw(socket, requestId, 'internal_error', 'the gateway failed while serving this call');
+    gw.pipeline.abandon(requestId, `forward proxy tunnel failed: ${e instanceof Error ? e.name : 'error'}`);
+    refuseRaw(socket, requestId, 'internal_error', FAILED);
   });
 }
+
+const FAILED = 'the gateway failed while serving this call';
 
 function protocolOf(url: string): 'http' | 'llm' | 'mcp' | 'a2a' {
   if (url.startsWith('/llm')) return 'llm';

@@ -9,6 +9,7 @@
  */
 import { canonical } from '../../audit/record.js';
 import type { A2AVersion } from './methods.js';
+import { MAX_NESTING, nestedDeeperThan } from '../json.js';
 
 export type Binding = 'JSONRPC' | 'HTTP+JSON';
 
@@ -79,6 +80,8 @@ export function parseCard(text: string, cardUrl: URL, trusted: ReadonlySet<strin
   }
   const raw = obj(value);
   if (!raw) return { ok: false, problem: 'the remote agent\'s card is not a JSON object' };
+  // Rewriting and serving the card recurse once per level.
+  if (nestedDeeperThan(Buffer.from(text), MAX_NESTING)) return { ok: false, problem: `the remote agent's card nests objects and arrays more than ${MAX_NESTING} levels deep` };
   const endpoints: Endpoint[] = [];
   const dropped: string[] = [];
   const ik = interfacesKey(raw);

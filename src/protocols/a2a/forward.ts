@@ -16,6 +16,7 @@ import { sendError } from '../../server/respond.js';
 import { upstreamFailure } from '../../upstream/dispatcher.js';
 import { agentResponseHeaders, upstreamRequestHeaders } from '../../upstream/headers.js';
 import { discard } from '../../upstream/relay.js';
+import { MAX_NESTING, nestedDeeperThan } from '../json.js';
 import { parseCard, rewriteCard } from './card.js';
 import { rpcError, sendRpcError, type RpcId } from './jsonrpc.js';
 import type { ResponseFacts } from './methods.js';
@@ -193,7 +194,14 @@ async function readWhole(gw: DoorContext, x: Exchange, res: ServerResponse, f: F
     end(ERROR_CODES[fail.code].status, fail.code, fail.message, 0);
     return undefined;
   }
-  return Buffer.concat(chunks).toString('utf8');
+  const whole = Buffer.concat(chunks);
+  // It is parsed and written again whole, by functions that recurse once per level.
+  if (nestedDeeperThan(whole, MAX_NESTING)) {
+    refuseIn(res, x, f, 'upstream_error', `${f.agent.name}: the ${what} nests objects and arrays more than ${MAX_NESTING} levels deep, so airlock cannot read it`);
+    end(502, 'upstream_error', `${what} nested too deep`, 0);
+    return undefined;
+  }
+  return whole.toString('utf8');
 }
 
 /** A rewritten answer, sent whole with the upstream's status and headers (less what no longer fits). */

@@ -186,6 +186,11 @@ export async function serveMcp(gw: McpDoorContext, req: IncomingMessage, res: Se
   }
   if (!validId) return refuseHttp('bad_request', 'the JSON-RPC id must be a string or a number', RPC.INVALID_REQUEST, null, 400);
   const rid = id as RpcId;
+  // The stateless generation has no handshake: a client that claims it and still sends
+  // `initialize` gets told so (there is no session to answer it with).
+  if (modern && name === 'initialize') {
+    return refuseHttp('bad_request', `initialize belongs to the session-based protocol (${LEGACY_VERSIONS[0]} and earlier); a ${MODERN_VERSION} client calls server/discover instead, or leaves out the ${MODERN_VERSION} version to open a session`, RPC.INVALID_REQUEST, rid, 400);
+  }
 
   // Session handling (the session-based generation only).
   const extra: Record<string, string> = {};
