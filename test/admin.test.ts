@@ -481,7 +481,8 @@ http:
         ['GET', '/api/nope'],
         ['POST', '/api/agents'],
         ['PUT', '/api/kill'],
-        ['GET', '/'],
+        ['GET', '/nope'],
+        ['GET', '/console/index.html'],
       ] as const) {
         const r = await admin(path, { method });
         assert.equal(r.status, 404, `${method} ${path}`);
