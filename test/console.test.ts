@@ -253,6 +253,27 @@ describe('console: an operator in a browser', { skip }, () => {
     assert.equal(cells[5], api.costUsd.toFixed(6), 'the cost the API reports, to the millionth of a dollar');
   });
 
+  it('an operator name outside Latin-1 works (a header cannot carry it as is), also after a reload, and is recorded as typed', async () => {
+    await page.goto(`${t.adminUrl}/console/#approvals`);
+    await page.locator('#operator').fill('Zoë 张伟');
+    await page.locator('#operator').dispatchEvent('change');
+    try {
+      await page.reload();
+      await page.locator('#feed-state[data-state="live"]').waitFor({ timeout: 5000 });
+      const held = call(`${t.agentUrl}/http/api/unicode-names`, { method: 'POST', key: KEYS.alice, body: '{}' });
+      const c = card(page, 'http: POST api/unicode-names');
+      await c.locator('button.approve').click({ timeout: 5000 });
+      await c.waitFor({ state: 'detached', timeout: 5000 });
+      const r = await held;
+      assert.equal(r.status, 200);
+      const rec = await finalRecord(t, String(r.headers['x-airlock-request-id']));
+      assert.equal(rec['approval'].by, 'console:Zoë 张伟');
+    } finally {
+      await page.locator('#operator').fill('dana');
+      await page.locator('#operator').dispatchEvent('change');
+    }
+  });
+
   it('a web page on another origin still cannot drive the admin API', async () => {
     const other: Server = createServer((_req, res) => res.end('<!doctype html><title>elsewhere</title>'));
     await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));

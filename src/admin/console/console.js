@@ -57,10 +57,13 @@ class ApiError extends Error {
   }
 }
 
-/** Who the gateway records as approver or killer, after the admin token's name (like the CLI's `cli:<user>`). */
+/**
+ * Who the gateway records as approver or killer, after the admin token's name (like the CLI's `cli:<user>`).
+ * Percent-encoded: a header carries only Latin-1, and fetch() throws on a name such as 张伟.
+ */
 function operator() {
   const name = $('operator').value.trim();
-  return name ? `console:${name}` : 'console';
+  return name ? `console:${encodeURIComponent(name)}` : 'console';
 }
 
 function headers(json) {
