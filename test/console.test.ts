@@ -8,6 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
+import { request } from 'undici';
 import { findChromium, launchBrowser } from './support/browser.js';
 import { openaiAgent } from './support/llm.js';
 import { OPENAI_USAGE, startFakeOpenAI, type FakeLlm } from './support/llm-upstream.js';
@@ -251,6 +252,40 @@ describe('console: an operator in a browser', { skip }, () => {
     const api = (await call(`${t.adminUrl}/api/usage?by=agent&since=1d`)).json.groups.find((g: { agent: string }) => g.agent === 'bob');
     assert.ok(api.costUsd > 0);
     assert.equal(cells[5], api.costUsd.toFixed(6), 'the cost the API reports, to the millionth of a dollar');
+  });
+
+  it('a call held while an older list of pending approvals is still on its way is shown, not dropped when that list arrives', async () => {
+    await page.goto(`${t.adminUrl}/console/#approvals`);
+    await page.locator('#feed-state[data-state="live"]').waitFor();
+    // The first pending list asked for after the first hold is answered by the gateway at once and
+    // reaches the page late (a slow link, a busy browser): by then the second hold has happened.
+    let slowed: (() => void) | undefined;
+    const late = new Promise<void>((r) => (slowed = r));
+    let first = true;
+    await page.route(/\/api\/approvals\?status=pending/, async (route) => {
+      if (!first) return route.continue();
+      first = false;
+      const answer = await route.fetch();
+      slowed!();
+      await new Promise((r) => setTimeout(r, 1000));
+      await route.fulfill({ response: answer });
+    });
+    const ctl = new AbortController();
+    const hold = (path: string) => request(`${t.agentUrl}/http/api/${path}`, { method: 'POST', headers: { authorization: `Bearer ${KEYS.alice}` }, body: '{}', signal: ctl.signal }).catch(() => undefined);
+    try {
+      void hold('ordering-first');
+      await late;
+      void hold('ordering-second');
+      await card(page, 'http: POST api/ordering-second').waitFor({ timeout: 5000 });
+      await page.waitForTimeout(1500); // the late list has arrived
+      assert.equal(await card(page, 'http: POST api/ordering-second').count(), 1, 'the later call is still shown');
+      assert.equal(await card(page, 'http: POST api/ordering-first').count(), 1);
+      assert.equal(await page.locator('#pending-count').innerText(), '2');
+    } finally {
+      await page.unroute(/\/api\/approvals\?status=pending/);
+      ctl.abort();
+      for (const a of (await call(`${t.adminUrl}/api/approvals?status=pending`)).json.approvals) await call(`${t.adminUrl}/api/approvals/${a.id}`, { method: 'POST', body: JSON.stringify({ decision: 'deny' }) });
+    }
   });
 
   it('an operator name outside Latin-1 works (a header cannot carry it as is), also after a reload, and is recorded as typed', async () => {

@@ -101,6 +101,31 @@ async function act(button, what) {
   }
 }
 
+/**
+ * A loader that events call: while a load is in flight, the calls share one more load after it. So
+ * answers are applied in the order they were asked for (an older list, answered late, would drop
+ * the card of a call held since, or bring back one decided since), and a burst of holds costs two
+ * loads, not one per hold.
+ */
+function coalesced(load) {
+  let running; // the load in flight
+  let queued; // the one load to run after it
+  const run = () => {
+    if (!running) {
+      running = load().finally(() => (running = undefined));
+      return running;
+    }
+    queued ??= running
+      .catch(() => {})
+      .then(() => {
+        queued = undefined;
+        return run();
+      });
+    return queued;
+  };
+  return run;
+}
+
 // ---- token ------------------------------------------------------------------------------------
 
 function showLogin(message) {
@@ -129,7 +154,8 @@ $('operator').addEventListener('change', () => localStorage.setItem('airlock.ope
 /** The cards of pending approvals, by id: kept across refreshes so a reason being typed survives. */
 const cards = new Map();
 
-async function loadApprovals() {
+/** Pending approvals and the rest of the approvals tab; see coalesced() for why. */
+const loadApprovals = coalesced(async () => {
   const [pending, recent, remembered] = await Promise.all([
     api('GET', '/api/approvals?status=pending&limit=1000'),
     api('GET', '/api/approvals?limit=30'),
@@ -150,7 +176,7 @@ async function loadApprovals() {
     ),
     'No remembered approvals.',
   );
-}
+});
 
 function showPending(list) {
   const box = $('approvals-list');
@@ -222,7 +248,7 @@ setInterval(() => {
 
 // ---- kill switches ----------------------------------------------------------------------------
 
-async function loadKills() {
+const loadKills = coalesced(async () => {
   const { kills } = await api('GET', '/api/kill');
   $('kill-count').textContent = String(kills.length);
   $('kill-count').dataset.some = String(kills.length > 0);
@@ -232,7 +258,7 @@ async function loadKills() {
     kills.map((k) => el('tr', {}, el('td', {}, k.scope), el('td', {}, el('code', {}, k.value)), el('td', {}, k.reason ?? ''), el('td', {}, k.by ?? '—'), el('td', {}, time(k.createdAt)), el('td', {}, el('button', { onclick: (ev) => act(ev.target, () => lift(k)) }, 'Lift')))),
     'No kill switch is on.',
   );
-}
+});
 
 async function lift(k) {
   await api('DELETE', '/api/kill', k.scope === 'all' ? { all: true } : { [k.scope]: k.value });
