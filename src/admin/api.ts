@@ -124,9 +124,9 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
 
   const tokens = gw.config().admin.tokens;
   let tokenName: string | undefined;
+  const auth = req.headers.authorization ?? '';
+  const presented = hashKey(auth.toLowerCase().startsWith('bearer ') ? auth.slice(7).trim() : '');
   if (tokens.length > 0) {
-    const auth = req.headers.authorization ?? '';
-    const presented = hashKey(auth.toLowerCase().startsWith('bearer ') ? auth.slice(7).trim() : '');
     // Compare against every token in constant time, so timing tells nothing about which matched.
     for (const t of tokens) if (sameDigest(presented, hashKey(t.token))) tokenName ??= t.name;
     if (tokenName === undefined) return fail('unauthenticated', 'the admin API needs "Authorization: Bearer <admin token>"');
@@ -141,7 +141,14 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
     res.end(body);
     return;
   }
-  if (path === '/api/events' && method === 'GET') return serveEvents(gw.bus, req, res);
+  if (path === '/api/events' && method === 'GET') {
+    // A feed outlives its request: once a reload drops the token it was opened with, it ends.
+    const admitted = () => {
+      const now = gw.config().admin.tokens;
+      return now.length === 0 || now.some((t) => sameDigest(presented, hashKey(t.token)));
+    };
+    return serveEvents(gw.bus, req, res, admitted);
+  }
 
   if (path === '/api/agents' && method === 'GET') {
     const c = gw.config();
