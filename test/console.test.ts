@@ -4,6 +4,7 @@
  * switch, make and revoke a key — and checks what the agent, the upstream and the audit trail saw.
  */
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -374,5 +375,40 @@ describe('console: an admin port that needs a token', { skip }, () => {
     await page.reload();
     await page.locator('#main:not([hidden])').waitFor();
     await page.close();
+  });
+
+  it('after a new token is asked for while the feed was down, the page runs one feed, not two (each exchange shows once)', async () => {
+    const NEW = 'admin-token-console-rotated-9876543210';
+    const page = await browser.newPage();
+    page.on('dialog', (d) => void d.accept());
+    await page.goto(`${t.adminUrl}/console/#approvals`);
+    await page.locator('#token').fill(TOKEN);
+    await page.locator('#login-form button').click();
+    await page.locator('#feed-state[data-state="live"]').waitFor();
+    const original = readFileSync(t.configFile, 'utf8');
+    try {
+      // The feed drops and waits to reconnect; meanwhile the token is rotated, and the next API call asks for the new one.
+      await page.route('**/api/events', (route) => route.abort());
+      writeFileSync(t.configFile, original.replace(TOKEN, NEW));
+      assert.equal((await call(`${t.adminUrl}/api/config?action=reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })).status, 200); // ends the feed of the old token
+      await page.locator('#feed-state[data-state="reconnecting"]').waitFor();
+      await page.unroute('**/api/events');
+      await page.evaluate(() => (location.hash = '#live'));
+      await page.evaluate(() => (location.hash = '#kill'));
+      await page.locator('#login:not([hidden])').waitFor();
+      await page.locator('#token').fill(NEW);
+      await page.locator('#login-form button').click();
+      await page.locator('#feed-state[data-state="live"]').waitFor();
+      await page.waitForTimeout(2500); // longer than the dropped feed's wait before it tries again
+      await page.evaluate(() => (location.hash = '#live'));
+      await call(`${t.agentUrl}/http/api/one-feed`, { key: KEYS.alice });
+      await page.locator('#live tbody tr', { hasText: 'api/one-feed' }).first().waitFor();
+      await page.waitForTimeout(300);
+      assert.equal(await page.locator('#live tbody tr', { hasText: 'api/one-feed' }).count(), 1);
+    } finally {
+      writeFileSync(t.configFile, original);
+      await call(`${t.adminUrl}/api/config?action=reload`, { method: 'POST', headers: { authorization: `Bearer ${NEW}` } });
+      await page.close();
+    }
   });
 });

@@ -8,6 +8,7 @@ const LIVE_MAX = 200;
 
 let token = sessionStorage.getItem('airlock.token') ?? '';
 let feed; // the AbortController of the open /api/events request
+let feedRun = 0; // which runFeed() loop is the live one: an older one, asleep before reconnecting, stops when it wakes
 let started = false;
 
 // ---- building the page ------------------------------------------------------------------------
@@ -450,6 +451,7 @@ function setFeed(state) {
 }
 
 function stopFeed() {
+  feedRun++;
   feed?.abort();
   feed = undefined;
   setFeed('off');
@@ -465,8 +467,9 @@ function onEvent(type, data) {
 
 /** Reads /api/events (fetch rather than EventSource, which cannot send the token) and reconnects when it drops. */
 async function runFeed() {
+  const run = ++feedRun;
   let wait = 500;
-  while (started) {
+  while (started && run === feedRun) {
     const ctl = new AbortController();
     feed = ctl;
     try {
