@@ -484,6 +484,7 @@ http:
         ['GET', '/nope'],
         ['POST', '/'],
         ['GET', '/console/nope.js'],
+        ['GET', '/console/index.html'],
       ] as const) {
         const r = await admin(path, { method });
         assert.equal(r.status, 404, `${method} ${path}`);
@@ -598,6 +599,43 @@ agents:
         const r = await call(`${t.adminUrl}${path}`, { headers: { authorization: `Bearer ${TOKEN}` } });
         assert.equal(r.status, 200, path);
       }
+    });
+
+    it('an open /api/events feed ends when a reload removes the token it was opened with, and not when the token stays', async () => {
+      const NEW = 'new-admin-token-0123456789abcdef';
+      const open = async (token: string) => {
+        const res = await request(`${t.adminUrl}/api/events`, { headers: { authorization: `Bearer ${token}` } });
+        assert.equal(res.statusCode, 200);
+        let text = '';
+        res.body.setEncoding('utf8');
+        res.body.on('data', (c: string) => (text += c));
+        const ended = new Promise<boolean>((r) => {
+          res.body.on('end', () => r(true));
+          res.body.on('error', () => r(true));
+        });
+        return { ended, text: () => text, close: () => res.body.destroy() };
+      };
+      const old = await open(TOKEN);
+      const original = readFileSync(t.configFile, 'utf8');
+      try {
+        // Both tokens: the feed stays.
+        writeFileSync(t.configFile, original.replace(`token: "${TOKEN}"`, `tokens: [{ name: a, token: "${TOKEN}" }, { name: b, token: "${NEW}" }]`));
+        assert.equal((await call(`${t.adminUrl}/api/config?action=reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })).status, 200);
+        await waitFor('the config event', () => old.text().includes('event: config'));
+        assert.equal(await Promise.race([old.ended, new Promise((r) => setTimeout(() => r(false), 200))]), false, 'still open');
+        // The old token removed: the feed it opened ends, and nothing later reaches it.
+        writeFileSync(t.configFile, original.replace(`token: "${TOKEN}"`, `token: "${NEW}"`));
+        assert.equal((await call(`${t.adminUrl}/api/config?action=reload`, { method: 'POST', headers: { authorization: `Bearer ${NEW}` } })).status, 200);
+        assert.equal(await Promise.race([old.ended, new Promise((r) => setTimeout(() => r(false), 2000))]), true, 'the feed of the removed token ended');
+        await call(`${t.adminUrl}/api/kill`, { method: 'POST', headers: { authorization: `Bearer ${NEW}`, 'content-type': 'application/json' }, body: JSON.stringify({ agent: 'alice', reason: 'after the revocation' }) });
+        assert.ok(!old.text().includes('after the revocation'));
+        await call(`${t.adminUrl}/api/kill`, { method: 'DELETE', headers: { authorization: `Bearer ${NEW}`, 'content-type': 'application/json' }, body: JSON.stringify({ agent: 'alice' }) });
+      } finally {
+        old.close();
+        writeFileSync(t.configFile, original);
+        await call(`${t.adminUrl}/api/config?action=reload`, { method: 'POST', headers: { authorization: `Bearer ${NEW}` } });
+      }
+      assert.equal((await call(`${t.adminUrl}/api/kill`, { headers: { authorization: `Bearer ${TOKEN}` } })).status, 200, 'the original config is back');
     });
 
     it('unauthenticated writes change nothing', async () => {

@@ -86,6 +86,24 @@ function browserRefusal(req: IncomingMessage, listenHost: string): string | unde
   return `the admin port listens on loopback and answers only loopback host names (127.0.0.1, [::1], localhost), not "${host.slice(0, 100)}"`;
 }
 
+/**
+ * What a client says of its user (`x-airlock-operator`). The console percent-encodes it (a header
+ * value is Latin-1 only, and a browser refuses to send any other name), so it is decoded when it
+ * decodes; control characters are dropped either way (the CLI prints it on a terminal).
+ */
+function operatorClaim(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  let v = header;
+  if (v.includes('%')) {
+    try {
+      v = decodeURIComponent(v);
+    } catch {
+      // not percent-encoding: as sent
+    }
+  }
+  return v.replace(/[\u0000-\u001f\u007f-\u009f]/g, '').slice(0, 100) || undefined;
+}
+
 async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const requestId = randomUUID();
   res.setHeader('x-airlock-request-id', requestId);
@@ -106,15 +124,15 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
 
   const tokens = gw.config().admin.tokens;
   let tokenName: string | undefined;
+  const auth = req.headers.authorization ?? '';
+  const presented = hashKey(auth.toLowerCase().startsWith('bearer ') ? auth.slice(7).trim() : '');
   if (tokens.length > 0) {
-    const auth = req.headers.authorization ?? '';
-    const presented = hashKey(auth.toLowerCase().startsWith('bearer ') ? auth.slice(7).trim() : '');
     // Compare against every token in constant time, so timing tells nothing about which matched.
     for (const t of tokens) if (sameDigest(presented, hashKey(t.token))) tokenName ??= t.name;
     if (tokenName === undefined) return fail('unauthenticated', 'the admin API needs "Authorization: Bearer <admin token>"');
   }
   // The operator recorded as approver or killer: the named token, plus what the CLI says of its user.
-  const claimed = (req.headers['x-airlock-operator'] as string | undefined)?.slice(0, 100);
+  const claimed = operatorClaim(req.headers['x-airlock-operator'] as string | undefined);
   const operator = tokenName !== undefined ? (claimed ? `${tokenName} (${claimed})` : tokenName) : (claimed ?? 'admin-api');
 
   if (path === '/metrics' && method === 'GET') {
@@ -123,7 +141,14 @@ async function route(gw: Gateway, req: IncomingMessage, res: ServerResponse): Pr
     res.end(body);
     return;
   }
-  if (path === '/api/events' && method === 'GET') return serveEvents(gw.bus, req, res);
+  if (path === '/api/events' && method === 'GET') {
+    // A feed outlives its request: once a reload drops the token it was opened with, it ends.
+    const admitted = () => {
+      const now = gw.config().admin.tokens;
+      return now.length === 0 || now.some((t) => sameDigest(presented, hashKey(t.token)));
+    };
+    return serveEvents(gw.bus, req, res, admitted);
+  }
 
   if (path === '/api/agents' && method === 'GET') {
     const c = gw.config();

@@ -8,6 +8,7 @@ const LIVE_MAX = 200;
 
 let token = sessionStorage.getItem('airlock.token') ?? '';
 let feed; // the AbortController of the open /api/events request
+let feedRun = 0; // which runFeed() loop is the live one: an older one, asleep before reconnecting, stops when it wakes
 let started = false;
 
 // ---- building the page ------------------------------------------------------------------------
@@ -57,10 +58,13 @@ class ApiError extends Error {
   }
 }
 
-/** Who the gateway records as approver or killer, after the admin token's name (like the CLI's `cli:<user>`). */
+/**
+ * Who the gateway records as approver or killer, after the admin token's name (like the CLI's `cli:<user>`).
+ * Percent-encoded: a header carries only Latin-1, and fetch() throws on a name such as 张伟.
+ */
 function operator() {
   const name = $('operator').value.trim();
-  return name ? `console:${name}` : 'console';
+  return name ? `console:${encodeURIComponent(name)}` : 'console';
 }
 
 function headers(json) {
@@ -98,6 +102,31 @@ async function act(button, what) {
   }
 }
 
+/**
+ * A loader that events call: while a load is in flight, the calls share one more load after it. So
+ * answers are applied in the order they were asked for (an older list, answered late, would drop
+ * the card of a call held since, or bring back one decided since), and a burst of holds costs two
+ * loads, not one per hold.
+ */
+function coalesced(load) {
+  let running; // the load in flight
+  let queued; // the one load to run after it
+  const run = () => {
+    if (!running) {
+      running = load().finally(() => (running = undefined));
+      return running;
+    }
+    queued ??= running
+      .catch(() => {})
+      .then(() => {
+        queued = undefined;
+        return run();
+      });
+    return queued;
+  };
+  return run;
+}
+
 // ---- token ------------------------------------------------------------------------------------
 
 function showLogin(message) {
@@ -126,7 +155,8 @@ $('operator').addEventListener('change', () => localStorage.setItem('airlock.ope
 /** The cards of pending approvals, by id: kept across refreshes so a reason being typed survives. */
 const cards = new Map();
 
-async function loadApprovals() {
+/** Pending approvals and the rest of the approvals tab; see coalesced() for why. */
+const loadApprovals = coalesced(async () => {
   const [pending, recent, remembered] = await Promise.all([
     api('GET', '/api/approvals?status=pending&limit=1000'),
     api('GET', '/api/approvals?limit=30'),
@@ -147,7 +177,7 @@ async function loadApprovals() {
     ),
     'No remembered approvals.',
   );
-}
+});
 
 function showPending(list) {
   const box = $('approvals-list');
@@ -219,7 +249,7 @@ setInterval(() => {
 
 // ---- kill switches ----------------------------------------------------------------------------
 
-async function loadKills() {
+const loadKills = coalesced(async () => {
   const { kills } = await api('GET', '/api/kill');
   $('kill-count').textContent = String(kills.length);
   $('kill-count').dataset.some = String(kills.length > 0);
@@ -229,7 +259,7 @@ async function loadKills() {
     kills.map((k) => el('tr', {}, el('td', {}, k.scope), el('td', {}, el('code', {}, k.value)), el('td', {}, k.reason ?? ''), el('td', {}, k.by ?? '—'), el('td', {}, time(k.createdAt)), el('td', {}, el('button', { onclick: (ev) => act(ev.target, () => lift(k)) }, 'Lift')))),
     'No kill switch is on.',
   );
-}
+});
 
 async function lift(k) {
   await api('DELETE', '/api/kill', k.scope === 'all' ? { all: true } : { [k.scope]: k.value });
@@ -464,37 +494,15 @@ function setFeed(state) {
 }
 
 function stopFeed() {
+  feedRun++;
   feed?.abort();
   feed = undefined;
   setFeed('off');
 }
 
-/**
- * `load` run at most once at a time: asked again while it runs, it runs once more afterwards. A
- * burst of events (a thousand calls held in a second) costs a few reloads, not a thousand.
- */
-function coalesced(load) {
-  let running = false;
-  let again = false;
-  const run = async () => {
-    if (running) {
-      again = true;
-      return;
-    }
-    running = true;
-    try {
-      do {
-        again = false;
-        await act(null, load);
-      } while (again);
-    } finally {
-      running = false;
-    }
-  };
-  return run;
-}
-
-const refresh = { approvals: coalesced(loadApprovals), kills: coalesced(loadKills), tools: coalesced(loadTools), alerts: coalesced(loadAlerts), agents: coalesced(loadAgents) };
+/** Reloads that events ask for: one at a time each (see coalesced()), their errors shown as notices. */
+const quietly = (load) => () => act(null, load);
+const refresh = { approvals: quietly(loadApprovals), kills: quietly(loadKills), tools: quietly(coalesced(loadTools)), alerts: quietly(coalesced(loadAlerts)), agents: quietly(coalesced(loadAgents)) };
 
 function onEvent(type, data) {
   if (type === 'exchange') return addExchange(data);
@@ -507,8 +515,9 @@ function onEvent(type, data) {
 
 /** Reads /api/events (fetch rather than EventSource, which cannot send the token) and reconnects when it drops. */
 async function runFeed() {
+  const run = ++feedRun;
   let wait = 500;
-  while (started) {
+  while (started && run === feedRun) {
     const ctl = new AbortController();
     feed = ctl;
     try {
