@@ -142,6 +142,7 @@ rules:
     agents: [bob]
     allow: ["http: * 127.0.0.1:*/**", "http: CONNECT 127.0.0.1:*", "http: * 169.254.169.254/**", "http: CONNECT 169.254.169.254:*"]
 approvals: { timeout: 10s }
+guards: { loop: { repeats: 3, window: 60s } }
 http:
   forwardProxy: { timeout: 5s }
 `);
@@ -238,6 +239,23 @@ http:
     assert.deepEqual(rec['target'], { host: `127.0.0.1:${tlsPort}`, method: 'CONNECT' });
     assert.ok(rec['bytesIn'] > 100 && rec['bytesOut'] > 100, `bytes both ways: ${rec['bytesIn']} / ${rec['bytesOut']}`);
     assert.ok(!JSON.stringify(rec).includes('secret inside tls'));
+  });
+
+  it('the loop guard counts calls, not tunnels: a client opening a tunnel per request is not a loop, the same GET repeated is', async () => {
+    for (let i = 0; i < 5; i++) {
+      const dispatcher = alice();
+      const r = await request(`https://127.0.0.1:${tlsPort}/poll`, { dispatcher });
+      assert.equal(r.statusCode, 200, `tunnel ${i + 1}`);
+      await r.body.dump();
+      await dispatcher.close();
+    }
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await request(`${up.url}/api/same-call`, { dispatcher: alice() });
+      statuses.push(r.statusCode);
+      await r.body.dump();
+    }
+    assert.deepEqual(statuses, [200, 200, 200, 429]);
   });
 
   it('a CONNECT the rules do not allow is refused before any byte reaches the host, and audited', async () => {

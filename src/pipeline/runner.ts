@@ -39,6 +39,8 @@ export interface ExchangeInit {
   estimate?: Estimate | undefined;
   /** Made by the front door only when `config.audit.bodies` is on. */
   bodies?: ExchangeBodies | undefined;
+  /** See Exchange.tunnel. */
+  tunnel?: boolean;
 }
 
 /** A caller refused before an exchange could be formed (no key, unknown route, malformed request). */
@@ -97,6 +99,7 @@ export class Pipeline {
       passed: [],
       estimate: init.estimate,
       bodies: init.bodies,
+      tunnel: init.tunnel ?? false,
     };
   }
 

@@ -58,6 +58,12 @@ export interface Exchange {
   estimate: Estimate | undefined;
   /** With `audit.bodies: true` in the exchange's config: the bodies the front door captured, for the final record. */
   bodies: ExchangeBodies | undefined;
+  /**
+   * A connection rather than a call (a forward-proxy CONNECT tunnel, which may carry any number of
+   * calls): the loop guard does not count it, as a client opening a new tunnel per request would
+   * otherwise read as the same call repeated.
+   */
+  tunnel: boolean;
 }
 
 /** An upper estimate of a call's consumption, reserved before it runs and settled with real usage after. */

@@ -63,7 +63,7 @@ export function guardsPolicy(onLoop: (x: Exchange) => void = () => {}, now: () =
     const t = now();
     // Both guards are checked before either counts, so a call one of them refuses (and that is
     // never made) does not count against the other: a session-capped retry is not a loop repeat.
-    const loopKey = loop ? `${x.agent.name}\n${x.action}\n${x.argsKey}` : undefined;
+    const loopKey = loop && !x.tunnel ? `${x.agent.name}\n${x.action}\n${x.argsKey}` : undefined;
     if (loop && loopKey !== undefined) {
       const res = repeats.check(loopKey, loop.repeats, loop.windowMs, t);
       if (!res.ok) {
@@ -103,7 +103,7 @@ export function guardsPolicy(onLoop: (x: Exchange) => void = () => {}, now: () =
       const { loop, sessionMaxCalls } = x.config.guards;
       if (!loop && sessionMaxCalls === undefined) return ALLOW;
       if (shared?.available) {
-        const loopKey = loop ? `${x.agent.name}\n${x.action}\n${x.argsKey}` : undefined;
+        const loopKey = loop && !x.tunnel ? `${x.agent.name}\n${x.action}\n${x.argsKey}` : undefined;
         return cluster(shared, x, loop, loopKey, sessionMaxCalls).catch(() => local(x));
       }
       return local(x);

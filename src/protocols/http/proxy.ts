@@ -198,7 +198,7 @@ export async function serveConnect(gw: DoorContext & { own: OwnPorts }, req: Inc
   const label = `${t.host}:${t.port}`;
   const action = `http: CONNECT ${label}`;
   const target = { host: label, method: 'CONNECT' };
-  const x = gw.pipeline.begin({ id: requestId, protocol: 'http', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey: '', summary: `CONNECT ${label} (a tunnel: airlock sees the host and port, not what passes inside)`, config: caller.config });
+  const x = gw.pipeline.begin({ id: requestId, protocol: 'http', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey: '', summary: `CONNECT ${label} (a tunnel: airlock sees the host and port, not what passes inside)`, config: caller.config, tunnel: true });
   let clientGone = false;
   socket.on('error', () => {});
   socket.once('close', () => {
