@@ -53,6 +53,10 @@ http:
       timeout: 30s
       retries: 2          # idempotent methods only
       maxBodySize: 10mb
+  # Forward-proxy mode: agents set HTTP_PROXY/HTTPS_PROXY=http://<agent>:<key>@127.0.0.1:8844 and
+  # rules name hosts: "http: GET docs.example.com/**", "http: CONNECT api.example.com:443".
+  # Off unless set, so that rules written for services never open other hosts (docs/forward-proxy.md).
+  # forwardProxy: true
 
 # Other agents over A2A: agents use http://127.0.0.1:8844/a2a/<name>/ as the remote agent's URL;
 # rules name "a2a: <name>" or "a2a: <name> SendMessage". Uncomment to add one (see docs/a2a.md).
