@@ -14,7 +14,7 @@ export interface DoorContext {
   /** Provider calls of the LLM front door (many long-lived streams per origin); `dispatcher` when absent. */
   readonly llmDispatcher?: Dispatcher;
   /** Forward-proxy calls to hosts: `dispatcher`'s pools, with the check that they reach no forbidden address. */
-  readonly proxyDispatcher?: Dispatcher;
+  readonly proxyDispatcher: Dispatcher;
   /** For requests that are not exchanges (discovery: cards, model lists) but must stop when killed. */
   readonly kills?: KillSwitches;
 }

@@ -131,7 +131,7 @@ async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: Inco
     const t0 = performance.now();
     let up;
     try {
-      up = await (toHost ? (gw.proxyDispatcher ?? gw.dispatcher) : gw.dispatcher).request({
+      up = await (toHost ? gw.proxyDispatcher : gw.dispatcher).request({
         origin: svc.url.origin,
         path,
         method: method as 'GET',
