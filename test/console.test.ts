@@ -107,6 +107,8 @@ describe('console: an operator in a browser', { skip }, () => {
     await c.waitFor();
     assert.match(await c.locator('pre.summary').innerText(), /POST http:\/\/127\.0\.0\.1:\d+\/tickets\?x=1\n\{"title":"printer on fire"\}/);
     assert.match(await c.locator('.meta').innerText(), /alice \(team ops\) · for user u-42/);
+    const pending = (await call(`${t.adminUrl}/api/approvals?status=pending`)).json.approvals as { id: string }[];
+    assert.equal(await c.locator('.meta code.id').innerText(), pending[0]!.id, 'the id the CLI takes is on the card');
     assert.equal(await page.locator('#pending-count').innerText(), '1');
     assert.equal(up.received.length, before, 'nothing reached the upstream while held');
 
@@ -223,6 +225,9 @@ describe('console: an operator in a browser', { skip }, () => {
     await page.locator('#new-key:not([hidden])').waitFor();
     const key = await page.locator('#new-key-value').innerText();
     assert.match(key, /^alk_/);
+    await page.locator('#new-key-done').click();
+    assert.equal(await page.locator('#new-key-value').innerText(), '', 'the key is gone from the page once copied');
+    assert.ok(await page.locator('#new-key').isHidden());
     assert.equal((await call(`${t.agentUrl}/http/api/items`, { key })).status, 200);
 
     const prefix = key.slice(0, 12);
@@ -283,8 +288,9 @@ describe('console: an operator in a browser', { skip }, () => {
     await page.locator('#feed-state[data-state="live"]').waitFor();
     for (let i = 0; i < 500; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => call(`${t.agentUrl}/http/api/many/${i + j}`, { key: KEYS.bob })));
     await page.locator('#live tbody tr', { hasText: 'api/many/' }).first().waitFor();
-    await page.waitForFunction(() => document.querySelector('#live tbody tr')?.textContent?.includes('api/many/'));
-    await new Promise((r) => setTimeout(r, 400));
+    // Under load the feed can trail the calls: wait until 200 rows are drawn, then check no more ever are.
+    await page.waitForFunction(() => document.querySelectorAll('#live tbody tr').length >= 200);
+    await new Promise((r) => setTimeout(r, 500));
     assert.equal(await page.locator('#live tbody tr').count(), 200);
   });
 
@@ -424,7 +430,8 @@ describe('console: an admin port that needs a token', { skip }, () => {
       await page.route('**/api/events', (route) => route.abort());
       writeFileSync(t.configFile, original.replace(TOKEN, NEW));
       assert.equal((await call(`${t.adminUrl}/api/config?action=reload`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })).status, 200); // ends the feed of the old token
-      await page.locator('#feed-state[data-state="reconnecting"]').waitFor();
+      // The dropped feed waits to reconnect (or, if a reload already met the new token, the login is up).
+      await page.locator('#feed-state[data-state="reconnecting"], #login:not([hidden])').first().waitFor();
       await page.unroute('**/api/events');
       await page.evaluate(() => (location.hash = '#live'));
       await page.evaluate(() => (location.hash = '#kill'));

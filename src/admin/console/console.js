@@ -230,7 +230,7 @@ function approvalCard(a) {
   return el(
     'article',
     { class: 'approval', 'data-id': a.id },
-    el('div', { class: 'meta' }, el('strong', { class: 'agent' }, who), el('span', {}, a.protocol), a.rule ? el('span', {}, `rule ${a.rule}`) : null, expires),
+    el('div', { class: 'meta' }, el('strong', { class: 'agent' }, who), el('span', {}, a.protocol), a.rule ? el('span', {}, `rule ${a.rule}`) : null, el('span', { class: 'since', title: 'when the call was held' }, `held at ${clock(a.createdAt)}`), el('code', { class: 'id', title: 'the approval id, as airlock approvals approve|deny takes it' }, a.id), expires),
     el('code', { class: 'action' }, a.action),
     el('pre', { class: 'summary' }, a.summary),
     el('div', { class: 'row' }, reason, remember, el('button', { class: 'approve', onclick: decide('approve') }, 'Approve'), el('button', { class: 'deny danger', onclick: decide('deny') }, 'Deny')),
@@ -366,6 +366,7 @@ async function createKey(agent, expires) {
   $('new-key-agent').textContent = agent;
   $('new-key-value').textContent = k.key;
   $('new-key').hidden = false;
+  $('new-key').scrollIntoView({ block: 'nearest' });
   await loadAgents();
 }
 
@@ -406,6 +407,12 @@ async function acceptTool(p) {
   notice(`Accepted the new definition of ${p.server}/${p.tool}`);
   await loadTools();
 }
+
+$('new-key-done').addEventListener('click', () => {
+  // The key is not kept anywhere on the page once it has been copied.
+  $('new-key-value').textContent = '';
+  $('new-key').hidden = true;
+});
 
 // ---- alerts, usage, audit ---------------------------------------------------------------------
 
