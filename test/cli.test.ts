@@ -235,7 +235,11 @@ rules:
   - name: other-books-travel
     agents: [other]
     allow: ["a2a: travel SendMessage"]
+  - name: tunnels
+    agents: [other]
+    allow: ["http: CONNECT *.github.com:443"]
 http:
+  forwardProxy: true
   services:
     github: { url: "http://127.0.0.1:9" }
 `,
@@ -244,6 +248,15 @@ http:
   after(() => tmp.cleanup());
 
   const explain = (agent: string, action: string, ...extra: string[]) => runCli(['explain', '-c', file, '--agent', agent, action, ...extra]);
+
+  it('a forward-proxy tunnel is judged on host and port, as the proxy spells it (no path, host in lower case)', async () => {
+    const ok = await explain('other', 'http: connect API.GitHub.com:443');
+    assert.equal(ok.code, 0);
+    assert.match(ok.stdout, /^http: CONNECT api\.github\.com:443\n/);
+    assert.match(ok.stdout, /allowed \(rule "tunnels"\)/);
+    const other = await explain('other', 'http: CONNECT api.github.com:22');
+    assert.match(other.stdout, /denied/);
+  });
 
   it('reads an mcp-resource action in the spelling the MCP door judges: percent-encoding case and raw UTF-8 do not matter', async () => {
     for (const uri of ['caf%C3%A9', 'caf%c3%a9', 'café']) {

@@ -37,9 +37,12 @@ function normalise(action: string): string {
   let rest = m[2]!;
   if (m[1] === 'http') {
     const [method, ...target] = rest.split(/\s+/);
-    if (target.length !== 1) throw new UsageError('an HTTP action is "http: <METHOD> <service>/<path>"');
+    if (target.length !== 1) throw new UsageError('an HTTP action is "http: <METHOD> <service>/<path>" (or, in forward-proxy mode, "http: <METHOD> <host>/<path>" and "http: CONNECT <host>:<port>")');
     const t = target[0]!.replace(/^\/+/, '');
-    rest = `${method!.toUpperCase()} ${t.includes('/') ? t : `${t}/`}`;
+    const m2 = method!.toUpperCase();
+    // A tunnel's target is host:port, with no path (as the forward proxy spells it); a host is lower case.
+    if (m2 === 'CONNECT') rest = `CONNECT ${t.toLowerCase()}`;
+    else rest = `${m2} ${t.includes('/') ? t : `${t}/`}`;
   } else if (m[1] === 'mcp-resource') rest = uriMatchForm(rest); // as the MCP door spells it
   else if (m[1] === 'a2a') {
     const [agent, method, ...more] = rest.split(/\s+/);
