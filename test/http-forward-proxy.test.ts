@@ -313,3 +313,49 @@ http:
     assert.equal(tlsSeen.at(-1)!.url, '/via-env');
   });
 });
+
+describe('forward-proxy mode: one spelling per host', () => {
+  let up: Upstream;
+  let t: TestGateway;
+  let upPort = '';
+  let proxyPort = 0;
+  before(async () => {
+    up = await startUpstream();
+    upPort = new URL(up.url).port;
+    t = await startGateway(`
+agents:
+  alice: { keys: ["${KEYS.alice}"] }
+rules:
+  - name: anywhere
+    allow: ["http: * */**", "http: CONNECT *"]
+  - name: not-this-machine
+    deny: ["http: * 127.0.0.1:*/**", "http: * localhost:*/**", "http: CONNECT 127.0.0.1:*", "http: CONNECT localhost:*"]
+http:
+  forwardProxy: true
+`);
+    proxyPort = Number(new URL(t.agentUrl).port);
+  });
+  after(async () => {
+    await t.stop();
+    await up.close();
+  });
+
+  it('a deny on a host is not passed by a trailing dot, an IPv4-mapped IPv6 address, or IPv4 in decimal, hex, octal or short form', async () => {
+    const auth = basic('alice', KEYS.alice);
+    for (const host of [`localhost.:${upPort}`, `LOCALHOST.:${upPort}`, `[::ffff:127.0.0.1]:${upPort}`, `[::ffff:7f00:1]:${upPort}`, `2130706433:${upPort}`]) {
+      const r = await raw(proxyPort, `GET http://${host}/x HTTP/1.1\r\nHost: ${host}\r\nProxy-Authorization: ${auth}\r\nConnection: close\r\n\r\n`);
+      assert.match(r, /^HTTP\/1\.1 403 /, host);
+      assert.match(r, /"rule":"not-this-machine"/, host);
+    }
+    for (const host of [`2130706433:${upPort}`, `0x7f.1:${upPort}`, `0177.0.0.1:${upPort}`, `127.1:${upPort}`, `[::ffff:127.0.0.1]:${upPort}`, `localhost.:${upPort}`]) {
+      const tunnel = await openTunnel(proxyPort, host, auth);
+      assert.match(tunnel.head, /^HTTP\/1\.1 403 /, host);
+      tunnel.socket.destroy();
+    }
+    assert.equal(up.received.length, 0);
+    // Judged, and audited, under the one spelling the rules are written in.
+    const audit = (await call(`${t.adminUrl}/api/audit?limit=100`)).json.records as { action: string; rule: string }[];
+    assert.equal(audit.filter((x) => x.action === `http: CONNECT 127.0.0.1:${upPort}` && x.rule === 'not-this-machine').length, 5);
+    assert.equal(audit.filter((x) => x.action === `http: GET 127.0.0.1:${upPort}/x`).length, 3);
+  });
+});

@@ -115,6 +115,32 @@ export function proxyCredentials(h: IncomingMessage['headers']): { agent: string
   return i > 0 ? { agent: decoded.slice(0, i), key: decoded.slice(i + 1) } : undefined;
 }
 
+/**
+ * One spelling per host, for the rules and for the connection alike: a deny on `10.0.0.5` or
+ * `example.com` must not be passed by another way of writing the same address. WHATWG URL parsing
+ * lower-cases, turns IDN into punycode and IPv4 in any notation (`2130706433`, `0x7f.1`,
+ * `0177.0.0.1`, which the system resolver would also accept) into dotted decimal; on top of that the
+ * DNS root's trailing dot goes (`example.com.` is example.com) and an IPv4-mapped IPv6 address
+ * (`[::ffff:7f00:1]`) becomes its IPv4 address. Undefined when it names no host.
+ */
+export function canonicalHost(host: string): string | undefined {
+  let h: string;
+  try {
+    h = new URL(`http://${host}/`).hostname;
+  } catch {
+    return undefined;
+  }
+  if (!h.startsWith('[') && h.endsWith('.')) h = h.slice(0, -1);
+  if (h === '' || h.startsWith('.') || h.endsWith('.') || h.includes('..')) return undefined;
+  const mapped = /^\[::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})\]$/.exec(h);
+  if (mapped) {
+    const hi = parseInt(mapped[1]!, 16);
+    const lo = parseInt(mapped[2]!, 16);
+    h = `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  }
+  return h;
+}
+
 /** How a host is named in actions and targets: `host`, or `host:port` when the port is not the scheme's default. */
 function hostLabel(hostname: string, port: number, defaultPort: number): string {
   return port === defaultPort ? hostname : `${hostname}:${port}`;
@@ -145,9 +171,11 @@ export async function serveProxied(gw: DoorContext, req: IncomingMessage, res: S
   const query = q === -1 ? '' : afterHost.slice(q);
   const path = checkPath(rawPath);
   if (typeof path !== 'string') return refuseHttp(gw, res, caller, 'bad_request', `${path.problem}; the request was not forwarded`);
+  const host = canonicalHost(url.hostname);
+  if (host === undefined) return refuseHttp(gw, res, caller, 'bad_request', 'the request target names no valid host');
   const port = url.port === '' ? 80 : Number(url.port);
-  const name = hostLabel(url.hostname.toLowerCase(), port, 80);
-  return serveDestination(gw, req, res, caller, { svc: hostService(name, url.origin, p), kind: 'host', rawPath, path, query });
+  const name = hostLabel(host, port, 80);
+  return serveDestination(gw, req, res, caller, { svc: hostService(name, `http://${name}`, p), kind: 'host', rawPath, path, query });
 }
 
 /** Writes a response on a raw socket (a CONNECT request has no ServerResponse) and closes it. */
@@ -178,8 +206,9 @@ export function connectTarget(authority: string): { host: string; port: number }
   if (!m) return undefined;
   const port = Number(m[2]);
   if (port < 1 || port > 65535) return undefined;
-  const host = m[1]!.toLowerCase();
-  if (host.startsWith('[') ? isIP(host.slice(1, -1)) !== 6 : host.split('.').some((l) => l === '' || l.length > 63)) return undefined;
+  if (m[1]!.startsWith('[') && isIP(m[1]!.slice(1, -1)) !== 6) return undefined;
+  const host = canonicalHost(m[1]!);
+  if (host === undefined || (!host.startsWith('[') && host.split('.').some((l) => l.length > 63))) return undefined;
   return { host, port };
 }
 
