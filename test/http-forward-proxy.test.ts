@@ -359,3 +359,44 @@ http:
     assert.equal(audit.filter((x) => x.action === `http: GET 127.0.0.1:${upPort}/x`).length, 3);
   });
 });
+
+describe('forward-proxy mode: refused CONNECT sockets', () => {
+  it('are closed by the gateway even when the client keeps its side open: a drain does not wait on them', async () => {
+    const t = await startGateway(`
+agents:
+  alice: { keys: ["${KEYS.alice}"] }
+rules:
+  - name: one-host
+    allow: ["http: CONNECT example.com:443"]
+http:
+  forwardProxy: true
+`);
+    const port = Number(new URL(t.agentUrl).port);
+    // Clients that never close their side (allowHalfOpen: a FIN from the gateway does not end them).
+    const opened: Socket[] = [];
+    const refusedWith = (request: string) =>
+      new Promise<string>((resolve, reject) => {
+        const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+        opened.push(s);
+        let got = '';
+        s.on('data', (c) => {
+          got += c.toString('latin1');
+          if (got.includes('"request_id"')) resolve(got);
+        });
+        s.on('error', reject);
+        s.write(request);
+      });
+    try {
+      assert.match(await refusedWith('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n'), /^HTTP\/1\.1 407 /);
+      assert.match(await refusedWith(`CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\nProxy-Authorization: ${basic('alice', KEYS.alice)}\r\n\r\n`), /^HTTP\/1\.1 403 /);
+      assert.match(await refusedWith(`CONNECT nonsense HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic('alice', KEYS.alice)}\r\n\r\n`), /^HTTP\/1\.1 400 /);
+      const t0 = Date.now();
+      const stopped = await Promise.race([t.stop().then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 5000))]);
+      assert.ok(stopped, 'the gateway stopped (its drain was held by the refused sockets)');
+      assert.ok(Date.now() - t0 < 3000);
+    } finally {
+      for (const s of opened) s.destroy();
+      await t.stop();
+    }
+  });
+});

@@ -183,7 +183,10 @@ function answerRaw(socket: Duplex, status: number, requestId: string, body: stri
   if (!socket.writable) return void socket.destroy();
   const head = [`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}`, 'content-type: application/json', `content-length: ${Buffer.byteLength(body)}`, `x-airlock-request-id: ${requestId}`, 'connection: close'];
   for (const [k, v] of Object.entries(extra)) head.push(`${k}: ${v}`);
-  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+  // The agent port keeps half-open sockets (allowHalfOpen), and a CONNECT socket is no longer the
+  // HTTP server's to close: ending our side alone would hold it until the client closes, through a
+  // drain (server.close() waits for it) and however many a client leaves open.
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`, () => socket.destroy());
 }
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 402: 'Payment Required', 403: 'Forbidden', 404: 'Not Found', 407: 'Proxy Authentication Required', 429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 504: 'Gateway Timeout' };
