@@ -312,6 +312,15 @@ http:
     assert.equal(out, 'secret inside tls');
     assert.equal(tlsSeen.at(-1)!.url, '/via-env');
   });
+
+  it('the upstream-duration metric does not take hosts as label values (an agent could mint a series per host)', async () => {
+    const r = await request(`${up.url}/api/metered`, { dispatcher: alice() });
+    assert.equal(r.statusCode, 200);
+    await r.body.dump();
+    const metrics = (await call(`${t.adminUrl}/metrics`)).text;
+    assert.match(metrics, /^airlock_upstream_duration_seconds_count\{protocol="http",target="\(forward-proxy\)"\} [1-9]/m);
+    assert.ok(!metrics.includes(upHost), 'no series names the host');
+  });
 });
 
 describe('forward-proxy mode: one spelling per host', () => {
