@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -407,5 +407,73 @@ http:
       for (const s of opened) s.destroy();
       await t.stop();
     }
+  });
+});
+
+describe('forward-proxy mode: a CONNECT held for approval', () => {
+  let t: TestGateway;
+  let echo: ReturnType<typeof createTcpServer>;
+  let echoPort = 0;
+  let proxyPort = 0;
+  before(async () => {
+    echo = createTcpServer((s) => {
+      s.on('error', () => {});
+      s.pipe(s);
+    });
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    echoPort = (echo.address() as AddressInfo).port;
+    t = await startGateway(`
+agents:
+  alice: { keys: ["${KEYS.alice}"], limits: { concurrency: 1 } }
+rules:
+  - name: tunnels
+    allow: ["http: CONNECT *"]
+  - name: by-name-needs-a-human
+    approve: ["http: CONNECT localhost:*"]
+approvals: { timeout: 5m }
+http:
+  forwardProxy: true
+`);
+    proxyPort = Number(new URL(t.agentUrl).port);
+  });
+  after(async () => {
+    await t.stop();
+    echo.close();
+  });
+
+  const pending = async () => (await call(`${t.adminUrl}/api/approvals?status=pending`)).json.approvals as { id: string; action: string }[];
+
+  it('ends when the agent hangs up: the approval is withdrawn and the concurrency slot comes back at once', async () => {
+    const s = connect(proxyPort, '127.0.0.1');
+    s.on('error', () => {});
+    s.write(`CONNECT localhost:${echoPort} HTTP/1.1\r\nHost: localhost:${echoPort}\r\nProxy-Authorization: ${basic('alice', KEYS.alice)}\r\n\r\n`);
+    await waitFor('the approval', async () => (await pending()).length === 1);
+    s.end(); // the agent gives up: a FIN, as any client that closes its socket sends
+    await waitFor('the approval to be withdrawn', async () => (await pending()).length === 0, 2000);
+    const rec = await finalOf(t, `http: CONNECT localhost:${echoPort}`);
+    assert.notEqual(rec['decision'], 'allowed');
+    const next = await openTunnel(proxyPort, `127.0.0.1:${echoPort}`, basic('alice', KEYS.alice));
+    assert.match(next.head, /^HTTP\/1\.1 200 /, 'the slot came back');
+    next.socket.destroy();
+    await finalOf(t, `http: CONNECT 127.0.0.1:${echoPort}`);
+  });
+
+  it('bytes the agent sends while its CONNECT is held reach the host once approved', async () => {
+    const s = connect(proxyPort, '127.0.0.1');
+    let got = '';
+    s.on('data', (c) => (got += c.toString('latin1')));
+    s.write(`CONNECT localhost:${echoPort} HTTP/1.1\r\nHost: localhost:${echoPort}\r\nProxy-Authorization: ${basic('alice', KEYS.alice)}\r\n\r\n`);
+    const [a] = await waitFor('the approval', async () => {
+      const p = await pending();
+      return p.length === 1 ? p : undefined;
+    });
+    s.write('sent-early|');
+    await new Promise((r) => setTimeout(r, 100));
+    await call(`${t.adminUrl}/api/approvals/${a!.id}`, { method: 'POST', body: JSON.stringify({ decision: 'approve' }) });
+    await waitFor('the 200', () => got.includes('\r\n\r\n'));
+    s.write('sent-late');
+    await waitFor('the echo', () => got.endsWith('sent-early|sent-late'));
+    assert.match(got, /^HTTP\/1\.1 200 Connection Established/);
+    s.destroy();
   });
 });

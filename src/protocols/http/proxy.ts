@@ -215,6 +215,9 @@ export function connectTarget(authority: string): { host: string; port: number }
   return { host, port };
 }
 
+/** What an agent may send before its tunnel opens (kept for the host); beyond it, its socket is not read until then. */
+const EARLY_BYTES_MAX = 64 * 1024;
+
 /**
  * A CONNECT request from an authenticated caller: judged as `http: CONNECT host:port`, then a
  * tunnel until either side closes, a kill switch covers it, or the gateway shuts down.
@@ -232,18 +235,39 @@ export async function serveConnect(gw: DoorContext & { own: OwnPorts }, req: Inc
   const target = { host: label, method: 'CONNECT' };
   const x = gw.pipeline.begin({ id: requestId, protocol: 'http', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey: '', summary: `CONNECT ${label} (a tunnel: airlock sees the host and port, not what passes inside)`, config: caller.config });
   let clientGone = false;
-  socket.on('error', () => {});
-  socket.once('close', () => {
+  const gone = () => {
     clientGone = true;
     if (!x.abort.aborted) x.abort.abort('client_closed');
-  });
+  };
+  socket.on('error', () => {});
+  socket.once('close', gone);
+  // Until the tunnel opens the agent's socket is read, and what it sends kept for the host (a client
+  // may send its TLS hello without waiting for the 200), so that its hanging up is seen: the agent
+  // port keeps half-open sockets, and an agent that hangs up while its CONNECT is held for approval
+  // or connecting sends a FIN that 'close' never reports (nor, unread, a reset).
+  const early: Buffer[] = head.length > 0 ? [head] : [];
+  let earlyBytes = head.length;
+  const keep = (c: Buffer) => {
+    early.push(c);
+    earlyBytes += c.length;
+    if (earlyBytes >= EARLY_BYTES_MAX) socket.pause();
+  };
+  socket.on('data', keep);
+  socket.once('end', gone);
+  socket.resume();
+  /** What the agent sent before the tunnel opened; from then on its half-close is the tunnel's to pass on. */
+  const takeEarly = () => {
+    socket.off('data', keep);
+    socket.off('end', gone);
+    return Buffer.concat(early);
+  };
   const verdict = await gw.pipeline.decide(x);
   if (verdict.kind === 'deny') return refuseRaw(socket, requestId, verdict.code, verdict.message, { rule: verdict.rule, retryAfterS: verdict.retryAfterS });
   if (clientGone || x.abort.aborted) return gw.pipeline.finish(x, { status: undefined, code: undefined, message: 'the agent disconnected before the tunnel opened', bytesIn: 0, bytesOut: 0 });
-  tunnel(gw, x, socket, head, t.host.replace(/^\[|\]$/g, ''), t.port, caller.config.http.forwardProxy!.timeoutMs);
+  tunnel(gw, x, socket, takeEarly, t.host.replace(/^\[|\]$/g, ''), t.port, caller.config.http.forwardProxy!.timeoutMs);
 }
 
-function tunnel(gw: DoorContext & { own: OwnPorts }, x: Exchange, client: Duplex, head: Buffer, host: string, port: number, timeoutMs: number): void {
+function tunnel(gw: DoorContext & { own: OwnPorts }, x: Exchange, client: Duplex, takeEarly: () => Buffer, host: string, port: number, timeoutMs: number): void {
   let bytesIn = 0;
   let bytesOut = 0;
   let opened = false;
@@ -285,9 +309,10 @@ function tunnel(gw: DoorContext & { own: OwnPorts }, x: Exchange, client: Duplex
     opened = true;
     gw.log.debug({ exchange: x.id, host, port }, 'tunnel open');
     client.write(`HTTP/1.1 200 Connection Established\r\nx-airlock-request-id: ${x.id}\r\n\r\n`);
-    if (head.length > 0) {
-      bytesIn += head.length;
-      up.write(head);
+    const first = takeEarly();
+    if (first.length > 0) {
+      bytesIn += first.length;
+      up.write(first);
     }
     client.on('data', (c: Buffer) => (bytesIn += c.length));
     up.on('data', (c: Buffer) => (bytesOut += c.length));
