@@ -181,6 +181,15 @@ http:
     assert.equal(up.received.at(-1)!.headers.authorization, undefined);
   });
 
+  it('an Authorization: Basic carrying the airlock key (base64) is not passed on either; other Basic credentials are', async () => {
+    for (const [auth, passed] of [[basic('alice', KEYS.alice), false], [basic('someone', 'password-for-the-host'), true]] as const) {
+      const r = await request(`${up.url}/api/basic`, { dispatcher: alice(), headers: { authorization: auth } });
+      assert.equal(r.statusCode, 200);
+      await r.body.dump();
+      assert.equal(up.received.at(-1)!.headers.authorization, passed ? auth : undefined);
+    }
+  });
+
   it('rules judge host and path: a deny wins, an unlisted path is refused, and the host never sees either', async () => {
     const before = up.received.length;
     const denied = await request(`${up.url}/api/admin/keys`, { dispatcher: alice() });
