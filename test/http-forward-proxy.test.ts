@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -182,6 +182,15 @@ http:
     assert.equal(up.received.at(-1)!.headers.authorization, undefined);
   });
 
+  it('an Authorization: Basic carrying the airlock key (base64) is not passed on either; other Basic credentials are', async () => {
+    for (const [auth, passed] of [[basic('alice', KEYS.alice), false], [basic('someone', 'password-for-the-host'), true]] as const) {
+      const r = await request(`${up.url}/api/basic`, { dispatcher: alice(), headers: { authorization: auth } });
+      assert.equal(r.statusCode, 200);
+      await r.body.dump();
+      assert.equal(up.received.at(-1)!.headers.authorization, passed ? auth : undefined);
+    }
+  });
+
   it('rules judge host and path: a deny wins, an unlisted path is refused, and the host never sees either', async () => {
     const before = up.received.length;
     const denied = await request(`${up.url}/api/admin/keys`, { dispatcher: alice() });
@@ -329,5 +338,169 @@ http:
     const out = await curl(['-s', '-k', `https://127.0.0.1:${tlsPort}/via-env`], { HTTPS_PROXY: `http://alice:${KEYS.alice}@127.0.0.1:${proxyPort}`, NO_PROXY: '' });
     assert.equal(out, 'secret inside tls');
     assert.equal(tlsSeen.at(-1)!.url, '/via-env');
+  });
+
+  it('the upstream-duration metric does not take hosts as label values (an agent could mint a series per host)', async () => {
+    const r = await request(`${up.url}/api/metered`, { dispatcher: alice() });
+    assert.equal(r.statusCode, 200);
+    await r.body.dump();
+    const metrics = (await call(`${t.adminUrl}/metrics`)).text;
+    assert.match(metrics, /^airlock_upstream_duration_seconds_count\{protocol="http",target="\(forward-proxy\)"\} [1-9]/m);
+    assert.ok(!metrics.includes(upHost), 'no series names the host');
+  });
+});
+
+describe('forward-proxy mode: one spelling per host', () => {
+  let up: Upstream;
+  let t: TestGateway;
+  let upPort = '';
+  let proxyPort = 0;
+  before(async () => {
+    up = await startUpstream();
+    upPort = new URL(up.url).port;
+    t = await startGateway(`
+agents:
+  alice: { keys: ["${KEYS.alice}"] }
+rules:
+  - name: anywhere
+    allow: ["http: * */**", "http: CONNECT *"]
+  - name: not-this-machine
+    deny: ["http: * 127.0.0.1:*/**", "http: * localhost:*/**", "http: CONNECT 127.0.0.1:*", "http: CONNECT localhost:*"]
+http:
+  forwardProxy: true
+`);
+    proxyPort = Number(new URL(t.agentUrl).port);
+  });
+  after(async () => {
+    await t.stop();
+    await up.close();
+  });
+
+  it('a deny on a host is not passed by a trailing dot, an IPv4-mapped IPv6 address, or IPv4 in decimal, hex, octal or short form', async () => {
+    const auth = basic('alice', KEYS.alice);
+    for (const host of [`localhost.:${upPort}`, `LOCALHOST.:${upPort}`, `[::ffff:127.0.0.1]:${upPort}`, `[::ffff:7f00:1]:${upPort}`, `2130706433:${upPort}`]) {
+      const r = await raw(proxyPort, `GET http://${host}/x HTTP/1.1\r\nHost: ${host}\r\nProxy-Authorization: ${auth}\r\nConnection: close\r\n\r\n`);
+      assert.match(r, /^HTTP\/1\.1 403 /, host);
+      assert.match(r, /"rule":"not-this-machine"/, host);
+    }
+    for (const host of [`2130706433:${upPort}`, `0x7f.1:${upPort}`, `0177.0.0.1:${upPort}`, `127.1:${upPort}`, `[::ffff:127.0.0.1]:${upPort}`, `localhost.:${upPort}`]) {
+      const tunnel = await openTunnel(proxyPort, host, auth);
+      assert.match(tunnel.head, /^HTTP\/1\.1 403 /, host);
+      tunnel.socket.destroy();
+    }
+    assert.equal(up.received.length, 0);
+    // Judged, and audited, under the one spelling the rules are written in.
+    const audit = (await call(`${t.adminUrl}/api/audit?limit=100`)).json.records as { action: string; rule: string }[];
+    assert.equal(audit.filter((x) => x.action === `http: CONNECT 127.0.0.1:${upPort}` && x.rule === 'not-this-machine').length, 5);
+    assert.equal(audit.filter((x) => x.action === `http: GET 127.0.0.1:${upPort}/x`).length, 3);
+  });
+});
+
+describe('forward-proxy mode: refused CONNECT sockets', () => {
+  it('are closed by the gateway even when the client keeps its side open: a drain does not wait on them', async () => {
+    const t = await startGateway(`
+agents:
+  alice: { keys: ["${KEYS.alice}"] }
+rules:
+  - name: one-host
+    allow: ["http: CONNECT example.com:443"]
+http:
+  forwardProxy: true
+`);
+    const port = Number(new URL(t.agentUrl).port);
+    // Clients that never close their side (allowHalfOpen: a FIN from the gateway does not end them).
+    const opened: Socket[] = [];
+    const refusedWith = (request: string) =>
+      new Promise<string>((resolve, reject) => {
+        const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+        opened.push(s);
+        let got = '';
+        s.on('data', (c) => {
+          got += c.toString('latin1');
+          if (got.includes('"request_id"')) resolve(got);
+        });
+        s.on('error', reject);
+        s.write(request);
+      });
+    try {
+      assert.match(await refusedWith('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n'), /^HTTP\/1\.1 407 /);
+      assert.match(await refusedWith(`CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\nProxy-Authorization: ${basic('alice', KEYS.alice)}\r\n\r\n`), /^HTTP\/1\.1 403 /);
+      assert.match(await refusedWith(`CONNECT nonsense HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic('alice', KEYS.alice)}\r\n\r\n`), /^HTTP\/1\.1 400 /);
+      const t0 = Date.now();
+      const stopped = await Promise.race([t.stop().then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 5000))]);
+      assert.ok(stopped, 'the gateway stopped (its drain was held by the refused sockets)');
+      assert.ok(Date.now() - t0 < 3000);
+    } finally {
+      for (const s of opened) s.destroy();
+      await t.stop();
+    }
+  });
+});
+
+describe('forward-proxy mode: a CONNECT held for approval', () => {
+  let t: TestGateway;
+  let echo: ReturnType<typeof createTcpServer>;
+  let echoPort = 0;
+  let proxyPort = 0;
+  before(async () => {
+    echo = createTcpServer((s) => {
+      s.on('error', () => {});
+      s.pipe(s);
+    });
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    echoPort = (echo.address() as AddressInfo).port;
+    t = await startGateway(`
+agents:
+  alice: { keys: ["${KEYS.alice}"], limits: { concurrency: 1 } }
+rules:
+  - name: tunnels
+    allow: ["http: CONNECT *"]
+  - name: by-name-needs-a-human
+    approve: ["http: CONNECT localhost:*"]
+approvals: { timeout: 5m }
+http:
+  forwardProxy: true
+`);
+    proxyPort = Number(new URL(t.agentUrl).port);
+  });
+  after(async () => {
+    await t.stop();
+    echo.close();
+  });
+
+  const pending = async () => (await call(`${t.adminUrl}/api/approvals?status=pending`)).json.approvals as { id: string; action: string }[];
+
+  it('ends when the agent hangs up: the approval is withdrawn and the concurrency slot comes back at once', async () => {
+    const s = connect(proxyPort, '127.0.0.1');
+    s.on('error', () => {});
+    s.write(`CONNECT localhost:${echoPort} HTTP/1.1\r\nHost: localhost:${echoPort}\r\nProxy-Authorization: ${basic('alice', KEYS.alice)}\r\n\r\n`);
+    await waitFor('the approval', async () => (await pending()).length === 1);
+    s.end(); // the agent gives up: a FIN, as any client that closes its socket sends
+    await waitFor('the approval to be withdrawn', async () => (await pending()).length === 0, 2000);
+    const rec = await finalOf(t, `http: CONNECT localhost:${echoPort}`);
+    assert.notEqual(rec['decision'], 'allowed');
+    const next = await openTunnel(proxyPort, `127.0.0.1:${echoPort}`, basic('alice', KEYS.alice));
+    assert.match(next.head, /^HTTP\/1\.1 200 /, 'the slot came back');
+    next.socket.destroy();
+    await finalOf(t, `http: CONNECT 127.0.0.1:${echoPort}`);
+  });
+
+  it('bytes the agent sends while its CONNECT is held reach the host once approved', async () => {
+    const s = connect(proxyPort, '127.0.0.1');
+    let got = '';
+    s.on('data', (c) => (got += c.toString('latin1')));
+    s.write(`CONNECT localhost:${echoPort} HTTP/1.1\r\nHost: localhost:${echoPort}\r\nProxy-Authorization: ${basic('alice', KEYS.alice)}\r\n\r\n`);
+    const [a] = await waitFor('the approval', async () => {
+      const p = await pending();
+      return p.length === 1 ? p : undefined;
+    });
+    s.write('sent-early|');
+    await new Promise((r) => setTimeout(r, 100));
+    await call(`${t.adminUrl}/api/approvals/${a!.id}`, { method: 'POST', body: JSON.stringify({ decision: 'approve' }) });
+    await waitFor('the 200', () => got.includes('\r\n\r\n'));
+    s.write('sent-late');
+    await waitFor('the echo', () => got.endsWith('sent-early|sent-late'));
+    assert.match(got, /^HTTP\/1\.1 200 Connection Established/);
+    s.destroy();
   });
 });

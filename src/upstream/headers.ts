@@ -34,9 +34,16 @@ export function originRequestHeaders(h: IncomingHttpHeaders): Record<string, str
   const out = upstreamRequestHeaders(h, []);
   for (const name of ['authorization', 'x-api-key'] as const) {
     const v = h[name];
-    if (typeof v === 'string' && !v.includes('alk_')) out[name] = v;
+    if (typeof v === 'string' && !carriesAgentKey(v)) out[name] = v;
   }
   return out;
+}
+
+/** Whether a credential carries an airlock agent key: as is, or base64-encoded in `Basic` (the proxy credentials a client repeats for the host). */
+function carriesAgentKey(v: string): boolean {
+  if (v.includes('alk_')) return true;
+  const basic = /^basic\s+(\S+)/i.exec(v);
+  return basic !== null && Buffer.from(basic[1]!, 'base64').toString('latin1').includes('alk_');
 }
 
 /**

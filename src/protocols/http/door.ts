@@ -39,6 +39,9 @@ export interface HttpDestination {
   query: string;
 }
 
+/** The upstream-duration metric's target for calls through the forward proxy (no service name has parentheses). */
+export const FORWARD_PROXY_TARGET = '(forward-proxy)';
+
 /** Serves one `/http/...` request from an authenticated caller. */
 export async function serveHttp(gw: DoorContext, req: IncomingMessage, res: ServerResponse, caller: Caller): Promise<void> {
   const parsed = parseHttpRoute(req.url ?? '/');
@@ -164,7 +167,9 @@ async function forward(gw: DoorContext, x: Exchange, svc: HttpService, req: Inco
       sendError(res, x.id, f.code, `${svc.name}: ${f.message}`);
       return end(ERROR_CODES[f.code].status, f.code, f.message, 0);
     }
-    gw.metrics.upstreamDuration.labels('http', svc.name).observe((performance.now() - t0) / 1000);
+    // Hosts reached through the forward proxy are the agents' to choose: as metric labels they would
+    // grow without bound (a series per host), so they share one.
+    gw.metrics.upstreamDuration.labels('http', toHost ? FORWARD_PROXY_TARGET : svc.name).observe((performance.now() - t0) / 1000);
 
     if (canRetry && attempts <= svc.retries && isRetryableStatus(up.statusCode)) {
       const ra = retryAfterMs(up.headers['retry-after']);

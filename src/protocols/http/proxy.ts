@@ -115,6 +115,32 @@ export function proxyCredentials(h: IncomingMessage['headers']): { agent: string
   return i > 0 ? { agent: decoded.slice(0, i), key: decoded.slice(i + 1) } : undefined;
 }
 
+/**
+ * One spelling per host, for the rules and for the connection alike: a deny on `10.0.0.5` or
+ * `example.com` must not be passed by another way of writing the same address. WHATWG URL parsing
+ * lower-cases, turns IDN into punycode and IPv4 in any notation (`2130706433`, `0x7f.1`,
+ * `0177.0.0.1`, which the system resolver would also accept) into dotted decimal; on top of that the
+ * DNS root's trailing dot goes (`example.com.` is example.com) and an IPv4-mapped IPv6 address
+ * (`[::ffff:7f00:1]`) becomes its IPv4 address. Undefined when it names no host.
+ */
+export function canonicalHost(host: string): string | undefined {
+  let h: string;
+  try {
+    h = new URL(`http://${host}/`).hostname;
+  } catch {
+    return undefined;
+  }
+  if (!h.startsWith('[') && h.endsWith('.')) h = h.slice(0, -1);
+  if (h === '' || h.startsWith('.') || h.endsWith('.') || h.includes('..')) return undefined;
+  const mapped = /^\[::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})\]$/.exec(h);
+  if (mapped) {
+    const hi = parseInt(mapped[1]!, 16);
+    const lo = parseInt(mapped[2]!, 16);
+    h = `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  }
+  return h;
+}
+
 /** How a host is named in actions and targets: `host`, or `host:port` when the port is not the scheme's default. */
 function hostLabel(hostname: string, port: number, defaultPort: number): string {
   return port === defaultPort ? hostname : `${hostname}:${port}`;
@@ -145,9 +171,11 @@ export async function serveProxied(gw: DoorContext, req: IncomingMessage, res: S
   const query = q === -1 ? '' : afterHost.slice(q);
   const path = checkPath(rawPath);
   if (typeof path !== 'string') return refuseHttp(gw, res, caller, 'bad_request', `${path.problem}; the request was not forwarded`);
+  const host = canonicalHost(url.hostname);
+  if (host === undefined) return refuseHttp(gw, res, caller, 'bad_request', 'the request target names no valid host');
   const port = url.port === '' ? 80 : Number(url.port);
-  const name = hostLabel(url.hostname.toLowerCase(), port, 80);
-  return serveDestination(gw, req, res, caller, { svc: hostService(name, url.origin, p), kind: 'host', rawPath, path, query });
+  const name = hostLabel(host, port, 80);
+  return serveDestination(gw, req, res, caller, { svc: hostService(name, `http://${name}`, p), kind: 'host', rawPath, path, query });
 }
 
 /** Writes a response on a raw socket (a CONNECT request has no ServerResponse) and closes it. */
@@ -155,7 +183,10 @@ function answerRaw(socket: Duplex, status: number, requestId: string, body: stri
   if (!socket.writable) return void socket.destroy();
   const head = [`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}`, 'content-type: application/json', `content-length: ${Buffer.byteLength(body)}`, `x-airlock-request-id: ${requestId}`, 'connection: close'];
   for (const [k, v] of Object.entries(extra)) head.push(`${k}: ${v}`);
-  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+  // The agent port keeps half-open sockets (allowHalfOpen), and a CONNECT socket is no longer the
+  // HTTP server's to close: ending our side alone would hold it until the client closes, through a
+  // drain (server.close() waits for it) and however many a client leaves open.
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`, () => socket.destroy());
 }
 
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 402: 'Payment Required', 403: 'Forbidden', 404: 'Not Found', 407: 'Proxy Authentication Required', 429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 504: 'Gateway Timeout' };
@@ -178,10 +209,14 @@ export function connectTarget(authority: string): { host: string; port: number }
   if (!m) return undefined;
   const port = Number(m[2]);
   if (port < 1 || port > 65535) return undefined;
-  const host = m[1]!.toLowerCase();
-  if (host.startsWith('[') ? isIP(host.slice(1, -1)) !== 6 : host.split('.').some((l) => l === '' || l.length > 63)) return undefined;
+  if (m[1]!.startsWith('[') && isIP(m[1]!.slice(1, -1)) !== 6) return undefined;
+  const host = canonicalHost(m[1]!);
+  if (host === undefined || (!host.startsWith('[') && host.split('.').some((l) => l.length > 63))) return undefined;
   return { host, port };
 }
+
+/** What an agent may send before its tunnel opens (kept for the host); beyond it, its socket is not read until then. */
+const EARLY_BYTES_MAX = 64 * 1024;
 
 /**
  * A CONNECT request from an authenticated caller: judged as `http: CONNECT host:port`, then a
@@ -200,18 +235,39 @@ export async function serveConnect(gw: DoorContext & { own: OwnPorts }, req: Inc
   const target = { host: label, method: 'CONNECT' };
   const x = gw.pipeline.begin({ id: requestId, protocol: 'http', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey: '', summary: `CONNECT ${label} (a tunnel: airlock sees the host and port, not what passes inside)`, config: caller.config, tunnel: true });
   let clientGone = false;
-  socket.on('error', () => {});
-  socket.once('close', () => {
+  const gone = () => {
     clientGone = true;
     if (!x.abort.aborted) x.abort.abort('client_closed');
-  });
+  };
+  socket.on('error', () => {});
+  socket.once('close', gone);
+  // Until the tunnel opens the agent's socket is read, and what it sends kept for the host (a client
+  // may send its TLS hello without waiting for the 200), so that its hanging up is seen: the agent
+  // port keeps half-open sockets, and an agent that hangs up while its CONNECT is held for approval
+  // or connecting sends a FIN that 'close' never reports (nor, unread, a reset).
+  const early: Buffer[] = head.length > 0 ? [head] : [];
+  let earlyBytes = head.length;
+  const keep = (c: Buffer) => {
+    early.push(c);
+    earlyBytes += c.length;
+    if (earlyBytes >= EARLY_BYTES_MAX) socket.pause();
+  };
+  socket.on('data', keep);
+  socket.once('end', gone);
+  socket.resume();
+  /** What the agent sent before the tunnel opened; from then on its half-close is the tunnel's to pass on. */
+  const takeEarly = () => {
+    socket.off('data', keep);
+    socket.off('end', gone);
+    return Buffer.concat(early);
+  };
   const verdict = await gw.pipeline.decide(x);
   if (verdict.kind === 'deny') return refuseRaw(socket, requestId, verdict.code, verdict.message, { rule: verdict.rule, retryAfterS: verdict.retryAfterS });
   if (clientGone || x.abort.aborted) return gw.pipeline.finish(x, { status: undefined, code: undefined, message: 'the agent disconnected before the tunnel opened', bytesIn: 0, bytesOut: 0 });
-  tunnel(gw, x, socket, head, t.host.replace(/^\[|\]$/g, ''), t.port, caller.config.http.forwardProxy!.timeoutMs);
+  tunnel(gw, x, socket, takeEarly, t.host.replace(/^\[|\]$/g, ''), t.port, caller.config.http.forwardProxy!.timeoutMs);
 }
 
-function tunnel(gw: DoorContext & { own: OwnPorts }, x: Exchange, client: Duplex, head: Buffer, host: string, port: number, timeoutMs: number): void {
+function tunnel(gw: DoorContext & { own: OwnPorts }, x: Exchange, client: Duplex, takeEarly: () => Buffer, host: string, port: number, timeoutMs: number): void {
   let bytesIn = 0;
   let bytesOut = 0;
   let opened = false;
@@ -253,9 +309,10 @@ function tunnel(gw: DoorContext & { own: OwnPorts }, x: Exchange, client: Duplex
     opened = true;
     gw.log.debug({ exchange: x.id, host, port }, 'tunnel open');
     client.write(`HTTP/1.1 200 Connection Established\r\nx-airlock-request-id: ${x.id}\r\n\r\n`);
-    if (head.length > 0) {
-      bytesIn += head.length;
-      up.write(head);
+    const first = takeEarly();
+    if (first.length > 0) {
+      bytesIn += first.length;
+      up.write(first);
     }
     client.on('data', (c: Buffer) => (bytesIn += c.length));
     up.on('data', (c: Buffer) => (bytesOut += c.length));
