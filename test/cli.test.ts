@@ -256,6 +256,9 @@ http:
     assert.match(ok.stdout, /allowed \(rule "tunnels"\)/);
     const other = await explain('other', 'http: CONNECT api.github.com:22');
     assert.match(other.stdout, /denied/);
+    // Another spelling of the same address is judged as that address, as the proxy judges it.
+    const ip = await explain('other', 'http: CONNECT 2130706433:443');
+    assert.match(ip.stdout, /^http: CONNECT 127\.0\.0\.1:443\n/);
   });
 
   it('reads an mcp-resource action in the spelling the MCP door judges: percent-encoding case and raw UTF-8 do not matter', async () => {

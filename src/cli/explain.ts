@@ -1,4 +1,5 @@
 /** `airlock explain --agent NAME "<action>"`: the decision for an action and the rules behind it; sends nothing. */
+import { canonicalHost } from '../protocols/http/host.js';
 import { methodInfo } from '../protocols/a2a/methods.js';
 import { compileActionPattern, PatternError, uriMatchForm } from '../policies/rules/pattern.js';
 import { args, configPath, EXIT_OK, loadRuntime, printJson, table, UsageError } from './common.js';
@@ -40,8 +41,13 @@ function normalise(action: string): string {
     if (target.length !== 1) throw new UsageError('an HTTP action is "http: <METHOD> <service>/<path>" (or, in forward-proxy mode, "http: <METHOD> <host>/<path>" and "http: CONNECT <host>:<port>")');
     const t = target[0]!.replace(/^\/+/, '');
     const m2 = method!.toUpperCase();
-    // A tunnel's target is host:port, with no path (as the forward proxy spells it); a host is lower case.
-    if (m2 === 'CONNECT') rest = `CONNECT ${t.toLowerCase()}`;
+    // A tunnel's target is host:port, with no path, the host spelt as the forward proxy spells it.
+    if (m2 === 'CONNECT') {
+      const colon = t.lastIndexOf(':');
+      const host = colon > 0 ? canonicalHost(t.slice(0, colon)) : undefined;
+      if (host === undefined) throw new UsageError('a tunnel action is "http: CONNECT <host>:<port>"');
+      rest = `CONNECT ${host}${t.slice(colon)}`;
+    }
     else rest = `${m2} ${t.includes('/') ? t : `${t}/`}`;
   } else if (m[1] === 'mcp-resource') rest = uriMatchForm(rest); // as the MCP door spells it
   else if (m[1] === 'a2a') {
