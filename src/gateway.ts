@@ -311,7 +311,25 @@ export class Gateway implements AgentPortDeps {
     this.mcpHub.announceAll();
     this.log.info({ why }, 'config reloaded');
     this.bus.emit('config', { reloadedAt: new Date().toISOString() });
+    this.recheckTunnels();
     return { ok: true };
+  }
+
+  /**
+   * Open forward-proxy tunnels are long-lived connections, judged once, when they opened: after a
+   * key revocation or a reload, each is judged again, and cut if its key no longer works, its agent
+   * is gone, forward-proxy mode is off, or the rules no longer let it through. (Calls are short and
+   * end on their own; a tunnel may stay open for hours.)
+   */
+  private recheckTunnels(): void {
+    const c = this.current;
+    const now = Date.now();
+    const cut = this.pipeline.abortWhere((x) => {
+      if (!x.tunnel) return false;
+      if (!c.http.forwardProxy || !c.agents.has(x.agent.name) || !this.keys.usable(x.keyId, now)) return true;
+      return c.rules.decide(x.agent.name, x.action).decision === 'deny';
+    }, 'revoked');
+    if (cut > 0) this.log.warn({ tunnels: cut }, 'open forward-proxy tunnels cut: their key, agent or rules no longer allow them');
   }
 
   private loadKeys(): void {
@@ -361,6 +379,7 @@ export class Gateway implements AgentPortDeps {
         this.store.revokeKey(id, at);
         this.revocationsUnsaved.delete(id);
       });
+      this.recheckTunnels();
       return { ...usable, revokedAt: at };
     }
     return this.store.revokeKey(id, at); // already revoked, expired, or unknown: nothing to put in force

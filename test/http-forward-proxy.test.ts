@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
@@ -281,6 +281,46 @@ http:
       bad.socket.destroy();
     } finally {
       await other.close();
+    }
+  });
+
+  it('an open tunnel is judged again when its key is revoked or the config changes, and cut if no longer allowed', async () => {
+    /** A tunnel with a live TLS session in it; resolves when the proxy closes it. */
+    const liveTunnel = async (auth: string) => {
+      const { socket, head } = await openTunnel(proxyPort, `127.0.0.1:${tlsPort}`, auth);
+      assert.match(head, /^HTTP\/1\.1 200 /);
+      const session = tlsConnect({ socket, rejectUnauthorized: false });
+      await new Promise<void>((r) => session.once('secureConnect', () => r()));
+      return { closed: new Promise<number>((r) => socket.once('close', () => r(Date.now()))) };
+    };
+    // A stored key of alice's, revoked while its tunnel is open; a tunnel on her config key stays up.
+    const made = await call(`${t.adminUrl}/api/agents/alice/keys`, { method: 'POST', body: '{}' });
+    const revokedClosed = await liveTunnel(basic('alice', made.json.key));
+    const survivor = await openTunnel(proxyPort, `127.0.0.1:${tlsPort}`, basic('alice', KEYS.alice));
+    let survivorClosed = false;
+    survivor.socket.once('close', () => (survivorClosed = true));
+    const t0 = Date.now();
+    await call(`${t.adminUrl}/api/keys/${made.json.id}`, { method: 'DELETE' });
+    assert.ok((await revokedClosed.closed) - t0 < 1000, 'the revoked key\'s tunnel is cut at once');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(survivorClosed, false, 'a tunnel on a key still valid stays open');
+
+    // A reload whose rules no longer allow the host cuts the tunnel still open.
+    const original = readFileSync(t.configFile, 'utf8');
+    const survivorCut = new Promise<number>((r) => survivor.socket.once('close', () => r(Date.now())));
+    try {
+      writeFileSync(t.configFile, original.replace(`"http: CONNECT 127.0.0.1:${tlsPort}"`, '"http: CONNECT elsewhere.example:443"'));
+      const t1 = Date.now();
+      assert.equal((await call(`${t.adminUrl}/api/config?action=reload`, { method: 'POST' })).status, 200);
+      assert.ok((await survivorCut) - t1 < 1000, 'cut by the reload');
+      const recs = await waitFor('both cut tunnels recorded', async () => {
+        const r = (await records(t, `http: CONNECT 127.0.0.1:${tlsPort}`)).filter((x) => x.phase === 'final' && x.code === 'denied' && /no longer/.test(String(x.message)));
+        return r.length >= 2 ? r : undefined;
+      });
+      assert.equal(recs.length, 2);
+    } finally {
+      writeFileSync(t.configFile, original);
+      await call(`${t.adminUrl}/api/config?action=reload`, { method: 'POST' });
     }
   });
 

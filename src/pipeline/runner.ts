@@ -216,7 +216,7 @@ export class Pipeline {
   }
 
   /** Aborts every in-flight exchange `which` selects, with `code` as the reason. */
-  abortWhere(which: (x: Exchange) => boolean, code: ErrorCode | 'shutdown'): number {
+  abortWhere(which: (x: Exchange) => boolean, code: ErrorCode | 'shutdown' | 'revoked'): number {
     let n = 0;
     for (const x of this.inFlight.values()) {
       if (which(x) && !x.abort.aborted) {

@@ -266,6 +266,7 @@ function tunnel(gw: DoorContext & { own: OwnPorts }, x: Exchange, client: Duplex
     const reason = x.abort.reason;
     if (reason === 'killed') return end(opened ? 200 : 403, 'killed', 'stopped by a kill switch while in flight', 'a kill switch stopped this call while it was in flight');
     if (reason === 'shutdown') return end(opened ? 200 : 502, 'upstream_error', 'cut short by gateway shutdown', 'the gateway is shutting down; retry');
+    if (reason === 'revoked') return end(opened ? 200 : 403, 'denied', 'cut: its key was revoked, or the config no longer lets it through', 'this agent may no longer open this tunnel');
     end(opened ? 200 : undefined, undefined, 'the agent disconnected');
   };
   x.abort.on('abort', onAbort);
