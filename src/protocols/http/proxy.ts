@@ -9,8 +9,8 @@
  *   `http: CONNECT host:443`; once allowed, a byte tunnel. airlock sees neither paths nor bodies
  *   inside it (TLS), only the host, the port, the duration and the bytes each way.
  *
- * Off unless `http.forwardProxy` is set: rules written for `/http` services (such as an allow of GET on every service)
- * would otherwise open every host on the internet to the agents they name.
+ * Off unless `http.forwardProxy` is set: rules written for `/http` services (such as an allow of
+ * GET on every service) would otherwise open every host on the internet to the agents they name.
  *
  * Whatever the rules say, the proxy does not reach the gateway's own ports (an agent must not
  * approve its own calls through the admin API) nor link-local addresses (cloud metadata services
