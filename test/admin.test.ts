@@ -509,6 +509,14 @@ http:
       for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, 'LOCALHOST']) {
         assert.equal((await admin('/api/kill', { headers: { host } })).status, 200, host);
       }
+      // The console's own origin is the one page allowed: this port's, over http, or https through a
+      // reverse proxy that ends TLS and passes Host on. Any other scheme, host or port is not.
+      for (const origin of [`http://127.0.0.1:${port}`, `https://127.0.0.1:${port}`]) {
+        assert.equal((await admin('/api/kill', { headers: { origin, host: `127.0.0.1:${port}` } })).status, 200, origin);
+      }
+      for (const origin of ['null', `http://127.0.0.1:${Number(port) + 1}`, `ftp://127.0.0.1:${port}`, `http://localhost:${port}`, `https://evil.example`]) {
+        assert.equal((await admin('/api/kill', { headers: { origin, host: `127.0.0.1:${port}` } })).status, 403, origin);
+      }
     });
 
     it('the admin API is not served on the agent port', async () => {

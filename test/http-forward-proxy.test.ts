@@ -140,7 +140,7 @@ rules:
     approve: ["http: DELETE ${upHost}/api/**"]
   - name: self-and-metadata
     agents: [bob]
-    allow: ["http: * 127.0.0.1:*/**", "http: CONNECT 127.0.0.1:*", "http: * 169.254.169.254/**", "http: CONNECT 169.254.169.254:*"]
+    allow: ["http: * 127.0.0.1:*/**", "http: CONNECT 127.0.0.1:*", "http: * 169.254.169.254/**", "http: CONNECT 169.254.169.254:*", "http: * 100.100.100.200/**", "http: * [fd00:ec2::254]/**", "http: * [64:ff9b::a9fe:a9fe]/**", "http: CONNECT [64:ff9b::a9fe:a9fe]:*"]
 approvals: { timeout: 10s }
 guards: { loop: { repeats: 3, window: 60s } }
 http:
@@ -369,6 +369,15 @@ http:
     const metaTunnel = await openTunnel(proxyPort, '169.254.169.254:80', basic('bob', KEYS.bob));
     assert.match(metaTunnel.head, /^HTTP\/1\.1 403 /);
     metaTunnel.socket.destroy();
+    // The metadata addresses outside 169.254/16 (AWS over IPv6, Alibaba Cloud), and 169.254.169.254 written as NAT64.
+    for (const url of ['http://100.100.100.200/latest/meta-data/', 'http://[fd00:ec2::254]/latest/meta-data/', 'http://[64:ff9b::169.254.169.254]/latest/meta-data/']) {
+      const r = await request(url, { dispatcher: bob });
+      assert.equal(r.statusCode, 403, url);
+      assert.match(((await r.body.json()) as { error: { message: string } }).error.message, /metadata/, url);
+    }
+    const nat64 = await openTunnel(proxyPort, '[64:ff9b::a9fe:a9fe]:80', basic('bob', KEYS.bob));
+    assert.match(nat64.head, /^HTTP\/1\.1 403 /);
+    nat64.socket.destroy();
     const rec = await finalOf(t, `http: POST ${adminHost}/api/kill`);
     assert.equal(rec['decision'], 'denied');
     assert.equal(rec['code'], 'denied');

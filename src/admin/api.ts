@@ -71,13 +71,16 @@ export function adminHandler(gw: Gateway): (req: IncomingMessage, res: ServerRes
  * requests (which carry Origin; a text/plain POST needs no preflight), and a DNS name rebound to
  * 127.0.0.1 reaches the port with that name in Host. No airlock client sends Origin, and a client
  * of a loopback admin port names a loopback host. The one page allowed is the console, which this
- * port serves itself: its requests carry this very origin (`http://` + Host), which no other page
- * can send.
+ * port serves itself: its requests carry this very origin (`http://` + Host, or `https://` + Host
+ * behind a reverse proxy that ends TLS), which no other page can send.
  */
+const SAME_ORIGIN_SCHEMES = ['http://', 'https://'];
+
 function browserRefusal(req: IncomingMessage, listenHost: string): string | undefined {
   const host = req.headers.host;
   const origin = req.headers.origin;
-  if (origin !== undefined && (host === undefined || origin.toLowerCase() !== `http://${host.toLowerCase()}`)) {
+  // https: the console reached through a reverse proxy that ends TLS and passes Host on.
+  if (origin !== undefined && (host === undefined || !SAME_ORIGIN_SCHEMES.some((scheme) => origin.toLowerCase() === `${scheme}${host.toLowerCase()}`))) {
     return 'the admin API does not answer requests from other web pages (this one has an Origin header); use the console on this port, the airlock CLI or an HTTP client';
   }
   if (host === undefined || !isLoopbackHost(listenHost)) return undefined;

@@ -157,11 +157,16 @@ const cards = new Map();
 
 /** Pending approvals and the rest of the approvals tab; see coalesced() for why. */
 const loadApprovals = coalesced(async () => {
-  const [pending, recent, remembered] = await Promise.all([
+  // Decided ones by status: among the newest approvals of all kinds, a crowd of pending ones would hide them.
+  const [pending, approved, denied, expired, remembered] = await Promise.all([
     api('GET', '/api/approvals?status=pending&limit=1000'),
-    api('GET', '/api/approvals?limit=30'),
+    api('GET', '/api/approvals?status=approved&limit=30'),
+    api('GET', '/api/approvals?status=denied&limit=30'),
+    api('GET', '/api/approvals?status=expired&limit=30'),
     api('GET', '/api/approvals/remembered'),
   ]);
+  const when = (a) => a.decidedAt ?? a.createdAt;
+  const recent = { approvals: [...approved.approvals, ...denied.approvals, ...expired.approvals].sort((a, b) => (when(a) < when(b) ? 1 : -1)).slice(0, 30) };
   showPending(pending.approvals);
   fill(
     $('decided').tBodies[0],

@@ -42,11 +42,27 @@ export interface OwnPorts {
   ports(): readonly number[];
 }
 
-const LINK_LOCAL = 'link-local addresses (such as cloud metadata services) are not reachable through the forward proxy';
+const LINK_LOCAL = 'link-local and cloud metadata addresses are not reachable through the forward proxy';
 
+/**
+ * Link-local addresses, where cloud metadata services hand out the machine's credentials
+ * (169.254.169.254 on AWS, GCP, Azure, Oracle), and the metadata addresses outside that range:
+ * AWS's IPv6 endpoint fd00:ec2::254 and Alibaba Cloud's 100.100.100.200. An IPv4 address written
+ * inside IPv6 (mapped `::ffff:a.b.c.d`, or NAT64 `64:ff9b::a.b.c.d`) is judged as that address.
+ */
 function isLinkLocal(address: string): boolean {
-  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
-  return a.startsWith('169.254.') || /^fe[89ab][0-9a-f]:/i.test(a);
+  const a = embeddedIPv4(address) ?? address.toLowerCase();
+  return a.startsWith('169.254.') || a === '100.100.100.200' || /^fe[89ab][0-9a-f]:/.test(a) || a === 'fd00:ec2::254';
+}
+
+/** The IPv4 address inside an IPv4-mapped or NAT64 IPv6 address, in dotted form; undefined otherwise. */
+function embeddedIPv4(address: string): string | undefined {
+  const m = /^(?:::ffff:|64:ff9b::)(?:(\d+\.\d+\.\d+\.\d+)|([0-9a-f]{1,4}):([0-9a-f]{1,4}))$/i.exec(address);
+  if (!m) return undefined;
+  if (m[1]) return m[1];
+  const hi = parseInt(m[2]!, 16);
+  const lo = parseInt(m[3]!, 16);
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
 }
 
 /** Whether connecting to `address:port` is refused whatever the rules say (see the module comment). */
