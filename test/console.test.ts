@@ -351,6 +351,24 @@ describe('console: an operator in a browser', { skip }, () => {
     }
   });
 
+  it('a live feed that goes silent (no keep-alive for 40 s: a laptop that slept, a NAT that forgot) is replaced by a new one', async () => {
+    const p = await browser.newPage();
+    try {
+      await p.clock.install(); // the page's clock: 40 s pass in a moment, while the gateway's keep-alive (every 15 s of real time) does not come
+      let feeds = 0;
+      p.on('request', (r) => void (new URL(r.url()).pathname === '/api/events' && feeds++));
+      await p.goto(`${t.adminUrl}/console/`);
+      await p.locator('#feed-state[data-state="live"]').waitFor();
+      assert.equal(feeds, 1);
+      await p.clock.runFor(45_000);
+      for (let i = 0; i < 50 && feeds < 2; i++) await p.clock.runFor(1000);
+      assert.equal(feeds, 2, 'a second feed was opened');
+      await p.locator('#feed-state[data-state="live"]').waitFor();
+    } finally {
+      await p.close();
+    }
+  });
+
   it('a web page on another origin still cannot drive the admin API', async () => {
     const other: Server = createServer((_req, res) => res.end('<!doctype html><title>elsewhere</title>'));
     await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));

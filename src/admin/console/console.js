@@ -5,6 +5,8 @@
 
 const $ = (id) => document.getElementById(id);
 const LIVE_MAX = 200;
+/** How long the event feed may stay silent before it is taken for dead (the gateway's keep-alive comes every 15 s). */
+const FEED_SILENCE_MS = 40_000;
 
 let token = sessionStorage.getItem('airlock.token') ?? '';
 let feed; // the AbortController of the open /api/events request
@@ -532,6 +534,15 @@ async function runFeed() {
   while (started && run === feedRun) {
     const ctl = new AbortController();
     feed = ctl;
+    // The gateway sends a keep-alive every 15 s: a feed silent for longer has died without a word
+    // (a laptop that slept, a NAT that forgot the connection), and is replaced.
+    let heard = Date.now();
+    let silent = false;
+    const watchdog = setInterval(() => {
+      if (Date.now() - heard < FEED_SILENCE_MS) return;
+      silent = true;
+      ctl.abort();
+    }, 5000);
     try {
       const r = await fetch('/api/events', { headers: headers(false), signal: ctl.signal, cache: 'no-store' });
       if (r.status === 401) return showLogin('The admin token was not accepted.');
@@ -546,6 +557,7 @@ async function runFeed() {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        heard = Date.now();
         buf += value;
         let end;
         while ((end = buf.indexOf('\n\n')) >= 0) {
@@ -567,7 +579,9 @@ async function runFeed() {
         }
       }
     } catch {
-      if (ctl.signal.aborted) return;
+      if (ctl.signal.aborted && !silent) return;
+    } finally {
+      clearInterval(watchdog);
     }
     if (feed !== ctl) return;
     setFeed('reconnecting');
