@@ -13,7 +13,7 @@ export interface DoorContext {
   readonly log: Logger;
   /** Provider calls of the LLM front door (many long-lived streams per origin); `dispatcher` when absent. */
   readonly llmDispatcher?: Dispatcher;
-  /** Forward-proxy calls to hosts: `dispatcher`'s pools, with the check that they reach no forbidden address. */
+  /** Forward-proxy calls to hosts: pools of their own, each new connection checked to reach no forbidden address (protocols/http/proxy.ts). */
   readonly proxyDispatcher: Dispatcher;
   /** For requests that are not exchanges (discovery: cards, model lists) but must stop when killed. */
   readonly kills?: KillSwitches;

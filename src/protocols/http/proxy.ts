@@ -230,8 +230,7 @@ export async function serveConnect(gw: DoorContext & { own: OwnPorts }, req: Inc
     clientGone = true;
     if (!x.abort.aborted) x.abort.abort('client_closed');
   };
-  socket.on('error', () => {});
-  socket.once('close', gone);
+  socket.once('close', gone); // its 'error' is ignored by connectHandler, which passed it here
   // Until the tunnel opens the agent's socket is read, and what it sends kept for the host (a client
   // may send its TLS hello without waiting for the 200), so that its hanging up is seen: the agent
   // port keeps half-open sockets, and an agent that hangs up while its CONNECT is held for approval
