@@ -225,9 +225,7 @@ export async function serveConnect(gw: DoorContext & { own: OwnPorts }, req: Inc
   const action = `http: CONNECT ${label}`;
   const target = { host: label, method: 'CONNECT' };
   const x = gw.pipeline.begin({ id: requestId, protocol: 'http', agent: caller.agent, keyId: caller.keyId, user: caller.user, session: caller.session, action, target, argsKey: '', summary: `CONNECT ${label} (a tunnel: airlock sees the host and port, not what passes inside)`, config: caller.config, tunnel: true });
-  let clientGone = false;
   const gone = () => {
-    clientGone = true;
     if (!x.abort.aborted) x.abort.abort('client_closed');
   };
   socket.once('close', gone); // its 'error' is ignored by connectHandler, which passed it here
@@ -253,7 +251,6 @@ export async function serveConnect(gw: DoorContext & { own: OwnPorts }, req: Inc
   };
   const verdict = await gw.pipeline.decide(x);
   if (verdict.kind === 'deny') return refuseRaw(socket, requestId, verdict.code, verdict.message, { rule: verdict.rule, retryAfterS: verdict.retryAfterS });
-  if (clientGone || x.abort.aborted) return gw.pipeline.finish(x, { status: undefined, code: undefined, message: 'the agent disconnected before the tunnel opened', bytesIn: 0, bytesOut: 0 });
   tunnel(gw, x, socket, takeEarly, t.host.replace(/^\[|\]$/g, ''), t.port, caller.config.http.forwardProxy!.timeoutMs);
 }
 
@@ -285,6 +282,9 @@ function tunnel(gw: DoorContext & { own: OwnPorts }, x: Exchange, client: Duplex
     end(opened ? 200 : undefined, undefined, 'the agent disconnected');
   };
   x.abort.on('abort', onAbort);
+  // Called off while its decision record was being written (the agent hung up, a kill switch, a
+  // shutdown): answered and recorded as such, its socket closed.
+  if (x.abort.aborted) return onAbort();
 
   const literal = forbiddenLiteral(host);
   if (literal) return forbidden(literal);
