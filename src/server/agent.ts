@@ -4,11 +4,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { presentedKey, validAttribution } from '../identity/authenticate.js';
+import { presentedKey, validAttribution, type Presented } from '../identity/authenticate.js';
 import { proxyCredentials, refuseRaw, serveConnect, serveProxied, type OwnPorts } from '../protocols/http/proxy.js';
 import type { Duplex } from 'node:stream';
-import type { KeyRing } from '../identity/keys.js';
-import type { RuntimeConfig } from '../config/compile.js';
+import type { KeyRecord, KeyRing } from '../identity/keys.js';
+import type { AgentRuntime, RuntimeConfig } from '../config/compile.js';
 import { serveA2a, type A2ADoorContext } from '../protocols/a2a/door.js';
 import { serveHttp } from '../protocols/http/door.js';
 import { serveLlm } from '../protocols/llm/door.js';
@@ -56,94 +56,110 @@ export function agentHandler(gw: AgentPortDeps): (req: IncomingMessage, res: Ser
     // Proxy-Authorization: its Authorization header is meant for the host it calls.
     const proxied = !url.startsWith('/');
     if (proxied) return serveAsProxy(gw, req, res, requestId, startedHr, config);
-    const presented = presentedKey(req.headers);
-    if (!presented) return refuse('unauthenticated', 'no agent key: send it as "Authorization: Bearer alk_..." (or x-api-key)');
-    const key = gw.keys.find(presented.key, Date.now());
-    if (!key) return refuse('unauthenticated', 'the agent key is unknown, revoked or expired');
-    if (presented.claimedAgent !== undefined && presented.claimedAgent !== key.agent) return refuse('unauthenticated', 'the agent name does not match the key');
-    const agent = config.agents.get(key.agent);
-    if (!agent) return refuse('unauthenticated', `the key belongs to agent "${key.agent}", which is no longer in the config`);
-
-    const session = req.headers['x-airlock-session'];
-    const user = req.headers['x-airlock-user'];
-    for (const [name, v] of [['x-airlock-session', session], ['x-airlock-user', user]] as const) {
-      if (v !== undefined && (typeof v !== 'string' || !validAttribution(v))) {
-        return refuse('bad_request', `${name} must be 1 to 200 visible ASCII characters`, agent.name);
-      }
-    }
-    const caller: Caller = { requestId, agent, keyId: key.id, user: user as string | undefined, session: session as string | undefined, config, startedHr };
-    // A door that throws (a bug) after the pipeline allowed its exchange would leave it in flight:
-    // no final audit record, and its concurrency slot held until a restart. The exchange's id is
-    // the request id in every door, so it is ended here.
-    const doorFailed = (door: string, e: unknown) => {
-      gw.log.error({ err: e, exchange: requestId }, `${door} front door failed`);
-      gw.pipeline.abandon(requestId, `${door} front door failed: ${e instanceof Error ? e.name : 'error'}`);
-    };
-
+    const who = identify(gw, presentedKey(req.headers), 'no agent key: send it as "Authorization: Bearer alk_..." (or x-api-key)', config);
+    if ('code' in who) return refuse(who.code, who.message);
+    const attributed = attribution(req.headers, who.agent.name);
+    if ('code' in attributed) return refuse(attributed.code, attributed.message, attributed.agentName);
+    const caller: Caller = { requestId, agent: who.agent, keyId: who.key.id, ...attributed, config, startedHr };
     // The /http door sends `100 Continue` itself once it has checked the body's size; other doors take the body now.
     if (!url.startsWith('/http/')) continueIfExpected(req, res);
     if (url.startsWith('/http/')) {
       serveHttp(gw, req, res, caller).catch((e: unknown) => {
-        doorFailed('http', e);
+        doorFailed(gw, requestId, 'http front door', e);
         sendError(res, requestId, 'internal_error', FAILED);
       });
       return;
     }
     if (url.startsWith('/llm/')) {
       serveLlm(gw, req, res, caller).catch((e: unknown) => {
-        doorFailed('llm', e);
+        doorFailed(gw, requestId, 'llm front door', e);
         sendLlmError(res, surfaceOf(url, req.headers), requestId, 'internal_error', FAILED);
       });
       return;
     }
     if (url.startsWith('/a2a/')) {
       serveA2a(gw, req, res, caller).catch((e: unknown) => {
-        doorFailed('a2a', e);
+        doorFailed(gw, requestId, 'a2a front door', e);
         sendError(res, requestId, 'internal_error', FAILED);
       });
       return;
     }
     if (bare === '/mcp' || url.startsWith('/mcp/')) {
       serveMcp(gw, req, res, caller).catch((e: unknown) => {
-        doorFailed('mcp', e);
+        doorFailed(gw, requestId, 'mcp front door', e);
         sendError(res, requestId, 'internal_error', FAILED);
       });
       return;
     }
-    return refuse('not_found', `no route for ${url.split('?')[0]}: agent traffic goes to /http/<service>/..., /llm/v1/..., /mcp (or /mcp/<server>) or /a2a/<agent>/`, agent.name);
+    return refuse('not_found', `no route for ${url.split('?')[0]}: agent traffic goes to /http/<service>/..., /llm/v1/..., /mcp (or /mcp/<server>) or /a2a/<agent>/`, who.agent.name);
   };
 }
 
-/** The caller of a forward-proxy request (absolute URL or CONNECT), or why it has none: refused with 407 as proxy clients expect. */
-export function proxyCaller(gw: AgentPortDeps, h: IncomingMessage['headers'], requestId: string, startedHr: number, config: RuntimeConfig): Caller | { code: ErrorCode; message: string; agentName?: string } {
-  const creds = proxyCredentials(h);
-  if (!creds) return { code: 'unauthenticated', message: 'forward-proxy mode needs "Proxy-Authorization: Basic base64(<agent>:<key>)" (a proxy URL such as http://<agent>:<key>@127.0.0.1:8844)' };
-  const key = gw.keys.find(creds.key, Date.now());
+/** Why a caller is refused before any exchange exists, and the agent it proved to be, if any. */
+interface Refusal {
+  code: ErrorCode;
+  message: string;
+  agentName?: string;
+}
+
+/** The key a caller presented, and its agent; or why it is refused (`missing`: when it presented none). */
+function identify(gw: AgentPortDeps, presented: Presented | undefined, missing: string, config: RuntimeConfig): { key: KeyRecord; agent: AgentRuntime } | Refusal {
+  if (!presented) return { code: 'unauthenticated', message: missing };
+  const key = gw.keys.find(presented.key, Date.now());
   if (!key) return { code: 'unauthenticated', message: 'the agent key is unknown, revoked or expired' };
-  if (creds.agent !== key.agent) return { code: 'unauthenticated', message: 'the agent name does not match the key' };
+  if (presented.claimedAgent !== undefined && presented.claimedAgent !== key.agent) return { code: 'unauthenticated', message: 'the agent name does not match the key' };
   const agent = config.agents.get(key.agent);
   if (!agent) return { code: 'unauthenticated', message: `the key belongs to agent "${key.agent}", which is no longer in the config` };
-  if (!config.http.forwardProxy) return { code: 'not_found', message: 'forward-proxy mode is off on this gateway (http.forwardProxy); call services through /http/<service>/...', agentName: agent.name };
+  return { key, agent };
+}
+
+/** `x-airlock-session` and `x-airlock-user`, checked; or why the caller is refused. */
+function attribution(h: IncomingMessage['headers'], agentName: string): { user: string | undefined; session: string | undefined } | Refusal {
   const session = h['x-airlock-session'];
   const user = h['x-airlock-user'];
   for (const [name, v] of [['x-airlock-session', session], ['x-airlock-user', user]] as const) {
-    if (v !== undefined && (typeof v !== 'string' || !validAttribution(v))) return { code: 'bad_request', message: `${name} must be 1 to 200 visible ASCII characters`, agentName: agent.name };
+    if (v !== undefined && (typeof v !== 'string' || !validAttribution(v))) return { code: 'bad_request', message: `${name} must be 1 to 200 visible ASCII characters`, agentName };
   }
-  return { requestId, agent, keyId: key.id, user: user as string | undefined, session: session as string | undefined, config, startedHr };
+  return { user: user as string | undefined, session: session as string | undefined };
+}
+
+/**
+ * A door that throws (a bug) after the pipeline allowed its exchange would leave it in flight: no
+ * final audit record, and its concurrency slot held until a restart. The exchange's id is the
+ * request id in every door, so it is ended here.
+ */
+function doorFailed(gw: AgentPortDeps, requestId: string, what: string, e: unknown): void {
+  gw.log.error({ err: e, exchange: requestId }, `${what} failed`);
+  gw.pipeline.abandon(requestId, `${what} failed: ${e instanceof Error ? e.name : 'error'}`);
+}
+
+/** The caller of a forward-proxy request (absolute URL or CONNECT), or why it has none. */
+export function proxyCaller(gw: AgentPortDeps, h: IncomingMessage['headers'], requestId: string, startedHr: number, config: RuntimeConfig): Caller | Refusal {
+  const creds = proxyCredentials(h);
+  const who = identify(gw, creds && { key: creds.key, claimedAgent: creds.agent }, 'forward-proxy mode needs "Proxy-Authorization: Basic base64(<agent>:<key>)" (a proxy URL such as http://<agent>:<key>@127.0.0.1:8844)', config);
+  if ('code' in who) return who;
+  if (!config.http.forwardProxy) return { code: 'not_found', message: 'forward-proxy mode is off on this gateway (http.forwardProxy); call services through /http/<service>/...', agentName: who.agent.name };
+  const attributed = attribution(h, who.agent.name);
+  if ('code' in attributed) return attributed;
+  return { requestId, agent: who.agent, keyId: who.key.id, ...attributed, config, startedHr };
+}
+
+/** A refusal's status in forward-proxy mode: `unauthenticated` is 407, which proxy clients read as the proxy's own. */
+function proxyStatus(code: ErrorCode): number {
+  return code === 'unauthenticated' ? 407 : ERROR_CODES[code].status;
 }
 
 function serveAsProxy(gw: AgentPortDeps, req: IncomingMessage, res: ServerResponse, requestId: string, startedHr: number, config: RuntimeConfig): void {
   const c = proxyCaller(gw, req.headers, requestId, startedHr, config);
   if ('code' in c) {
-    const status = c.code === 'unauthenticated' ? 407 : ERROR_CODES[c.code].status;
+    const status = proxyStatus(c.code);
     gw.pipeline.reject({ id: requestId, protocol: 'http', agent: c.agentName ? config.agents.get(c.agentName) : undefined, code: c.code, message: c.message, status, startedHr });
     if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) res.setHeader('connection', 'close');
     if (c.code === 'unauthenticated') res.setHeader('proxy-authenticate', 'Basic realm="airlock"');
     return sendError(res, requestId, c.code, c.message, { status });
   }
   serveProxied(gw, req, res, c).catch((e: unknown) => {
-    gw.log.error({ err: e, exchange: requestId }, 'forward proxy failed');
-    gw.pipeline.abandon(requestId, `forward proxy failed: ${e instanceof Error ? e.name : 'error'}`);
+    doorFailed(gw, requestId, 'forward proxy', e);
     sendError(res, requestId, 'internal_error', FAILED);
   });
 }
@@ -156,7 +172,7 @@ export function connectHandler(gw: AgentPortDeps & { own: OwnPorts }, req: Incom
   const config = gw.config();
   const c = proxyCaller(gw, req.headers, requestId, startedHr, config);
   if ('code' in c) {
-    gw.pipeline.reject({ id: requestId, protocol: 'http', agent: c.agentName ? config.agents.get(c.agentName) : undefined, code: c.code, message: c.message, status: c.code === 'unauthenticated' ? 407 : ERROR_CODES[c.code].status, startedHr });
+    gw.pipeline.reject({ id: requestId, protocol: 'http', agent: c.agentName ? config.agents.get(c.agentName) : undefined, code: c.code, message: c.message, status: proxyStatus(c.code), startedHr });
     return refuseRaw(socket, requestId, c.code, c.message);
   }
   if (gw.isDraining()) {
@@ -164,8 +180,7 @@ export function connectHandler(gw: AgentPortDeps & { own: OwnPorts }, req: Incom
     return refuseRaw(socket, requestId, 'upstream_error', 'the gateway is shutting down; retry');
   }
   serveConnect(gw, req, socket, head, c).catch((e: unknown) => {
-    gw.log.error({ err: e, exchange: requestId }, 'forward proxy tunnel failed');
-    gw.pipeline.abandon(requestId, `forward proxy tunnel failed: ${e instanceof Error ? e.name : 'error'}`);
+    doorFailed(gw, requestId, 'forward proxy tunnel', e);
     refuseRaw(socket, requestId, 'internal_error', FAILED);
   });
 }
