@@ -4,18 +4,16 @@
  * switch, make and revoke a key — and checks what the agent, the upstream and the audit trail saw.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { request } from 'undici';
 import { findChromium, launchBrowser } from './support/browser.js';
 import { openaiAgent } from './support/llm.js';
 import { agentClient } from './support/mcp.js';
+import { startRebornGateway } from './support/reborn.js';
 import { OPENAI_USAGE, startFakeOpenAI, type FakeLlm } from './support/llm-upstream.js';
 import { waitFor } from './support/cli.js';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
@@ -474,28 +472,10 @@ describe('console: an admin port that needs a token', { skip }, () => {
 });
 
 describe('console: an MCP tool that changed is shown quarantined, and accepting it there makes it callable', { skip }, () => {
-  const reborn = join(dirname(fileURLToPath(import.meta.url)), 'support', 'mcp-reborn-server.js');
   let t: TestGateway;
   let browser: Browser;
-  let state = '';
   before(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'airlock-console-mcp-'));
-    state = join(dir, 'state');
-    t = await startGateway(
-      `
-agents:
-  alice: { keys: ["${KEYS.alice}"] }
-rules:
-  - name: all
-    allow: ["mcp: re/*"]
-mcp:
-  pinning: strict
-  servers:
-    re: { command: "${process.execPath}", args: ["${reborn}"], env: { REBORN_STATE: "${state}" } }
-`,
-      { dir },
-    );
-    await waitFor('the MCP server', () => (t.gw.mcpHub.get('re')?.catalogue.tools.length ?? 0) > 0, 20_000);
+    ({ t } = await startRebornGateway());
     browser = await launchBrowser((chromium as { path: string }).path);
   });
   after(async () => {

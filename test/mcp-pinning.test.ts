@@ -6,16 +6,15 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fingerprintTool, Pins, type ToolDef } from '../src/protocols/mcp/pinning.js';
 import { DeferredWrites } from '../src/store/deferred.js';
 import { SqliteStore } from '../src/store/sqlite.js';
 import { KEYS, startGateway, type TestGateway } from './support/gateway.js';
 import { agentClient, waitFor } from './support/mcp.js';
+import { startRebornGateway } from './support/reborn.js';
 
-const rebornServer = join(dirname(fileURLToPath(import.meta.url)), 'support', 'mcp-reborn-server.js');
 
 const issue: ToolDef = {
   name: 'create_issue',
@@ -169,23 +168,7 @@ describe('mcp: a server that reconnects with a changed tool', () => {
   let t: TestGateway;
   let state = '';
   before(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'airlock-reborn-'));
-    state = join(dir, 'state');
-    t = await startGateway(
-      `
-agents:
-  alice: { keys: ["${KEYS.alice}"] }
-rules:
-  - name: all
-    allow: ["mcp: re/*"]
-mcp:
-  pinning: strict
-  servers:
-    re: { command: "${process.execPath}", args: ["${rebornServer}"], env: { REBORN_STATE: "${state}" } }
-`,
-      { dir },
-    );
-    await waitFor(() => (t.gw.mcpHub.get('re')?.catalogue.tools.length ?? 0) > 0);
+    ({ t, state } = await startRebornGateway());
   });
   after(async () => {
     await t?.stop();
