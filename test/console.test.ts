@@ -272,8 +272,10 @@ describe('console: an operator in a browser', { skip }, () => {
     try {
       await page.locator('#pending-count', { hasText: String(N) }).waitFor({ timeout: 20_000 });
       assert.equal(await page.locator('article.approval').count(), N);
-      // Five listings per reload; one reload per approval event would be 5 × 300 = 1,500.
-      assert.ok(listings <= 250, `${listings} approval listings for ${N} held calls`);
+      // Five listings per reload; one reload per approval event would be 5 × 300 = 1,500. How many
+      // events each reload covers depends on how fast they come (165–275 listings on 2-core VMs, the
+      // more the slower the gateway), so the bound is half of one reload per event.
+      assert.ok(listings <= (5 * N) / 2, `${listings} approval listings for ${N} held calls`);
       // The calls decided earlier are still listed as decided, behind 300 newer pending ones.
       await page.locator('#decided tbody tr', { hasText: 'http: POST api/tickets' }).waitFor();
     } finally {
