@@ -12,13 +12,15 @@ import { join } from 'node:path';
 import type { Agent as UndiciAgent, Dispatcher } from 'undici';
 import { adminHandler } from './admin/api.js';
 import { ApprovalNotifier } from './approvals/notify.js';
+import { AnomalyDetector } from './events/anomalies.js';
+import { Webhooks } from './events/webhooks.js';
 import { Approvals } from './approvals/service.js';
 import { AuditLog } from './audit/log.js';
 import { PostgresAudit } from './audit/postgres.js';
 import { clearRunning, markRunning } from './server/running.js';
 import { compileConfig, isLoopbackHost, type HostPort, type RuntimeConfig } from './config/compile.js';
 import { loadConfigFile } from './config/load.js';
-import { Alerts } from './events/alerts.js';
+import { Alerts, alertText } from './events/alerts.js';
 import { EventBus } from './events/bus.js';
 import { KeyRing, type KeyRecord } from './identity/keys.js';
 import { Pipeline } from './pipeline/runner.js';
@@ -107,6 +109,8 @@ export class Gateway implements AgentPortDeps {
   /** Shared connections to the configured MCP servers. */
   readonly mcpHub: McpHub;
   readonly approvals: Approvals;
+  /** Watches every finished exchange for anomalies, raised as alerts. */
+  readonly anomalies: AnomalyDetector;
   readonly pipeline: Pipeline;
   readonly log: Logger;
   /** The scale-out cluster this gateway is part of (store.redis): shared counters, kill switches, keys and exchange feed. */
@@ -148,7 +152,18 @@ export class Gateway implements AgentPortDeps {
     this.deferredWrites = new DeferredWrites(this.store, (problem) => (problem ? this.log.error(problem) : this.log.info('the writes that waited for the store (kill switches, key revocations, alerts, approval ends, tool pins, A2A task owners) reached it')));
     this.kills = new KillSwitches(this.store, this.deferredWrites);
     this.servicePids = new ServicePidFile(config.dataDir, this.log);
-    this.alerts = new Alerts(this.store, this.bus, this.deferredWrites, link ? (a) => link.publish('alert', { ...a, data: { ...a.data, node: nodeId(config.dataDir) } }) : undefined);
+    const webhooks = new Webhooks(this.dispatcher, this.log);
+    this.alerts = new Alerts(
+      this.store,
+      this.bus,
+      this.deferredWrites,
+      (a) => {
+        const targets = this.current.alerts.notify;
+        if (targets.length > 0) webhooks.post(targets, JSON.stringify({ text: alertText(a, this.adminUrl), event: 'alert.raised', alert: a }), 'alert', a.id);
+      },
+      link ? (a) => link.publish('alert', { ...a, data: { ...a.data, node: nodeId(config.dataDir) } }) : undefined,
+    );
+    this.anomalies = new AnomalyDetector(config.alerts.anomalies, (kind, subject, severity, message, data, agent) => this.alerts.raise(kind, subject, severity, message, data, agent));
     link?.on('alert', (d) => {
       const a = d as Alert;
       const severities: unknown[] = ['info', 'warning', 'critical'];
@@ -162,7 +177,7 @@ export class Gateway implements AgentPortDeps {
       link && shared && feed && cluster
         ? { link, counters: shared, feed, sync: new cluster.ClusterSync(link, this.syncTarget()), approvals: new cluster.ClusterApprovals(link, () => this.approvals) }
         : undefined;
-    this.approvals = new Approvals(this.store, this.deferredWrites, this.bus, new ApprovalNotifier(this.dispatcher, this.log), this.metrics, this.log, () => this.adminUrl, this.cluster?.approvals);
+    this.approvals = new Approvals(this.store, this.deferredWrites, this.bus, new ApprovalNotifier(webhooks), this.metrics, this.log, () => this.adminUrl, this.cluster?.approvals);
     this.pipeline = new Pipeline(
       [
         killPolicy(this.kills),
@@ -188,6 +203,7 @@ export class Gateway implements AgentPortDeps {
       this.metrics,
       this.log,
     );
+    this.pipeline.onFinal = (rec) => this.anomalies.observe(rec);
     this.loadKeys();
     // In a cluster: whether this gateway shares its counters now, or counts alone (Redis unreachable).
     const linkUp = this.cluster ? new Gauge({ name: 'airlock_cluster_link_up', help: "1 while the link to the cluster's Redis (store.redis) is up; 0 while this gateway counts alone", registers: [this.metrics.registry] }) : undefined;
@@ -304,6 +320,7 @@ export class Gateway implements AgentPortDeps {
       return { ok: false, error };
     }
     this.current = next;
+    this.anomalies.configure(next.alerts.anomalies);
     this.loadKeys();
     this.syncProcesses(next);
     this.mcpHub.sync(next.mcp);

@@ -67,6 +67,17 @@ http:
 approvals:
   timeout: 5m
 
+# Alerts (loops, MCP pinning and poisoning, anomalies) are listed by GET /api/alerts and the console.
+# Anomalies are on with these defaults; a webhook hears of every alert (see docs/alerts.md).
+# alerts:
+#   notify: [ { webhook: "\${env:ALERTS_WEBHOOK_URL}" } ]
+#   anomalies:
+#     denials: 20/min            # one agent's calls refused by rules or by a person
+#     limited: 100/min           # one agent's calls refused by its limits
+#     authFailures: 20/min       # calls with a bad agent key, all callers together
+#     callSpike: { factor: 5, min: 60/min, learn: 10m }    # an agent's calls against its own average
+#     spendSpike: { factor: 5, min: 1/min, learn: 10m }    # its LLM spend (USD) against its average
+
 # Several gateways behind a load balancer act as one when they share a Redis: limits, budgets,
 # guards, kill switches and keys are the cluster's; with a PostgreSQL too, each ships its audit
 # records there (keeping its SQLite journal under \`data\`), and \`airlock audit\`, \`airlock usage\`

@@ -14,6 +14,7 @@ import { compileHeaders } from './headers.js';
 import type { LoadedConfig, PathKey } from './load.js';
 import type { AgentLimitsConfig, ConfigFile } from './schema.js';
 import { parseDuration, parseRate, parseSize, type Rate } from './units.js';
+import type { AnomalyConfig, Spike } from '../events/anomalies.js';
 
 export interface Budget {
   usd: number;
@@ -98,6 +99,7 @@ export interface RuntimeConfig {
   a2a: A2ARuntime;
   mcp: McpRuntime;
   approvals: { timeoutMs: number; notify: { webhook: string; headers: Record<string, string> }[] };
+  alerts: { notify: { webhook: string; headers: Record<string, string> }[]; anomalies: AnomalyConfig };
   audit: { bodies: boolean; jsonl: boolean };
   /** The scale-out store, when configured (SPEC section 1). */
   store: StoreRuntime;
@@ -278,10 +280,32 @@ export function compileConfig(loaded: LoadedConfig, overrides: { listen?: string
       timeoutMs: parseDuration(c.approvals?.timeout ?? '5m')!,
       notify: (c.approvals?.notify ?? []).map((n) => ({ webhook: n.webhook, headers: n.headers ?? {} })),
     },
+    alerts: {
+      notify: (c.alerts?.notify ?? []).map((n) => ({ webhook: n.webhook, headers: n.headers ?? {} })),
+      anomalies: compileAnomalies(c.alerts?.anomalies),
+    },
     audit: { bodies: c.audit?.bodies ?? false, jsonl: c.audit?.jsonl ?? true },
     store: compileStore(c.store),
     configKeys,
     raw: c,
+  };
+}
+
+type AnomaliesFile = NonNullable<ConfigFile['alerts']>['anomalies'];
+type SpikeFile = Exclude<NonNullable<Exclude<AnomaliesFile, false>>['callSpike'], false>;
+
+/** `alerts.anomalies`: every signal on with its default unless set, or turned off with false. */
+function compileAnomalies(a: AnomaliesFile): AnomalyConfig {
+  if (a === false) return { denials: undefined, limited: undefined, authFailures: undefined, callSpike: undefined, spendSpike: undefined };
+  const burst = (v: string | false | undefined, dflt: string) => (v === false ? undefined : parseRate(v ?? dflt)!);
+  const spike = (v: SpikeFile | false | undefined, min: string): Spike | undefined =>
+    v === false ? undefined : { factor: v?.factor ?? 5, min: parseRate(v?.min ?? min)!, learnMs: parseDuration(v?.learn ?? '10m')! };
+  return {
+    denials: burst(a?.denials, '20/min'),
+    limited: burst(a?.limited, '100/min'),
+    authFailures: burst(a?.authFailures, '20/min'),
+    callSpike: spike(a?.callSpike, '60/min'),
+    spendSpike: spike(a?.spendSpike, '1/min'),
   };
 }
 

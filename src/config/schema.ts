@@ -75,6 +75,31 @@ const httpService = z.strictObject({
 
 const notify = z.strictObject({ webhook: z.url(), headers: headers.optional() });
 
+/** A spike of one agent's calls or spend against its own average (alerts.anomalies). */
+const spike = z.strictObject({
+  factor: z.number().min(1.5).optional().describe('how many times its average window the last window must be, default 5'),
+  min: rate.optional().describe('the least that counts as a spike whatever the average; its window is the unit compared (calls: default 60/min; spend: USD, default 1/min)'),
+  learn: duration.optional().describe('how long an agent is watched before its spikes are judged, default 10m'),
+});
+const burst = z.union([rate, z.literal(false)]);
+
+const alertsSection = z.strictObject({
+  notify: z.array(notify).optional().describe('webhooks told of every alert (loops, pinning, poisoning, anomalies): JSON with a human-readable `text`'),
+  anomalies: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        denials: burst.optional().describe("one agent's calls refused by rules or by a person, default 20/min; false: off"),
+        limited: burst.optional().describe("one agent's calls refused by its limits and guards, default 100/min; false: off"),
+        authFailures: burst.optional().describe('calls with a missing, unknown, revoked or expired agent key, all callers together, default 20/min; false: off'),
+        callSpike: z.union([spike, z.literal(false)]).optional().describe("one agent's calls in the last window against its average window; false: off"),
+        spendSpike: z.union([spike, z.literal(false)]).optional().describe("one agent's LLM spend (USD) in the last window against its average window; false: off"),
+      }),
+    ])
+    .optional()
+    .describe('anomaly alerts, on by default with the defaults named here; false turns them all off'),
+});
+
 /** `store.redis`: a URL, or the URL and the key prefix gateways of one cluster share. */
 const redisStore = z.union([
   z.string().regex(/^rediss?:\/\//, 'a Redis URL starts with redis:// or rediss://'),
@@ -132,6 +157,7 @@ export const configSchema = z.strictObject({
     })
     .optional(),
   approvals: z.strictObject({ timeout: duration.optional(), notify: z.array(notify).optional() }).optional(),
+  alerts: alertsSection.optional(),
   audit: z.strictObject({ bodies: z.boolean().optional(), jsonl: z.boolean().optional() }).optional(),
   // Sections of later front doors and stores; shaped by their own modules as they land.
   llm: llmSection.optional(),

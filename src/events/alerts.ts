@@ -1,7 +1,7 @@
 /**
- * Alerts: things a security team should look at (loops, and later pinning, poisoning, anomalies).
- * Stored, published on the event bus, and rate-limited per kind+subject so a runaway agent raises
- * one alert a minute, not thousands. Published at once; stored through `DeferredWrites`, so an
+ * Alerts: things a security team should look at (loops, pinning, poisoning, anomalies). Stored,
+ * published on the event bus, sent to the `alerts.notify` webhooks, and rate-limited per
+ * kind+subject so a runaway agent raises one alert a minute, not thousands. Published at once; stored through `DeferredWrites`, so an
  * alert raised while another process holds the store's write lock neither stalls the call that
  * raised it nor is lost.
  */
@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { DeferredWrites } from '../store/deferred.js';
 import type { Alert, Store } from '../store/types.js';
 import type { EventBus } from './bus.js';
+import { inert } from './webhooks.js';
 
 const REPEAT_MS = 60_000;
 
@@ -19,6 +20,8 @@ export class Alerts {
     private readonly store: Store,
     private readonly bus: EventBus,
     private readonly writes: DeferredWrites,
+    /** The webhooks of `alerts.notify`: told of each alert raised here (not of those adopted from the cluster, which their gateway notifies). */
+    private readonly notify: (a: Alert) => void,
     /** The cluster (store.redis): told of each alert raised here. */
     private readonly share?: (a: Alert) => void,
   ) {}
@@ -35,6 +38,7 @@ export class Alerts {
     this.bus.emit('alert', a);
     this.writes.write(() => this.store.insertAlert(a));
     this.share?.(a);
+    this.notify(a);
   }
 
   /** An alert raised on another gateway of the cluster: published and stored here too, so any gateway lists them all. */
@@ -46,4 +50,13 @@ export class Alerts {
   list(limit = 100, since?: string): Alert[] {
     return this.store.listAlerts(Math.min(Math.max(limit, 1), 1000), since);
   }
+}
+
+/**
+ * The message a person reads in chat. Alert messages quote what agents and MCP servers wrote (an
+ * action's path, a tool's name): made inert, on one line, so they cannot pass for airlock's own lines.
+ */
+export function alertText(a: Alert, adminUrl: string): string {
+  const message = inert(a.message.replace(/[\r\n\u2028\u2029]+/g, ' '));
+  return [`airlock alert (${a.severity}, ${a.kind}): ${message}`, `(alerts: the console at ${adminUrl}/console/, or GET ${adminUrl}/api/alerts)`].join('\n');
 }

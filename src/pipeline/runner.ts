@@ -64,6 +64,8 @@ export class Pipeline {
   private readonly policies: Policy[];
   /** Exchanges between decision and outcome, by id. */
   readonly inFlight = new Map<string, Exchange>();
+  /** Told of every final record, refused callers' included (the anomaly alerts watch them). */
+  onFinal: ((rec: AuditRecord) => void) | undefined;
 
   constructor(
     policies: Policy[],
@@ -212,6 +214,7 @@ export class Pipeline {
       durationMs: round(performance.now() - r.startedHr),
     };
     this.metrics.exchanges.labels(r.protocol, rec.agent ?? '', rec.decision).inc();
+    this.observe(rec);
     this.audit.append(rec).catch(() => {});
   }
 
@@ -272,8 +275,21 @@ export class Pipeline {
       bodies,
       details: fields.details,
     };
-    if (phase === 'final') this.metrics.exchanges.labels(x.protocol, x.agent.name, rec.decision).inc();
+    if (phase === 'final') {
+      this.metrics.exchanges.labels(x.protocol, x.agent.name, rec.decision).inc();
+      this.observe(rec);
+    }
     return this.audit.append(rec);
+  }
+
+  /** Whatever watches final records must not fail the exchange it watches. */
+  private observe(rec: AuditRecord): void {
+    if (this.onFinal === undefined) return;
+    try {
+      this.onFinal(rec);
+    } catch (e) {
+      this.log.error({ err: e, exchange: rec.id }, 'watching a final record failed');
+    }
   }
 
   /**
