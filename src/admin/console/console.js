@@ -437,7 +437,9 @@ async function loadUsage() {
   const since = $('usage-since').value;
   const u = await api('GET', `/api/usage?by=${encodeURIComponent(by)}${since ? `&since=${encodeURIComponent(since)}` : ''}`);
   $('usage-key').textContent = by;
-  const cells = (g) => [el('td', {}, String(g.requests)), el('td', {}, String(g.refused)), el('td', {}, String(g.inputTokens)), el('td', {}, String(g.outputTokens)), el('td', {}, g.costUsd.toFixed(6))];
+  // Where the calls went: "http 3 · llm 2" (by model every call is an LLM call).
+  const protocols = (g) => Object.entries(g.protocols).map(([p, n]) => `${p} ${n}`).join(' · ');
+  const cells = (g) => [el('td', {}, String(g.requests)), el('td', {}, String(g.refused)), el('td', {}, protocols(g)), el('td', {}, String(g.inputTokens)), el('td', {}, String(g.outputTokens)), el('td', {}, g.costUsd.toFixed(6))];
   fill($('usage').tBodies[0], u.groups.map((g) => el('tr', {}, el('td', {}, g[by] ?? '—'), ...cells(g))), 'No calls in this period.');
   $('usage').tFoot.replaceChildren(el('tr', {}, el('th', {}, 'total'), ...cells(u.total)));
 }
