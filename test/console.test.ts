@@ -518,3 +518,37 @@ describe('console: an MCP tool that changed is shown quarantined, and accepting 
     }
   });
 });
+
+describe('console: under pinning: warn a changed MCP tool is shown still callable, not quarantined', { skip }, () => {
+  let t: TestGateway;
+  let browser: Browser;
+  before(async () => {
+    ({ t } = await startRebornGateway('warn'));
+    browser = await launchBrowser((chromium as { path: string }).path);
+  });
+  after(async () => {
+    await browser?.close();
+    await t?.stop();
+    if (t) rmSync(t.dir, { recursive: true, force: true });
+  });
+
+  it('the page says what the gateway does with it', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${t.adminUrl}/console/#tools`);
+    await page.locator('#feed-state[data-state="live"]').waitFor();
+    const act = page.locator('#tools tbody tr[data-tool="re/act"]');
+    assert.match(await act.innerText(), /pinned/);
+    const c = await agentClient(`${t.agentUrl}/mcp/re`, KEYS.alice, 'modern');
+    try {
+      await c.callTool({ name: 'crash', arguments: {} });
+      await act.filter({ hasText: 'changed' }).waitFor({ timeout: 20_000 });
+      assert.match(await act.locator('td.pin-changed').innerText(), /^changed: still callable \(pinning: warn\)$/);
+      assert.doesNotMatch(await act.innerText(), /quarantined/);
+      const r = await c.callTool({ name: 'act', arguments: {} }, { timeout: 30_000 });
+      assert.equal(r.isError, undefined, 'and it is callable');
+    } finally {
+      await c.close();
+      await page.close();
+    }
+  });
+});
