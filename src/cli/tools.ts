@@ -6,7 +6,7 @@
  */
 import { adminBase, adminCall, apiError, args, EXIT_FAILED, EXIT_OK, printJson, table, UsageError } from './common.js';
 
-export const usage = 'airlock tools list [--status pinned|changed] | accept <server>/<tool>   [--admin URL] [--json]';
+export const usage = 'airlock tools list [--status pinned|changed] | accept <server>/<tool>   [-c FILE] [--admin URL] [--json]';
 
 type Row = Record<string, unknown>;
 
