@@ -184,8 +184,9 @@ export class Gateway implements AgentPortDeps {
         rulesPolicy(),
         limitsPolicy(this.counters, Date.now, shared),
         // Token limits and budgets: reserved before the call, settled with real usage; spend survives restarts via the audit.
+        // Only LLM records carry a cost: the sum reads those alone rather than every protocol's.
         budgetPolicy(
-          new BudgetLedger((scope, name, since) => this.store.usageSummary('agent', since, scope === 'agent' ? { agent: name } : { team: name }).reduce((s, g) => s + g.costUsd, 0)),
+          new BudgetLedger((scope, name, since) => this.store.usageSummary('agent', since, scope === 'agent' ? { agent: name, protocol: 'llm' } : { team: name, protocol: 'llm' }).reduce((s, g) => s + g.costUsd, 0)),
           new TokenCounters(),
           Date.now,
           shared,

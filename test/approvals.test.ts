@@ -330,14 +330,18 @@ describe('approvals: the CLI in a separate process', () => {
       const held = call(`${t.agentUrl}/http/api/jobs`, { method: 'POST', key: KEYS.alice, body: 'run' });
       const a = await pendingFor({ adminUrl: t.adminUrl }, 'http: POST api/jobs');
       await waitFor('watch to print the new approval', () => watched.includes(a.id), 5000);
-      const list = await runCli(['approvals', 'list', '--status', 'pending', '--admin', t.adminUrl]);
-      assert.equal(list.code, 0);
+      // -c FILE finds the gateway running on that config's data directory, as --admin would.
+      const list = await runCli(['approvals', 'list', '--status', 'pending', '--limit', '5', '-c', t.configFile]);
+      assert.equal(list.code, 0, list.stderr);
       assert.match(list.stdout, new RegExp(a.id));
       // What a human decides on: the method, URL and body excerpt, indented under the approval's row.
       assert.match(list.stdout, new RegExp(`^${a.id} .*\\n {4}POST http://127\\.0\\.0\\.1:\\d+/jobs\\n {4}run$`, 'm'), list.stdout);
       const badStatus = await runCli(['approvals', 'list', '--status', 'open', '--admin', t.adminUrl]);
       assert.equal(badStatus.code, 2, badStatus.stderr);
       assert.match(badStatus.stderr, /--status is one of pending, approved, denied, expired, cancelled/);
+      const badLimit = await runCli(['approvals', 'list', '--limit', 'ten', '--admin', t.adminUrl]);
+      assert.equal(badLimit.code, 2, badLimit.stderr);
+      assert.match(badLimit.stderr, /--limit takes a positive whole number\nusage: airlock approvals list .*\[-c FILE\] \[--admin URL\] \[--json\]/);
       const ok = await runCli(['approvals', 'approve', a.id, '--admin', t.adminUrl]);
       assert.equal(ok.code, 0, ok.stderr);
       assert.equal((await held).status, 200);

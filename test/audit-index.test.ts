@@ -80,7 +80,11 @@ describe('audit index tables', () => {
       check('all indexed');
       assert.deepEqual([store.usageSummary('agent', '2026-01-01T00:20:00.000Z'), store.usageSummary('agent', undefined, { agent: 'bob' }), store.usageSummary('team', '2026-01-01T00:20:00.000Z')], usage, 'usage sums do not depend on indexing');
       const bob = usage[1]!.find((g) => g.key === 'bob')!;
-      assert.equal(bob.requests, all.filter((r) => r.agent === 'bob' && r.protocol === 'llm' && r.phase === 'final').length);
+      const bobs = (protocol?: string) => all.filter((r) => r.agent === 'bob' && r.phase === 'final' && (protocol === undefined || r.protocol === protocol)).length;
+      assert.equal(bob.requests, bobs(), 'every protocol\'s calls');
+      assert.deepEqual(bob.protocols, { http: bobs('http'), llm: bobs('llm') });
+      const llmOnly = store.usageSummary('agent', undefined, { agent: 'bob', protocol: 'llm' });
+      assert.deepEqual(llmOnly.map((g) => [g.key, g.requests, g.protocols, g.costUsd]), [['bob', bobs('llm'), { llm: bobs('llm') }, bob.costUsd]], 'narrowed to one protocol: the same cost');
     } finally {
       store.close();
     }

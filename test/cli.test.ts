@@ -43,6 +43,27 @@ describe('exit codes (SPEC 11)', { concurrency: true }, () => {
     assert.match(unkillHelp.stdout, /^usage: airlock unkill <agent> \| --team TEAM \| --target "<pattern>" \| --all /);
     assert.doesNotMatch(unkillHelp.stdout, /kill --list|airlock kill/, 'unkill has no --list, and is not kill');
   });
+  it('each verb\'s usage names the common options it takes (-c FILE, --admin URL, --json)', async () => {
+    const all = ['[-c FILE]', '[--admin URL]', '[--json]'];
+    const want: Record<string, string[]> = {
+      approvals: [...all, '[--limit N]'],
+      tools: all,
+      keys: all,
+      kill: all,
+      unkill: all,
+      usage: all,
+      audit: ['[-c FILE]', '[--json]'],
+      check: ['[-c FILE]', '[--json]'],
+      explain: ['[-c FILE]', '[--json]'],
+      start: ['[-c FILE]'],
+    };
+    const verbs = Object.keys(want);
+    const runs = await Promise.all(verbs.map((v) => runCli([v, '--help'])));
+    runs.forEach((r, i) => {
+      assert.equal(r.code, 0, r.stderr);
+      for (const option of want[verbs[i]!]!) assert.ok(r.stdout.includes(option), `airlock ${verbs[i]} --help leaves out ${option}: ${r.stdout}`);
+    });
+  });
   it('bad flags and bad arguments → 2', async () => {
     const runs = await Promise.all([
       runCli(['start', '--bogus']),

@@ -248,18 +248,23 @@ describe('console: an operator in a browser', { skip }, () => {
     await page.locator('#live tbody tr', { hasText: 'not_found' }).or(page.locator('#live tbody tr', { hasText: '404' })).first().waitFor();
   });
 
-  it('the usage tab sums the LLM calls of the period by agent: requests, tokens and cost', async () => {
+  it('the usage tab sums the calls of the period by agent: requests of every protocol, LLM tokens and cost', async () => {
     const ai = openaiAgent(t.agentUrl, KEYS.bob);
     for (let i = 0; i < 2; i++) await ai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
     await page.goto(`${t.adminUrl}/console/#usage`);
     const bob = page.locator('#usage tbody tr', { hasText: 'bob' });
     await bob.waitFor();
     const cells = await bob.locator('td').allInnerTexts();
-    // requests, refused, input and output tokens (the fake provider reports 11 in and 7 out per call)
-    assert.deepEqual(cells.slice(0, 5), ['bob', '2', '0', String(2 * OPENAI_USAGE.prompt_tokens), String(2 * OPENAI_USAGE.completion_tokens)]);
     const api = (await call(`${t.adminUrl}/api/usage?by=agent&since=1d`)).json.groups.find((g: { agent: string }) => g.agent === 'bob');
+    // bob's HTTP calls in the tests above count as well as these two LLM calls.
+    assert.equal(api.protocols.llm, 2);
+    assert.ok(api.protocols.http >= 3, JSON.stringify(api.protocols));
+    assert.equal(api.requests, api.protocols.http + 2);
     assert.ok(api.costUsd > 0);
-    assert.equal(cells[5], api.costUsd.toFixed(6), 'the cost the API reports, to the millionth of a dollar');
+    // requests, refused, calls per protocol, input and output tokens (the fake provider reports 11 in and 7 out per call), cost
+    const perProtocol = Object.entries(api.protocols as Record<string, number>).map(([p, n]) => `${p} ${n}`).join(' · ');
+    assert.match(perProtocol, /^http \d+ · llm 2$/);
+    assert.deepEqual(cells, ['bob', String(api.requests), String(api.refused), perProtocol, String(2 * OPENAI_USAGE.prompt_tokens), String(2 * OPENAI_USAGE.completion_tokens), api.costUsd.toFixed(6)], 'the numbers the API reports, cost to the millionth of a dollar');
   });
 
   it('a burst of held calls is listed in full without the page hammering the gateway, and a burst of exchanges keeps the newest 200', async () => {
@@ -509,6 +514,40 @@ describe('console: an MCP tool that changed is shown quarantined, and accepting 
       const r = await c.callTool({ name: 'act', arguments: {} });
       assert.equal(r.isError, undefined);
       assert.equal((r.content as { text: string }[])[0]!.text, 'act ran after 1 crashes');
+    } finally {
+      await c.close();
+      await page.close();
+    }
+  });
+});
+
+describe('console: under pinning: warn a changed MCP tool is shown still callable, not quarantined', { skip }, () => {
+  let t: TestGateway;
+  let browser: Browser;
+  before(async () => {
+    ({ t } = await startRebornGateway('warn'));
+    browser = await launchBrowser((chromium as { path: string }).path);
+  });
+  after(async () => {
+    await browser?.close();
+    await t?.stop();
+    if (t) rmSync(t.dir, { recursive: true, force: true });
+  });
+
+  it('the page says what the gateway does with it', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${t.adminUrl}/console/#tools`);
+    await page.locator('#feed-state[data-state="live"]').waitFor();
+    const act = page.locator('#tools tbody tr[data-tool="re/act"]');
+    assert.match(await act.innerText(), /pinned/);
+    const c = await agentClient(`${t.agentUrl}/mcp/re`, KEYS.alice, 'modern');
+    try {
+      await c.callTool({ name: 'crash', arguments: {} });
+      await act.filter({ hasText: 'changed' }).waitFor({ timeout: 20_000 });
+      assert.match(await act.locator('td.pin-changed').innerText(), /^changed: still callable \(pinning: warn\)$/);
+      assert.doesNotMatch(await act.innerText(), /quarantined/);
+      const r = await c.callTool({ name: 'act', arguments: {} }, { timeout: 30_000 });
+      assert.equal(r.isError, undefined, 'and it is callable');
     } finally {
       await c.close();
       await page.close();

@@ -235,8 +235,8 @@ llm:
     assert.ok(report.groups.some((g: { agent: string }) => g.agent === 'spender'));
     const tbl = await cli(['usage', '--admin', t.adminUrl, '--by', 'team', '--since', '1d']);
     assert.equal(tbl.code, 0, tbl.stderr);
-    assert.match(tbl.stdout, /^team\s+requests\s+refused\s+input\s+cached\s+output\s+cost/m);
-    assert.match(tbl.stdout, /^blue\s+3\s+1\s+/m);
+    assert.match(tbl.stdout, /^team\s+requests\s+refused\s+llm\s+input\s+cached\s+output\s+cost/m, 'a column per protocol with calls: here only llm');
+    assert.match(tbl.stdout, /^blue\s+3\s+1\s+3\s+/m);
     assert.equal((await cli(['usage', '--admin', t.adminUrl, '--by', 'planet'])).code, 2);
   });
 

@@ -1,7 +1,8 @@
 /**
  * MCP tool pinning (SPEC 5.3, rug-pull defence): fingerprints, first sight / same / changed,
  * quarantine until accepted, pins that survive reopening the store, and a server that comes back
- * changed after a reconnect.
+ * changed after a reconnect — quarantined under `pinning: strict`, callable with a warning under
+ * `warn`, unchecked under `off` — with what `airlock tools list` says in each mode.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -11,7 +12,9 @@ import { after, before, describe, it } from 'node:test';
 import { fingerprintTool, Pins, type ToolDef } from '../src/protocols/mcp/pinning.js';
 import { DeferredWrites } from '../src/store/deferred.js';
 import { SqliteStore } from '../src/store/sqlite.js';
-import { KEYS, startGateway, type TestGateway } from './support/gateway.js';
+import type { Client } from '@modelcontextprotocol/client';
+import { runCli } from './support/cli.js';
+import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
 import { agentClient, waitFor } from './support/mcp.js';
 import { startRebornGateway } from './support/reborn.js';
 
@@ -190,5 +193,108 @@ describe('mcp: a server that reconnects with a changed tool', () => {
     } finally {
       await c.close();
     }
+  });
+});
+
+type AlertView = { kind: string; severity: string; message: string };
+
+/** What the reborn server's changed `act` says (it names a key file: a poisoning finding too). */
+const changedAct = (t: TestGateway) => t.gw.mcpHub.get('re')?.catalogue.tools.find((x) => x.name === 'act')?.description?.includes('id_rsa') === true;
+
+/** Calls `act` (1.0 before the crash), crashes the server, and waits until the gateway has the changed catalogue and has judged it. */
+async function crashAndReload(t: TestGateway): Promise<Client> {
+  const c = await agentClient(`${t.agentUrl}/mcp/re`, KEYS.alice, 'modern');
+  assert.equal(text(await c.callTool({ name: 'act', arguments: {} })), 'act ran after 0 crashes');
+  await c.callTool({ name: 'crash', arguments: {} });
+  await waitFor(() => changedAct(t));
+  // The pinning check and the poisoning scan run together at catalogue load, the scan after: once
+  // the scan's alert is visible, any pinning alert is too.
+  await waitFor(async () => (await alerts(t)).some((a) => a.kind === 'tool_poisoning' && a.message.includes('re/act')));
+  return c;
+}
+
+const alerts = async (t: TestGateway): Promise<AlertView[]> => (await call(`${t.adminUrl}/api/alerts`)).json.alerts as AlertView[];
+const text = (r: any): string => (r.content as { text: string }[]).map((x) => x.text).join(''); // eslint-disable-line @typescript-eslint/no-explicit-any -- a tool result
+
+describe('mcp: pinning: warn — a changed tool stays listed and callable, with a warning', () => {
+  let t: TestGateway;
+  before(async () => {
+    ({ t } = await startRebornGateway('warn'));
+  });
+  after(async () => {
+    await t?.stop();
+    if (t) rmSync(t.dir, { recursive: true, force: true });
+  });
+
+  it('listed and callable after the change; a tool_changed alert with severity warning; pinned as changed until accepted', async () => {
+    const c = await crashAndReload(t);
+    try {
+      const changed = (await alerts(t)).filter((a) => a.kind === 'tool_changed');
+      assert.equal(changed.length, 1, JSON.stringify(changed));
+      assert.equal(changed[0]!.severity, 'warning');
+      assert.match(changed[0]!.message, /re\/act changed its definition .*pinning: warn, so it stays callable/);
+      const listed = (await c.listTools()).tools.find((x) => x.name === 'act');
+      assert.ok(listed, 'still listed');
+      assert.match(listed.description ?? '', /id_rsa/, 'with its new definition');
+      const r = await c.callTool({ name: 'act', arguments: {} }, { timeout: 30_000 });
+      assert.equal(r.isError, undefined, text(r));
+      assert.equal(text(r), 'act ran after 1 crashes');
+      const api = await call(`${t.adminUrl}/api/tools`);
+      assert.equal(api.json.pinning, 'warn');
+      assert.deepEqual((api.json.tools as { tool: string; status: string }[]).map((x) => [x.tool, x.status]), [['act', 'changed'], ['crash', 'pinned']]);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('airlock tools list says the changed tool is still callable, not quarantined (found through -c FILE)', async () => {
+    const r = await runCli(['tools', 'list', '-c', t.configFile]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^re\/act\s+changed\s/m);
+    assert.match(r.stdout, /^1 changed tool\(s\) still callable \(pinning: warn: a change raises an alert, nothing is quarantined\); review, then pin the new definition: airlock tools accept <server>\/<tool>$/m);
+    assert.doesNotMatch(r.stdout, /tool\(s\) quarantined/);
+    const accepted = await runCli(['tools', 'accept', 're/act', '-c', t.configFile]);
+    assert.equal(accepted.code, 0, accepted.stderr);
+    const after = await runCli(['tools', 'list', '-c', t.configFile]);
+    assert.match(after.stdout, /^re\/act\s+pinned\s/m);
+    assert.doesNotMatch(after.stdout, /changed tool/);
+  });
+});
+
+describe('mcp: pinning: off — nothing is pinned, quarantined or alerted', () => {
+  let t: TestGateway;
+  before(async () => {
+    ({ t } = await startRebornGateway('off'));
+  });
+  after(async () => {
+    await t?.stop();
+    if (t) rmSync(t.dir, { recursive: true, force: true });
+  });
+
+  it('a changed tool is listed and callable, raises no tool_changed alert, and no pin is kept', async () => {
+    const c = await crashAndReload(t);
+    try {
+      assert.deepEqual((await alerts(t)).filter((a) => a.kind === 'tool_changed'), []);
+      assert.ok((await c.listTools()).tools.some((x) => x.name === 'act'));
+      const r = await c.callTool({ name: 'act', arguments: {} }, { timeout: 30_000 });
+      assert.equal(text(r), 'act ran after 1 crashes');
+      assert.deepEqual((await call(`${t.adminUrl}/api/tools`)).json, { pinning: 'off', tools: [] });
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('airlock tools list says pinning is off, and that pins from when it was on are not enforced', async () => {
+    const r = await runCli(['tools', 'list', '--admin', t.adminUrl]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'no tools pinned (pinning: off, so tool definitions are not checked)\n');
+    // A pin left from an earlier mode, changed since: not quarantined, and the list says so.
+    t.gw.pins.observe('re', { name: 'act', description: 'Acts' });
+    t.gw.pins.observe('re', { name: 'act', description: 'Acts differently' });
+    const left = await runCli(['tools', 'list', '--admin', t.adminUrl]);
+    assert.match(left.stdout, /^re\/act\s+changed\s/m);
+    assert.match(left.stdout, /^pinning: off: tool definitions are not checked and nothing is quarantined; these pins are from when it was on \(1 changed, callable all the same\)$/m);
+    assert.doesNotMatch(left.stdout, /tool\(s\) quarantined/);
+    assert.equal(t.gw.mcpHub.quarantined('re', 'act'), false);
   });
 });

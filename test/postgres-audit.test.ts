@@ -5,7 +5,8 @@
  * node and seq of a link altered or deleted in PostgreSQL, and catches a chain rewritten whole by
  * comparing it with the gateway's local store; a local store that no longer agrees with
  * PostgreSQL stops the shipping rather than ship a second chain under the same seqs; the audit
- * filters answer the same on PostgreSQL as on the local SQLite store; usage sums both gateways.
+ * filters answer the same on PostgreSQL as on the local SQLite store; usage sums both gateways'
+ * calls of every protocol.
  * Each test works in a schema of its own, dropped at the end.
  */
 import assert from 'node:assert/strict';
@@ -228,7 +229,7 @@ describe('store.postgres: every gateway\'s audit records in one PostgreSQL schem
     }
   });
 
-  it('usage through either gateway sums both gateways\' LLM calls; the CLI reads PostgreSQL when no gateway runs', async () => {
+  it('usage through either gateway sums both gateways\' calls of every protocol (LLM ones by model); the CLI reads PostgreSQL when no gateway runs', async () => {
     const s = schema();
     const a = await startGateway(config(up.url, s));
     const b = await startGateway(config(up.url, s));
@@ -236,6 +237,18 @@ describe('store.postgres: every gateway\'s audit records in one PostgreSQL schem
       for (let i = 0; i < 2; i++) assert.equal((await chat(a, KEYS.alice, `question number ${i}`)).status, 200);
       for (let i = 0; i < 3; i++) assert.equal((await chat(b, KEYS.bob, `another question ${i}`)).status, 200);
       assert.equal((await chat(b, KEYS.alice, 'from the other gateway')).status, 200);
+      // HTTP calls too, one of them denied: alice 3 (1 refused) on a, bob 1 on b.
+      for (const p of ['items/1', 'items/2']) assert.equal((await get(a, p)).status, 200);
+      assert.equal((await get(a, 'admin/users')).status, 403);
+      assert.equal((await get(b, 'items/3', KEYS.bob)).status, 200);
+      // And on a, one of alice's calls cut in flight by a kill switch (it ran) and one made while it is on (refused).
+      const json = { 'content-type': 'application/json' };
+      const inFlight = get(a, 'slow/usage');
+      await waitFor('the slow call to reach the upstream', () => up.received.some((r) => r.url === '/slow/usage'));
+      assert.equal((await call(`${a.adminUrl}/api/kill`, { method: 'POST', headers: json, body: JSON.stringify({ agent: 'alice' }) })).json.aborted, 1);
+      assert.equal((await inFlight).json.error.code, 'killed');
+      assert.equal((await get(a, 'items/4')).json.error.code, 'killed');
+      assert.equal((await call(`${a.adminUrl}/api/kill`, { method: 'DELETE', headers: json, body: JSON.stringify({ agent: 'alice' }) })).status, 200);
       const localSum = (t: TestGateway) => {
         const st = new SqliteStore(join(t.dir, 'data'), { readonly: true });
         try {
@@ -249,31 +262,45 @@ describe('store.postgres: every gateway\'s audit records in one PostgreSQL schem
         assert.equal(await t.gw.postgres!.shipped(), true, 'each gateway\'s records are in PostgreSQL');
       }
       const [la, lb] = [localSum(a), localSum(b)];
-      const want = (agent: string, key: 'requests' | 'inputTokens' | 'outputTokens' | 'costUsd') => [...la, ...lb].filter((g) => g.key === agent).reduce((n, g) => n + g[key], 0);
+      const want = (agent: string, key: 'requests' | 'refused' | 'inputTokens' | 'outputTokens' | 'costUsd') => [...la, ...lb].filter((g) => g.key === agent).reduce((n, g) => n + g[key], 0);
+      const wantProtocols = (agent: string) => {
+        const out: Record<string, number> = {};
+        for (const g of [...la, ...lb].filter((x) => x.key === agent)) for (const [p, n] of Object.entries(g.protocols)) out[p] = (out[p] ?? 0) + n;
+        return out;
+      };
       for (const t of [a, b]) {
         const u = await call(`${t.adminUrl}/api/usage?by=agent`);
         assert.equal(u.status, 200, u.text);
         const alice = u.json.groups.find((g: { agent: string }) => g.agent === 'alice');
         const bob = u.json.groups.find((g: { agent: string }) => g.agent === 'bob');
-        assert.equal(alice.requests, 3);
-        assert.equal(bob.requests, 3);
-        for (const k of ['inputTokens', 'outputTokens'] as const) {
-          assert.equal(alice[k], want('alice', k));
-          assert.equal(bob[k], want('bob', k));
+        assert.deepEqual([alice.requests, alice.refused, alice.protocols], [8, 2, { http: 5, llm: 3 }]);
+        assert.deepEqual([bob.requests, bob.refused, bob.protocols], [4, 0, { http: 1, llm: 3 }]);
+        // The same answer as both local stores' sums together.
+        for (const k of ['requests', 'refused', 'inputTokens', 'outputTokens'] as const) {
+          assert.equal(alice[k], want('alice', k), k);
+          assert.equal(bob[k], want('bob', k), k);
         }
+        assert.deepEqual(alice.protocols, wantProtocols('alice'));
+        assert.deepEqual(bob.protocols, wantProtocols('bob'));
         assert.ok(Math.abs(alice.costUsd - want('alice', 'costUsd')) < 1e-9);
         assert.ok(alice.costUsd > 0);
-        assert.equal(u.json.total.requests, 6);
+        assert.deepEqual([u.json.total.requests, u.json.total.refused, u.json.total.protocols], [12, 2, { http: 6, llm: 6 }]);
       }
+      const byTeam = await call(`${b.adminUrl}/api/usage?by=team&since=1h`);
+      assert.deepEqual(byTeam.json.groups.map((g: { team: string | null; requests: number; refused: number; protocols: unknown }) => [g.team, g.requests, g.refused, g.protocols]), [[null, 12, 2, { http: 6, llm: 6 }]], 'neither agent has a team');
       const byModel = await call(`${a.adminUrl}/api/usage?by=model&since=1h`);
       assert.equal(byModel.json.groups.length, 1);
-      assert.equal(byModel.json.groups[0].requests, 6);
+      assert.deepEqual([byModel.json.groups[0].model, byModel.json.groups[0].requests, byModel.json.groups[0].protocols], ['demo-mini', 6, { llm: 6 }], 'LLM calls only');
       const fromApi = (await call(`${a.adminUrl}/api/usage?by=agent`)).json;
       await a.gw.stop();
       await b.gw.stop();
       const u = await runCli(['usage', '-c', a.configFile, '--json']);
       assert.equal(u.code, 0, u.stderr);
       assert.deepEqual(JSON.parse(u.stdout), fromApi, 'the same report from PostgreSQL directly');
+      const tbl = await runCli(['usage', '-c', a.configFile]);
+      assert.equal(tbl.code, 0, tbl.stderr);
+      assert.match(tbl.stdout, /^agent\s+requests\s+refused\s+http\s+llm\s+input/m);
+      assert.match(tbl.stdout, /^alice\s+8\s+2\s+5\s+3\s/m);
     } finally {
       await a.stop();
       await b.stop();

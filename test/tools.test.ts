@@ -40,7 +40,7 @@ admin: { tokens: [{ name: sec-team, token: "${TOKEN}" }] }
   it('lists nothing before any tool is seen', async () => {
     const r = await admin('/api/tools');
     assert.equal(r.status, 200);
-    assert.deepEqual(r.json, { tools: [] });
+    assert.deepEqual(r.json, { pinning: 'strict', tools: [] }, 'with the pinning mode in force: strict, the default');
     const cli = await runCli(['tools', 'list', '--admin', t.adminUrl], { env });
     assert.equal(cli.code, 0, cli.stderr);
     assert.equal(cli.stdout, 'no tools pinned yet\n');

@@ -1,6 +1,8 @@
 /**
  * Admin endpoints for MCP tool pins (SPEC 5.3, rug-pull defence):
- *   GET  /api/tools                         every pinned tool, with status pinned | changed
+ *   GET  /api/tools                         every pinned tool, with status pinned | changed, and the
+ *                                           pinning mode in force (what a changed status means:
+ *                                           quarantined under strict, still callable under warn)
  *   POST /api/tools/accept {server, tool}   pins a changed definition (404 when nothing waits) and
  *                                           tells connected MCP clients that the tool list changed
  */
@@ -25,7 +27,7 @@ export async function serveTools(gw: Gateway, req: IncomingMessage, res: ServerR
       return true;
     }
     const tools = gw.pins.list().filter((p) => status === null || p.status === status);
-    sendJson(res, 200, { tools });
+    sendJson(res, 200, { pinning: gw.config().mcp.pinning, tools });
     return true;
   }
   if (path === '/api/tools/accept' && method === 'POST') {

@@ -1,5 +1,5 @@
 /**
- * `airlock approvals list [--status S] | approve <id> [--remember 10m] [--reason R] |
+ * `airlock approvals list [--status S] [--limit N] | approve <id> [--remember 10m] [--reason R] |
  * deny <id> [--reason R] | watch | remembered | forget <id>` — through the running gateway's admin API.
  */
 import { request } from 'undici';
@@ -7,7 +7,7 @@ import { APPROVAL_STATUSES } from '../approvals/types.js';
 import { parseDuration } from '../config/units.js';
 import { adminBase, adminCall, AdminUnreachable, apiError, args, EXIT_FAILED, EXIT_OK, printJson, table, UsageError } from './common.js';
 
-export const usage = 'airlock approvals list [--status pending|approved|denied|expired|cancelled] | approve <id> [--remember 10m] [--reason R] | deny <id> [--reason R] | watch | remembered | forget <id>   [--admin URL] [--json]';
+export const usage = 'airlock approvals list [--status pending|approved|denied|expired|cancelled] [--limit N] | approve <id> [--remember 10m] [--reason R] | deny <id> [--reason R] | watch | remembered | forget <id>   [-c FILE] [--admin URL] [--json]';
 
 type Row = Record<string, unknown>;
 
@@ -46,6 +46,8 @@ export async function approvals(argv: string[]): Promise<number> {
   switch (sub) {
     case 'list': {
       if (values.status !== undefined && !(APPROVAL_STATUSES as readonly string[]).includes(values.status)) throw new UsageError(`--status is one of ${APPROVAL_STATUSES.join(', ')}`);
+      // As audit query's --limit: a typo is a usage error, not the default limit in silence.
+      if (values.limit !== undefined && !(Number.isInteger(Number(values.limit)) && Number(values.limit) >= 1)) throw new UsageError('--limit takes a positive whole number');
       const q = new URLSearchParams();
       if (values.status) q.set('status', values.status);
       if (values.limit) q.set('limit', values.limit);

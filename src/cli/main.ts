@@ -32,7 +32,7 @@ async function help(): Promise<string> {
   const verbs = await Promise.all(Object.values(VERBS).map((load) => load()));
   return `airlock — the egress gateway for AI agents\n\nusage:\n${verbs
     .map((v) => `  ${v.usage}`)
-    .join('\n')}\n\nVerbs that act on a running gateway use its admin API (--admin URL; token from AIRLOCK_ADMIN_TOKEN).\n`;
+    .join('\n')}\n\n-c FILE names the config (default ./airlock.yaml, else the quickstart example). Verbs that act on a running\ngateway use its admin API (--admin URL, else found through the config; token from AIRLOCK_ADMIN_TOKEN).\n`;
 }
 
 export async function main(argv: string[]): Promise<number> {

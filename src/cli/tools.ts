@@ -1,10 +1,12 @@
 /**
  * `airlock tools list [--status pinned|changed] | accept <server>/<tool>` — MCP tool pins, through
- * the running gateway's admin API. A changed tool stays quarantined until accepted here.
+ * the running gateway's admin API. What a changed tool means depends on the gateway's pinning
+ * mode, which the list says: under `strict` it is quarantined until accepted here, under `warn` it
+ * stays callable (accepting pins the new definition), under `off` nothing is checked.
  */
 import { adminBase, adminCall, apiError, args, EXIT_FAILED, EXIT_OK, printJson, table, UsageError } from './common.js';
 
-export const usage = 'airlock tools list [--status pinned|changed] | accept <server>/<tool>   [--admin URL] [--json]';
+export const usage = 'airlock tools list [--status pinned|changed] | accept <server>/<tool>   [-c FILE] [--admin URL] [--json]';
 
 type Row = Record<string, unknown>;
 
@@ -41,8 +43,9 @@ export async function tools(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   const list = r.json['tools'] as Row[];
+  const pinning = r.json['pinning'];
   if (list.length === 0) {
-    process.stdout.write('no tools pinned yet\n');
+    process.stdout.write(pinning === 'off' ? 'no tools pinned (pinning: off, so tool definitions are not checked)\n' : 'no tools pinned yet\n');
     return EXIT_OK;
   }
   process.stdout.write(
@@ -57,7 +60,15 @@ export async function tools(argv: string[]): Promise<number> {
       ]),
     ]),
   );
-  const changed = list.filter((p) => p['status'] === 'changed').length;
-  if (changed > 0) process.stdout.write(`\n${changed} changed tool(s) quarantined; review, then: airlock tools accept <server>/<tool>\n`);
+  const note = pinningNote(pinning, list.filter((p) => p['status'] === 'changed').length);
+  if (note) process.stdout.write(`\n${note}\n`);
   return EXIT_OK;
+}
+
+/** What the changed tools mean under the gateway's pinning mode (strict, the default, when it does not say). */
+function pinningNote(pinning: unknown, changed: number): string | undefined {
+  if (pinning === 'off') return `pinning: off: tool definitions are not checked and nothing is quarantined; these pins are from when it was on${changed > 0 ? ` (${changed} changed, callable all the same)` : ''}`;
+  if (changed === 0) return undefined;
+  if (pinning === 'warn') return `${changed} changed tool(s) still callable (pinning: warn: a change raises an alert, nothing is quarantined); review, then pin the new definition: airlock tools accept <server>/<tool>`;
+  return `${changed} changed tool(s) quarantined; review, then: airlock tools accept <server>/<tool>`;
 }

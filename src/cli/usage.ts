@@ -1,5 +1,6 @@
 /**
- * `airlock usage [--by agent|team|model] [--since 1d] [--json]`: LLM requests, tokens and cost.
+ * `airlock usage [--by agent|team|model] [--since 1d] [--json]`: requests (every protocol's, by
+ * agent or team, with a column per protocol; LLM calls, by model), and LLM tokens and cost.
  * From the running gateway's admin API; with no gateway running, from the store the config names
  * (with store.postgres, every gateway's records there).
  */
@@ -9,6 +10,7 @@ import { PgAuditStore } from '../store/postgres/audit.js';
 import { describePostgres, errorText } from '../store/postgres/schema.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { UsageBy } from '../store/types.js';
+import { byProtocolOrder } from '../store/usage.js';
 import { adminBase, adminCall, AdminUnreachable, apiError, args, configPath, EXIT_FAILED, EXIT_OK, loadRuntime, printJson, table, UsageError } from './common.js';
 
 export const usage = 'airlock usage [--by agent|team|model] [--since 1d|ISO] [-c FILE] [--admin URL] [--json]';
@@ -58,10 +60,25 @@ export async function usageVerb(argv: string[]): Promise<number> {
     printJson(report);
     return EXIT_OK;
   }
-  const rows = [[by, 'requests', 'refused', 'input', 'cached', 'output', 'cost', 'estimated']];
-  const line = (name: string, g: UsageReport['total']) => [name, String(g.requests), String(g.refused), String(g.inputTokens), String(g.cachedInputTokens), String(g.outputTokens), fmtUsd(g.costUsd), g.estimated ? String(g.estimated) : ''];
+  // A column per protocol with calls in the period (none by model: those are all LLM calls). A
+  // gateway of an earlier version answers without the breakdown: then there are no such columns.
+  const protocols = by === 'model' ? [] : Object.keys(report.total.protocols ?? {}).sort(byProtocolOrder);
+  const rows = [[by, 'requests', 'refused', ...protocols, 'input', 'cached', 'output', 'cost', 'estimated']];
+  const line = (name: string, g: UsageReport['total']) => [
+    name,
+    String(g.requests),
+    String(g.refused),
+    ...protocols.map((p) => String(g.protocols?.[p] ?? 0)),
+    String(g.inputTokens),
+    String(g.cachedInputTokens),
+    String(g.outputTokens),
+    fmtUsd(g.costUsd),
+    g.estimated ? String(g.estimated) : '',
+  ];
   for (const g of report.groups) rows.push(line(String(g[by] ?? '-'), g as unknown as UsageReport['total']));
   rows.push(line('total', report.total));
-  process.stdout.write(`LLM usage${report.since ? ` since ${report.since}` : ''}\n${table(rows)}`);
+  const period = report.since ? ` since ${report.since}` : '';
+  const title = by === 'model' ? `LLM usage by model${period}` : `Usage by ${by}${period}: requests of every protocol (each protocol's under its name), tokens and cost of LLM calls`;
+  process.stdout.write(`${title}\n${table(rows)}`);
   return EXIT_OK;
 }

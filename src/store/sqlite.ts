@@ -8,7 +8,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Approval, ApprovalStatus, Remembered } from '../approvals/types.js';
 import type { KeyRecord } from '../identity/keys.js';
-import type { A2AOwned, A2AOwnedChange, A2AOwnedKind, Alert, AuditFilter, AuditRow, KillScope, KillSwitch, Store, ToolPin, UsageBy, UsageGroup } from './types.js';
+import type { A2AOwned, A2AOwnedChange, A2AOwnedKind, Alert, AuditFilter, AuditRow, KillScope, KillSwitch, Store, ToolPin, UsageBy, UsageGroup, UsageMatch } from './types.js';
+import { groupUsage, type UsageRow } from './usage.js';
 
 /** The WAL file's size after it starts over (SQLite's `journal_size_limit`). */
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
@@ -427,10 +428,13 @@ export class SqliteStore implements Store {
     })();
   }
 
-  usageSummary(by: UsageBy, since: string | undefined, match: { agent?: string; team?: string } = {}): UsageGroup[] {
+  usageSummary(by: UsageBy, since: string | undefined, match: UsageMatch = {}): UsageGroup[] {
     const key = by === 'agent' ? 'agent' : by === 'team' ? "json_extract(record, '$.team')" : "COALESCE(json_extract(record, '$.details.model'), json_extract(record, '$.target.model'))";
-    const where = ["phase = 'final'", "protocol = 'llm'"];
+    const where = ["phase = 'final'"];
     const args: string[] = [];
+    // By model, LLM calls only: no other protocol's calls have a model.
+    const protocol = by === 'model' ? 'llm' : match.protocol;
+    if (protocol !== undefined) (where.push('protocol = ?'), args.push(protocol));
     // The index tables narrow the rows read (see the schema): the records they cover that match,
     // plus every record they do not cover yet.
     const notIndexed = 'seq > (SELECT upto FROM audit_indexed WHERE id = 1)';
@@ -439,15 +443,18 @@ export class SqliteStore implements Store {
     if (since !== undefined) (where.push('ts >= ?'), args.push(since));
     if (match.agent !== undefined) (where.push('agent = ?'), args.push(match.agent));
     if (match.team !== undefined) (where.push("json_extract(record, '$.team') = ?"), args.push(match.team));
-    const sql = `SELECT ${key} AS key, COUNT(*) AS requests,
-        COALESCE(SUM(CASE WHEN decision IN ('allowed', 'approved') OR (decision = 'killed' AND json_extract(record, '$.usage') IS NOT NULL) THEN 0 ELSE 1 END), 0) AS refused,
+    // What counts as refused, and why: store/usage.ts.
+    const sql = `SELECT ${key} AS key, protocol, COUNT(*) AS requests,
+        COALESCE(SUM(CASE WHEN decision IN ('allowed', 'approved') THEN 0
+          WHEN decision = 'killed' AND (json_extract(record, '$.usage') IS NOT NULL OR (protocol <> 'llm' AND json_extract(record, '$.bytesIn') IS NOT NULL)) THEN 0
+          ELSE 1 END), 0) AS refused,
         COALESCE(SUM(json_extract(record, '$.usage.inputTokens')), 0) AS inputTokens,
         COALESCE(SUM(json_extract(record, '$.usage.outputTokens')), 0) AS outputTokens,
         COALESCE(SUM(json_extract(record, '$.usage.cachedInputTokens')), 0) AS cachedInputTokens,
         COALESCE(SUM(json_extract(record, '$.costUsd')), 0) AS costUsd,
         COALESCE(SUM(CASE WHEN json_extract(record, '$.usage.estimated') THEN 1 ELSE 0 END), 0) AS estimated
-      FROM audit WHERE ${where.join(' AND ')} GROUP BY key ORDER BY costUsd DESC, requests DESC`;
-    return this.db.prepare(sql).all(...args) as UsageGroup[];
+      FROM audit WHERE ${where.join(' AND ')} GROUP BY key, protocol`;
+    return groupUsage(this.db.prepare(sql).all(...args) as UsageRow[]);
   }
 
   *iterateAudit(): IterableIterator<AuditRow> {

@@ -51,13 +51,18 @@ export interface Alert {
   data?: Record<string, unknown> | undefined;
 }
 
-/** LLM usage summed over final audit records, for one group (agent, team or model). */
+/**
+ * Calls summed over final audit records, for one group (agent, team or model): every protocol's
+ * requests, and the tokens and cost that only LLM records carry.
+ */
 export interface UsageGroup {
   key: string | null;
   /** Final records: calls made plus calls refused. */
   requests: number;
-  /** Calls refused before they ran (denied, limited, rejected, expired, killed). */
+  /** Calls refused before they ran (denied, limited, rejected, expired, killed before forwarding). */
   refused: number;
+  /** `requests` per protocol (`http`, `llm`, `mcp`, `a2a`); only protocols with calls appear. */
+  protocols: Record<string, number>;
   inputTokens: number;
   outputTokens: number;
   cachedInputTokens: number;
@@ -67,6 +72,13 @@ export interface UsageGroup {
 }
 
 export type UsageBy = 'agent' | 'team' | 'model';
+
+/** The records a usage sum is narrowed to: one agent's, one team's, one protocol's. */
+export interface UsageMatch {
+  agent?: string;
+  team?: string;
+  protocol?: string;
+}
 
 /** A pinned MCP tool definition (rug-pull defence); `pendingFingerprint` is a changed definition awaiting acceptance. */
 export interface ToolPin {
@@ -139,8 +151,11 @@ export interface Store {
   auditHead(): { seq: number; hash: string } | undefined;
   /** Newest first unless afterSeq is given (then oldest first). */
   queryAudit(f: AuditFilter): AuditRow[];
-  /** LLM usage of final records since `since` (ISO), grouped; biggest cost first. */
-  usageSummary(by: UsageBy, since: string | undefined, match?: { agent?: string; team?: string }): UsageGroup[];
+  /**
+   * Usage of final records since `since` (ISO), grouped (see usage.ts); biggest cost first. By
+   * model, LLM records only; `match.protocol` narrows the others to one protocol.
+   */
+  usageSummary(by: UsageBy, since: string | undefined, match?: UsageMatch): UsageGroup[];
   /** Every row in chain order, for verification. */
   iterateAudit(): IterableIterator<AuditRow>;
   /**

@@ -1,7 +1,7 @@
 /**
- * Test support: a gateway (strict pinning) in front of `mcp-reborn-server`, the stdio MCP server
- * that comes back with a changed tool after it crashes. The caller stops the gateway and removes
- * `t.dir`, which holds the server's state file.
+ * Test support: a gateway (strict pinning unless told otherwise) in front of `mcp-reborn-server`,
+ * the stdio MCP server that comes back with a changed tool after it crashes. The caller stops the
+ * gateway and removes `t.dir`, which holds the server's state file.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,7 @@ import { waitFor } from './mcp.js';
 const rebornServer = join(dirname(fileURLToPath(import.meta.url)), 'mcp-reborn-server.js');
 
 /** Starts it, with alice allowed every tool of server `re`, once the server has listed its tools; `state` is its crash counter file. */
-export async function startRebornGateway(): Promise<{ t: TestGateway; state: string }> {
+export async function startRebornGateway(pinning: 'strict' | 'warn' | 'off' = 'strict'): Promise<{ t: TestGateway; state: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'airlock-reborn-'));
   const state = join(dir, 'state');
   const t = await startGateway(
@@ -24,7 +24,7 @@ rules:
   - name: all
     allow: ["mcp: re/*"]
 mcp:
-  pinning: strict
+  pinning: ${pinning}
   servers:
     re: { command: "${process.execPath}", args: ["${rebornServer}"], env: { REBORN_STATE: "${state}" } }
 `,

@@ -386,30 +386,33 @@ async function revoke(k) {
 
 // ---- MCP tool pins ----------------------------------------------------------------------------
 
+/** What "changed" means under the gateway's pinning mode. */
+const CHANGED = { strict: 'changed: quarantined', warn: 'changed: still callable (pinning: warn)', off: 'changed (pinning: off, callable)' };
+
 async function loadTools() {
-  const { tools } = await api('GET', '/api/tools');
+  const { pinning, tools } = await api('GET', '/api/tools');
   const changed = tools.filter((p) => p.status === 'changed');
   $('tools-count').textContent = String(changed.length);
   $('tools-count').dataset.some = String(changed.length > 0);
-  // Quarantined tools first: they are the ones waiting for someone.
+  // Changed tools first: they are the ones waiting for someone.
   const rows = [...changed, ...tools.filter((p) => p.status !== 'changed')].map((p) =>
     el(
       'tr',
       { 'data-tool': `${p.server}/${p.tool}` },
       el('td', {}, p.server),
       el('td', {}, p.tool),
-      el('td', { class: `pin-${p.status}` }, p.status === 'changed' ? 'changed: quarantined' : 'pinned'),
+      el('td', { class: `pin-${p.status}` }, p.status === 'changed' ? CHANGED[pinning] : 'pinned'),
       el('td', {}, time(p.firstSeen)),
       el('td', {}, time(p.changedAt)),
       el('td', {}, el('code', { title: p.pendingFingerprint ? `${p.fingerprint} → ${p.pendingFingerprint}` : p.fingerprint }, p.pendingFingerprint ? `${p.fingerprint.slice(0, 12)} → ${p.pendingFingerprint.slice(0, 12)}` : p.fingerprint.slice(0, 12))),
-      el('td', {}, p.status === 'changed' ? el('button', { onclick: (ev) => act(ev.target, () => acceptTool(p)) }, 'Accept') : null),
+      el('td', {}, p.status === 'changed' ? el('button', { onclick: (ev) => act(ev.target, () => acceptTool(p, pinning)) }, 'Accept') : null),
     ),
   );
   fill($('tools').tBodies[0], rows, 'No MCP tool has been seen yet.');
 }
 
-async function acceptTool(p) {
-  if (!confirm(`Accept the new definition of ${p.server}/${p.tool}? Agents allowed to call it can call it again.`)) return;
+async function acceptTool(p, pinning) {
+  if (!confirm(`Accept the new definition of ${p.server}/${p.tool}? It becomes the pinned one${pinning === 'strict' ? ', and agents allowed to call the tool can call it again' : ''}.`)) return;
   await api('POST', '/api/tools/accept', { server: p.server, tool: p.tool });
   notice(`Accepted the new definition of ${p.server}/${p.tool}`);
   await loadTools();
@@ -437,7 +440,9 @@ async function loadUsage() {
   const since = $('usage-since').value;
   const u = await api('GET', `/api/usage?by=${encodeURIComponent(by)}${since ? `&since=${encodeURIComponent(since)}` : ''}`);
   $('usage-key').textContent = by;
-  const cells = (g) => [el('td', {}, String(g.requests)), el('td', {}, String(g.refused)), el('td', {}, String(g.inputTokens)), el('td', {}, String(g.outputTokens)), el('td', {}, g.costUsd.toFixed(6))];
+  // Where the calls went: "http 3 · llm 2" (by model every call is an LLM call).
+  const protocols = (g) => Object.entries(g.protocols).map(([p, n]) => `${p} ${n}`).join(' · ');
+  const cells = (g) => [el('td', {}, String(g.requests)), el('td', {}, String(g.refused)), el('td', {}, protocols(g)), el('td', {}, String(g.inputTokens)), el('td', {}, String(g.outputTokens)), el('td', {}, g.costUsd.toFixed(6))];
   fill($('usage').tBodies[0], u.groups.map((g) => el('tr', {}, el('td', {}, g[by] ?? '—'), ...cells(g))), 'No calls in this period.');
   $('usage').tFoot.replaceChildren(el('tr', {}, el('th', {}, 'total'), ...cells(u.total)));
 }

@@ -7,6 +7,7 @@
  */
 import type pg from 'pg';
 import type { AuditFilter, AuditRow, UsageBy, UsageGroup } from '../types.js';
+import { groupUsage, type UsageRow } from '../usage.js';
 import { connectionConfig, ident, isMissingTable, type PostgresConfig } from './schema.js';
 
 /** An audit row as PostgreSQL holds it: which gateway (node) wrote it, and where it sorts. */
@@ -143,27 +144,31 @@ export class PgAuditStore {
     }
   }
 
-  /** LLM usage of final records since `since`, grouped; as SqliteStore.usageSummary. */
+  /** Usage of final records since `since`, grouped; as SqliteStore.usageSummary (see store/usage.ts). */
   async usage(by: UsageBy, since: string | undefined): Promise<UsageGroup[]> {
     const key = by === 'agent' ? 'agent' : by === 'team' ? "r->>'team'" : "COALESCE(r->'details'->>'model', r->'target'->>'model')";
     const args: string[] = [];
-    let where = "phase = 'final' AND protocol = 'llm'";
+    // By model, LLM calls only (the audit_llm_final index): no other protocol's calls have a model.
+    let where = by === 'model' ? "phase = 'final' AND protocol = 'llm'" : "phase = 'final'";
     if (since !== undefined) {
       args.push(since);
       where += ' AND ts >= $1';
     }
-    // `usage` present and not JSON null: json_extract's IS NOT NULL in the SQLite version.
-    const sql = `SELECT ${key} AS key, count(*)::float8 AS requests,
-        COALESCE(sum(CASE WHEN decision IN ('allowed', 'approved') OR (decision = 'killed' AND COALESCE(jsonb_typeof(r->'usage'), 'null') <> 'null') THEN 0 ELSE 1 END), 0)::float8 AS refused,
+    // A member present and not JSON null: json_extract's IS NOT NULL in the SQLite version.
+    const present = (member: string) => `COALESCE(jsonb_typeof(r->'${member}'), 'null') <> 'null'`;
+    const sql = `SELECT ${key} AS key, protocol, count(*)::float8 AS requests,
+        COALESCE(sum(CASE WHEN decision IN ('allowed', 'approved') THEN 0
+          WHEN decision = 'killed' AND (${present('usage')} OR (protocol <> 'llm' AND ${present('bytesIn')})) THEN 0
+          ELSE 1 END), 0)::float8 AS refused,
         COALESCE(sum((r->'usage'->>'inputTokens')::float8), 0) AS "inputTokens",
         COALESCE(sum((r->'usage'->>'outputTokens')::float8), 0) AS "outputTokens",
         COALESCE(sum((r->'usage'->>'cachedInputTokens')::float8), 0) AS "cachedInputTokens",
         COALESCE(sum((r->>'costUsd')::float8), 0) AS "costUsd",
         COALESCE(sum(CASE WHEN r->'usage'->>'estimated' = 'true' THEN 1 ELSE 0 END), 0)::float8 AS estimated
-      FROM (SELECT agent, decision, record::jsonb AS r FROM ${this.table} WHERE ${where}) x
-      GROUP BY 1 ORDER BY "costUsd" DESC, requests DESC`;
+      FROM (SELECT agent, protocol, decision, record::jsonb AS r FROM ${this.table} WHERE ${where}) x
+      GROUP BY 1, 2`;
     try {
-      return (await (await this.connections()).query<UsageGroup>(sql, args)).rows;
+      return groupUsage((await (await this.connections()).query<UsageRow>(sql, args)).rows);
     } catch (e) {
       if (isMissingTable(e)) return [];
       throw e;
