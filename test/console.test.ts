@@ -554,3 +554,58 @@ describe('console: under pinning: warn a changed MCP tool is shown still callabl
     }
   });
 });
+
+describe('console: behind a reverse proxy that rewrites the event stream with CRLF line ends', { skip }, () => {
+  let up: Upstream;
+  let t: TestGateway;
+  let proxy: Server;
+  let proxyUrl: string;
+  let browser: Browser;
+  before(async () => {
+    up = await startUpstream();
+    t = await startGateway(config(up.url));
+    const admin = new URL(t.adminUrl);
+    // A proxy that passes everything on, but sends /api/events with CRLF line ends (as SSE allows),
+    // cutting each CRLF across two writes, the hardest case for a reader.
+    proxy = createServer((req, res) => {
+      const out = request(`${t.adminUrl}${req.url}`, { method: req.method as 'GET', headers: { ...req.headers, host: admin.host }, body: req.method === 'GET' || req.method === 'HEAD' ? null : req });
+      out.then(
+        (r) => {
+          res.writeHead(r.statusCode, r.headers as Record<string, string>);
+          if (!req.url!.startsWith('/api/events')) return void r.body.pipe(res);
+          r.body.on('data', (chunk: Buffer) => {
+            for (const part of chunk.toString().replace(/\n/g, '\r\n').split(/(?<=\r)/)) res.write(part);
+          });
+          r.body.on('end', () => res.end());
+          r.body.on('error', () => res.destroy());
+          res.on('close', () => r.body.destroy());
+        },
+        () => res.destroy(),
+      );
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    browser = await launchBrowser((chromium as { path: string }).path);
+  });
+  after(async () => {
+    await browser?.close();
+    proxy?.closeAllConnections();
+    await new Promise((r) => proxy?.close(r));
+    await t?.stop();
+    await up?.close();
+  });
+
+  it('still shows exchanges live', async () => {
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${proxyUrl}/console/#live`);
+      await page.locator('#feed-state[data-state="live"]').waitFor();
+      await call(`${t.agentUrl}/http/api/through-a-proxy`, { key: KEYS.bob });
+      const row = page.locator('#live tbody tr', { hasText: 'http: GET api/through-a-proxy' });
+      await row.waitFor({ timeout: 10_000 });
+      assert.match(await row.innerText(), /bob[\s\S]*allowed[\s\S]*200/);
+    } finally {
+      await page.close();
+    }
+  });
+});

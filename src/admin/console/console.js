@@ -559,11 +559,16 @@ async function runFeed() {
       refresh.kills();
       const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = '';
+      let crLast = false;
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
         heard = Date.now();
-        buf += value;
+        // SSE lines end in LF, CRLF or CR (a proxy in front of the admin port may rewrite them):
+        // made LF here, a CRLF split across two reads included.
+        let text = crLast && value.startsWith('\n') ? value.slice(1) : value;
+        crLast = text.endsWith('\r');
+        buf += text.replace(/\r\n?/g, '\n');
         let end;
         while ((end = buf.indexOf('\n\n')) >= 0) {
           const block = buf.slice(0, end);
@@ -571,8 +576,13 @@ async function runFeed() {
           let type = 'message';
           const data = [];
           for (const line of block.split('\n')) {
-            if (line.startsWith('event: ')) type = line.slice(7);
-            else if (line.startsWith('data: ')) data.push(line.slice(6));
+            // `field: value` or `field:value` (one space after the colon is not part of the value).
+            const colon = line.indexOf(':');
+            if (colon <= 0) continue;
+            const field = line.slice(0, colon);
+            const v = line[colon + 1] === ' ' ? line.slice(colon + 2) : line.slice(colon + 1);
+            if (field === 'event') type = v;
+            else if (field === 'data') data.push(v);
           }
           if (data.length > 0) {
             try {
