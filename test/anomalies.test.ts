@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { connect, createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
@@ -73,7 +74,7 @@ alerts:
     assert.equal(a.data.signal, 'denials');
     assert.equal(a.data.count, 5);
     assert.equal(a.data.threshold, '5/min');
-    assert.match(a.message, /agent "alice" had 5 calls refused by rules or by a person in the last 1m/);
+    assert.match(a.message, /agent "alice" had 5 calls refused by the rules in the last 1m/);
   });
 
   it('sends every alert to the alerts.notify webhooks, as JSON with a readable text', async () => {
@@ -254,5 +255,207 @@ alerts:
     const res = t.gw.reload('test');
     assert.equal(res.ok, false);
     assert.match((res as { error: string }).error, /alerts\.anomalies/);
+  });
+
+  it('a bad value inside a setting that also takes false names that key and says what it takes', () => {
+    const errorOf = (anomalies: string) => {
+      writeFileSync(t.configFile, readFileSync(t.configFile, 'utf8').replace(/anomalies: .*/, `anomalies: ${anomalies}`));
+      const res = t.gw.reload('test');
+      assert.equal(res.ok, false, anomalies);
+      return (res as { error: string }).error;
+    };
+    assert.match(errorOf('{ denials: true }'), /alerts\.anomalies\.denials: expected a rate such as 20\/min, or false/);
+    assert.match(errorOf('{ limited: 5 }'), /alerts\.anomalies\.limited: expected a rate/);
+    assert.match(errorOf('{ callSpike: { factor: .nan } }'), /alerts\.anomalies\.callSpike\.factor: .*expected number/);
+    assert.match(errorOf('{ callSpike: { bogus: 1 } }'), /alerts\.anomalies\.callSpike\.bogus: unknown key \(allowed here: factor, min, learn\)/);
+    assert.match(errorOf('{ spendSpike: 5 }'), /alerts\.anomalies\.spendSpike: expected \{ factor, min, learn \}, or false/);
+    assert.match(errorOf('{ bogus: 1 }'), /alerts\.anomalies\.bogus: unknown key \(allowed here: denials, limited, authFailures, callSpike, spendSpike\)/);
+    assert.match(errorOf('true'), /alerts\.anomalies: expected false \(all off\), or a mapping/);
+  });
+});
+
+const basic = (agent: string, key: string) => `Basic ${Buffer.from(`${agent}:${key}`).toString('base64')}`;
+
+/** Sends a CONNECT (or, with `line`, another proxy request) on a raw socket; resolves with the socket and the proxy's answer head. */
+function connectThrough(port: number, authority: string, auth: string | undefined, line = `CONNECT ${authority} HTTP/1.1`): Promise<{ socket: Socket; head: string }> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    let got = '';
+    const onData = (c: Buffer) => {
+      got += c.toString('latin1');
+      const end = got.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      s.off('data', onData);
+      resolve({ socket: s, head: got.slice(0, end) });
+    };
+    s.on('data', onData);
+    s.on('error', reject);
+    s.write(`${line}\r\nHost: ${authority}\r\n${auth ? `Proxy-Authorization: ${auth}\r\n` : ''}\r\n`);
+  });
+}
+
+describe('anomaly alerts: what an operator does, and what proxy clients always do, is no anomaly', () => {
+  let up: Upstream;
+  let tcp: Server;
+  let tcpPort: number;
+  let t: TestGateway;
+  before(async () => {
+    up = await startUpstream();
+    tcp = createTcpServer((s) => s.on('error', () => {}));
+    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
+    tcpPort = (tcp.address() as AddressInfo).port;
+    t = await startGateway(`
+agents:
+  alice: { keys: ["${KEYS.alice}"] }
+  bob: { keys: ["${KEYS.bob}"] }
+rules:
+  - name: reads
+    allow: ["http: GET,POST api/**", "http: CONNECT 127.0.0.1:${tcpPort}"]
+  - name: writes-need-a-human
+    approve: ["http: POST api/**"]
+approvals: { timeout: 30s }
+http:
+  services:
+    api: { url: "${up.url}" }
+  forwardProxy: { timeout: 10s }
+alerts:
+  anomalies: { denials: 3/min, authFailures: 3/min }
+`);
+  });
+  after(async () => {
+    await t.stop();
+    await up.close();
+    tcp.close();
+  });
+
+  /** Three calls of `key` held for approval, with their approval ids, and the calls' replies to come. */
+  async function hold(key: string): Promise<{ ids: string[]; replies: Promise<number[]> }> {
+    const replies = Promise.all(Array.from({ length: 3 }, (_, i) => call(`${t.agentUrl}/http/api/held/${i}`, { key, method: 'POST' }).then((r) => r.status)));
+    const ids = await eventually('three pending approvals', async () => {
+      const l = (await call(`${t.adminUrl}/api/approvals?status=pending`)).json.approvals as { id: string }[];
+      return l.length === 3 ? l.map((a) => a.id) : undefined;
+    });
+    return { ids, replies };
+  }
+
+  it('a person denying held calls one after another raises no denials alert: whoever denied them has seen them', async () => {
+    const { ids, replies } = await hold(KEYS.alice);
+    for (const id of ids) assert.equal((await call(`${t.adminUrl}/api/approvals/${id}`, { method: 'POST', body: JSON.stringify({ decision: 'deny', reason: 'no' }) })).status, 200);
+    assert.deepEqual(await replies, [403, 403, 403]);
+    // Rule denials still count, so the window is known to be watched.
+    for (let i = 0; i < 2; i++) assert.equal((await call(`${t.agentUrl}/http/api/x`, { key: KEYS.alice, method: 'DELETE' })).status, 403);
+    await sleep(100);
+    assert.deepEqual(await anomalies(t.adminUrl), [], 'three denied by a person and two by the rules: two refusals count, under 3/min');
+  });
+
+  it('calls held while their key is revoked, then approved, raise no auth_failures alert: the key was a real one', async () => {
+    const made = await call(`${t.adminUrl}/api/agents/bob/keys`, { method: 'POST', body: '{}' });
+    assert.equal(made.status, 201);
+    const { ids, replies } = await hold(made.json.key);
+    assert.equal((await call(`${t.adminUrl}/api/keys/${made.json.id}`, { method: 'DELETE' })).status, 200);
+    for (const id of ids) await call(`${t.adminUrl}/api/approvals/${id}`, { method: 'POST', body: JSON.stringify({ decision: 'approve' }) });
+    assert.deepEqual(await replies, [401, 401, 401]);
+    await sleep(100);
+    assert.deepEqual(await anomalies(t.adminUrl), []);
+  });
+
+  it('open tunnels cut by a reload that no longer allows them raise no denials alert: the operator cut them', async () => {
+    const port = Number(new URL(t.agentUrl).port);
+    const tunnels = await Promise.all(Array.from({ length: 4 }, () => connectThrough(port, `127.0.0.1:${tcpPort}`, basic('bob', KEYS.bob))));
+    for (const x of tunnels) assert.match(x.head, /^HTTP\/1\.1 200 /);
+    const closed = Promise.all(tunnels.map((x) => new Promise((r) => x.socket.once('close', r))));
+    const original = readFileSync(t.configFile, 'utf8');
+    try {
+      writeFileSync(t.configFile, original.replace(`, "http: CONNECT 127.0.0.1:${tcpPort}"`, ''));
+      assert.deepEqual(t.gw.reload('test'), { ok: true });
+      await closed;
+      await eventually('the cut tunnels recorded', async () => {
+        const recs = (await call(`${t.adminUrl}/api/audit?limit=500`)).json.records as { phase: string; code?: string; agent: string; action: string }[];
+        return recs.filter((r) => r.phase === 'final' && r.code === 'denied' && r.action === `http: CONNECT 127.0.0.1:${tcpPort}`).length === 4 ? true : undefined;
+      });
+      await sleep(100);
+      assert.deepEqual(await anomalies(t.adminUrl), []);
+    } finally {
+      writeFileSync(t.configFile, original);
+      t.gw.reload('test');
+    }
+  });
+
+  it('proxy clients asking without credentials first (the 407 challenge) raise no auth_failures alert; wrong credentials do', async () => {
+    const port = Number(new URL(t.agentUrl).port);
+    for (let i = 0; i < 5; i++) {
+      const { socket, head } = await connectThrough(port, `127.0.0.1:${tcpPort}`, undefined);
+      socket.destroy();
+      assert.match(head, /^HTTP\/1\.1 407 /);
+    }
+    for (let i = 0; i < 5; i++) {
+      const { socket, head } = await connectThrough(port, `127.0.0.1:${tcpPort}`, undefined, `GET http://127.0.0.1:${tcpPort}/x HTTP/1.1`);
+      socket.destroy();
+      assert.match(head, /^HTTP\/1\.1 407 /);
+    }
+    await sleep(100);
+    assert.deepEqual(await anomalies(t.adminUrl), [], 'ten challenges are no failed keys');
+    for (let i = 0; i < 3; i++) {
+      const { socket, head } = await connectThrough(port, `127.0.0.1:${tcpPort}`, basic('bob', 'alk_guessYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYY'));
+      socket.destroy();
+      assert.match(head, /^HTTP\/1\.1 407 /);
+    }
+    const a = await eventually('an auth_failures alert', async () => (await anomalies(t.adminUrl)).find((x) => x.data.signal === 'auth_failures'));
+    assert.equal(a.data.count, 3);
+  });
+});
+
+describe('anomaly alerts: a wall clock stepped back', { timeout: 120_000 }, () => {
+  let up: Upstream;
+  let t: TestGateway;
+  const realNow = Date.now;
+  // The wall clock of the whole process, from before the gateway starts: `offset` steps it.
+  let offset = 0;
+  before(async () => {
+    Date.now = () => realNow() - offset;
+    up = await startUpstream();
+    t = await startGateway(`
+agents:
+  alice: { keys: ["${KEYS.alice}"] }
+  bob: { keys: ["${KEYS.bob}"] }
+rules:
+  - name: reads
+    allow: ["http: GET api/**"]
+http:
+  services:
+    api: { url: "${up.url}" }
+alerts:
+  anomalies:
+    denials: 3/min
+    callSpike: { factor: 4, min: 10/s, learn: 3s }
+`);
+  });
+  after(async () => {
+    Date.now = realNow;
+    await t.stop();
+    await up.close();
+  });
+
+  it('neither silences spikes nor keeps a repeated alert quiet for as long as the step (NTP correcting a clock that ran ahead)', async () => {
+    const denials = async () => (await anomalies(t.adminUrl)).filter((a) => a.data.signal === 'denials' && a.agent === 'bob');
+    for (let i = 0; i < 3; i++) assert.equal((await call(`${t.agentUrl}/http/api/x`, { key: KEYS.bob, method: 'DELETE' })).status, 403);
+    await eventually('the first denials alert', async () => ((await denials()).length === 1 ? true : undefined));
+    const firstAt = performance.now();
+
+    // alice's average is learned; then the wall clock steps back two minutes.
+    const end = realNow() + 4500;
+    while (realNow() < end) {
+      assert.equal((await call(`${t.agentUrl}/http/api/items`, { key: KEYS.alice })).status, 200);
+      await sleep(330);
+    }
+    offset = 120_000;
+    await Promise.all(Array.from({ length: 40 }, () => call(`${t.agentUrl}/http/api/items`, { key: KEYS.alice })));
+    const spike = await eventually('a call_spike alert', async () => (await anomalies(t.adminUrl)).find((x) => x.data.signal === 'call_spike'));
+    assert.equal(spike.agent, 'alice');
+
+    // A minute after the first, bob's refusals raise the alert again.
+    await sleep(Math.max(0, firstAt + 61_000 - performance.now()));
+    for (let i = 0; i < 3; i++) assert.equal((await call(`${t.agentUrl}/http/api/y`, { key: KEYS.bob, method: 'DELETE' })).status, 403);
+    await eventually('the second denials alert', async () => ((await denials()).length === 2 ? true : undefined));
   });
 });

@@ -72,7 +72,7 @@ approvals:
 # alerts:
 #   notify: [ { webhook: "\${env:ALERTS_WEBHOOK_URL}" } ]
 #   anomalies:
-#     denials: 20/min            # one agent's calls refused by rules or by a person
+#     denials: 20/min            # one agent's calls refused by the rules
 #     limited: 100/min           # one agent's calls refused by its limits
 #     authFailures: 20/min       # calls with a bad agent key, all callers together
 #     callSpike: { factor: 5, min: 60/min, learn: 10m }    # an agent's calls against its own average

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
 import { configSchema, type ConfigFile } from './schema.js';
+import type { z } from 'zod';
 
 /** A config that cannot be used; `message` reads `FILE:LINE: KEY: problem`. */
 export class ConfigError extends Error {
@@ -97,7 +98,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const interpolated = interpolate(raw, [], baseDir, fail, env);
   const parsed = configSchema.safeParse(interpolated);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
+    const issue = settled(parsed.error.issues[0]!);
     let path = issue.path.filter((p): p is PathKey => typeof p !== 'symbol');
     let message = issue.message;
     if (issue.code === 'unrecognized_keys') {
@@ -112,11 +113,28 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   return { file, baseDir, config: parsed.data!, fail };
 }
 
+type Issue = z.core.$ZodIssue;
+
+/**
+ * A value no branch of a union took (`rate | false`, `false | {...}`): the issue of the branch that
+ * got furthest into it, so the message names the key that is wrong and says why; the union's own
+ * message when every branch refused the value as a whole.
+ */
+function settled(issue: Issue): Issue {
+  if (issue.code !== 'invalid_union') return issue;
+  let best: Issue | undefined;
+  for (const branch of issue.errors) {
+    const inner = branch[0] && settled(branch[0]);
+    if (inner && inner.path.length > (best?.path.length ?? 0)) best = inner;
+  }
+  return best ? { ...best, path: [...issue.path, ...best.path] } : issue;
+}
+
 function allowedKeysHint(path: readonly PropertyKey[]): string {
   // Find the schema at this path to list its keys; a best effort that keeps messages helpful.
   let s: unknown = configSchema;
   for (const p of path) {
-    s = unwrap(s);
+    s = objectOf(unwrap(s));
     const def = (s as { def?: { shape?: Record<string, unknown>; valueType?: unknown; element?: unknown } }).def;
     if (!def) return '?';
     if (def.shape && typeof p === 'string' && p in def.shape) s = def.shape[p];
@@ -124,8 +142,14 @@ function allowedKeysHint(path: readonly PropertyKey[]): string {
     else if (def.element) s = def.element;
     else return '?';
   }
-  const def = (unwrap(s) as { def?: { shape?: Record<string, unknown> } }).def;
+  const def = (objectOf(unwrap(s)) as { def?: { shape?: Record<string, unknown> } }).def;
   return def?.shape ? Object.keys(def.shape).join(', ') : '?';
+}
+
+/** The mapping among a union's branches (`false | {...}`), or the schema itself. */
+function objectOf(s: unknown): unknown {
+  const options = (s as { def?: { options?: unknown[] } })?.def?.options;
+  return options?.map(unwrap).find((o) => (o as { def?: { shape?: unknown } }).def?.shape !== undefined) ?? s;
 }
 
 function unwrap(s: unknown): unknown {

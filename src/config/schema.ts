@@ -81,7 +81,7 @@ const spike = z.strictObject({
   min: rate.optional().describe('the least that counts as a spike whatever the average; its window is the unit compared (calls: default 60/min; spend: USD, default 1/min)'),
   learn: duration.optional().describe('how long an agent is watched before its spikes are judged, default 10m'),
 });
-const burst = z.union([rate, z.literal(false)]);
+const burst = z.union([rate, z.literal(false)], { error: 'expected a rate such as 20/min, or false (off)' });
 
 const alertsSection = z.strictObject({
   notify: z.array(notify).optional().describe('webhooks told of every alert (loops, pinning, poisoning, anomalies): JSON with a human-readable `text`'),
@@ -89,13 +89,13 @@ const alertsSection = z.strictObject({
     .union([
       z.literal(false),
       z.strictObject({
-        denials: burst.optional().describe("one agent's calls refused by rules or by a person, default 20/min; false: off"),
+        denials: burst.optional().describe("one agent's calls refused by the rules (not a person's denials of held calls), default 20/min; false: off"),
         limited: burst.optional().describe("one agent's calls refused by its limits and guards, default 100/min; false: off"),
         authFailures: burst.optional().describe('calls with a missing, unknown, revoked or expired agent key, all callers together, default 20/min; false: off'),
-        callSpike: z.union([spike, z.literal(false)]).optional().describe("one agent's calls in the last window against its average window; false: off"),
-        spendSpike: z.union([spike, z.literal(false)]).optional().describe("one agent's LLM spend (USD) in the last window against its average window; false: off"),
+        callSpike: z.union([spike, z.literal(false)], { error: 'expected { factor, min, learn }, or false (off)' }).optional().describe("one agent's calls in the last window against its average window; false: off"),
+        spendSpike: z.union([spike, z.literal(false)], { error: 'expected { factor, min, learn }, or false (off)' }).optional().describe("one agent's LLM spend (USD) in the last window against its average window; false: off"),
       }),
-    ])
+    ], { error: 'expected false (all off), or a mapping of denials, limited, authFailures, callSpike, spendSpike' })
     .optional()
     .describe('anomaly alerts, on by default with the defaults named here; false turns them all off'),
 });

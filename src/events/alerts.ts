@@ -29,12 +29,14 @@ export class Alerts {
   /** Raises an alert unless the same kind+subject was raised within the last minute. */
   raise(kind: string, subject: string, severity: Alert['severity'], message: string, data?: Record<string, unknown>, agent?: string): void {
     const key = `${kind}\n${subject}`;
-    const now = Date.now();
+    // The minute is measured on a monotonic clock: a wall clock stepped back (NTP) would otherwise
+    // keep the alert quiet for as long as the step.
+    const now = performance.now();
     const last = this.lastRaised.get(key);
     if (last !== undefined && now - last < REPEAT_MS) return;
     this.lastRaised.set(key, now);
     if (this.lastRaised.size > 10_000) for (const [k, t] of this.lastRaised) if (now - t >= REPEAT_MS) this.lastRaised.delete(k);
-    const a: Alert = { id: randomUUID(), ts: new Date(now).toISOString(), kind, severity, message, agent, data };
+    const a: Alert = { id: randomUUID(), ts: new Date().toISOString(), kind, severity, message, agent, data };
     this.bus.emit('alert', a);
     this.writes.write(() => this.store.insertAlert(a));
     this.share?.(a);

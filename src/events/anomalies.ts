@@ -3,8 +3,8 @@
  * look at before a budget or a system is hurt, raised as `anomaly` alerts (SPEC section 9).
  *
  * Two kinds of signal:
- * - bursts, counted in a sliding window against a fixed threshold: calls refused by rules or by a
- *   human (an agent probing what it may do, or following injected instructions), calls refused by
+ * - bursts, counted in a sliding window against a fixed threshold: calls refused by the rules (an
+ *   agent probing what it may do, or following injected instructions), calls refused by
  *   limits (a client retrying without backing off), and calls with no valid agent key (someone
  *   guessing keys, or an agent left running with a revoked one);
  * - spikes, judged against each agent's own history: its calls, and its LLM spend, in the last
@@ -40,14 +40,14 @@ export interface AnomalyConfig {
 /** What `observe` reads of a final audit record. */
 export interface FinishedExchange {
   agent: string | null;
+  /** The record's decision: a call refused has `denied` or `limited`; one allowed and later cut keeps `allowed`. */
+  decision: string;
   code?: string | undefined;
   costUsd?: number | undefined;
 }
 
 export type RaiseAlert = (kind: string, subject: string, severity: Alert['severity'], message: string, data: Record<string, unknown>, agent?: string) => void;
 
-/** Codes of calls a rule or a person refused. */
-const DENIAL_CODES = new Set(['denied', 'approval_denied']);
 /** Codes of calls the agent's limits and guards refused. */
 const LIMIT_CODES = new Set(['rate_limited', 'concurrency_limited', 'loop_detected', 'budget_exceeded']);
 
@@ -61,7 +61,7 @@ const HISTORY = 60;
 class Series {
   private readonly slots = new Float64Array(HISTORY + 1);
   private newest: number;
-  private readonly first: number;
+  private first: number;
   private averageOf = -1;
   private average = 0;
 
@@ -76,7 +76,13 @@ class Series {
   /** Adds `amount` now; returns the amount of the last window (a sliding estimate). */
   add(amount: number, now: number): number {
     const w = Math.floor(now / this.windowMs);
-    if (w > this.newest) {
+    if (w < this.newest) {
+      // A clock that went back: the slots no longer say which window they hold, so the history starts over.
+      this.slots.fill(0);
+      this.newest = w;
+      this.first = w;
+      this.averageOf = -1;
+    } else if (w > this.newest) {
       // Windows with nothing in them are zeros of the average, not gaps.
       for (let i = Math.max(this.newest + 1, w - HISTORY); i <= w; i++) this.slots[i % (HISTORY + 1)] = 0;
       this.newest = w;
@@ -113,7 +119,8 @@ export class AnomalyDetector {
   constructor(
     private config: AnomalyConfig,
     private readonly raise: RaiseAlert,
-    private readonly now: () => number = Date.now,
+    /** A monotonic clock by default: a wall clock stepped back or forth (NTP) must not move the windows. */
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   /** A reloaded config: thresholds apply from the next exchange; a series whose window changed starts over. */
@@ -129,16 +136,22 @@ export class AnomalyDetector {
     const now = this.now();
     const code = x.code;
     if (code !== undefined) {
-      if (code === 'unauthenticated') {
-        if (c.authFailures) this.burst('auth_failures', undefined, c.authFailures, now);
-      } else if (x.agent !== null) {
-        if (c.denials && DENIAL_CODES.has(code)) this.burst('denials', x.agent, c.denials, now);
-        else if (c.limited && LIMIT_CODES.has(code)) this.burst('limited', x.agent, c.limited, now);
+      if (x.agent === null) {
+        // A caller with no valid key. (An agent's call whose key was revoked while it was held for
+        // approval says unauthenticated too, but with its agent: the operator's doing, not a guess.)
+        if (code === 'unauthenticated' && c.authFailures) this.burst('auth_failures', undefined, c.authFailures, now);
+      } else if (code === 'denied') {
+        // Calls the rules refused. Not a person's denial of a held call (approval_denied: whoever
+        // denied it has seen it), nor an allowed tunnel cut by a key revocation or a reload (its
+        // decision stays allowed: the operator's doing, not the agent's).
+        if (c.denials && x.decision === 'denied') this.burst('denials', x.agent, c.denials, now);
+      } else if (c.limited && x.decision === 'limited' && LIMIT_CODES.has(code)) {
+        this.burst('limited', x.agent, c.limited, now);
       }
     }
     if (x.agent === null) return;
     if (c.callSpike) this.spike('call_spike', x.agent, this.calls, c.callSpike, 1, now);
-    if (c.spendSpike && x.costUsd !== undefined && x.costUsd > 0) this.spike('spend_spike', x.agent, this.spend, c.spendSpike, x.costUsd, now);
+    if (c.spendSpike && x.costUsd !== undefined && x.costUsd > 0 && x.costUsd < Infinity) this.spike('spend_spike', x.agent, this.spend, c.spendSpike, x.costUsd, now);
   }
 
   private burst(signal: 'denials' | 'limited' | 'auth_failures', agent: string | undefined, rate: Rate, now: number): void {
@@ -152,7 +165,7 @@ export class AnomalyDetector {
     if (signal === 'auth_failures') {
       this.raise('anomaly', signal, 'warning', `${count} calls with a missing, unknown, revoked or expired agent key in the last ${window} (alert at ${rate.text}): someone may be guessing keys, or an agent runs with a key that no longer works. Audit records with code unauthenticated show them`, data);
     } else if (signal === 'denials') {
-      this.raise('anomaly', `${signal} ${agent}`, 'warning', `agent "${agent}" had ${count} calls refused by rules or by a person in the last ${window} (alert at ${rate.text}): it may be probing what it may do, or following instructions injected into its input`, data, agent);
+      this.raise('anomaly', `${signal} ${agent}`, 'warning', `agent "${agent}" had ${count} calls refused by the rules in the last ${window} (alert at ${rate.text}): it may be probing what it may do, or following instructions injected into its input`, data, agent);
     } else {
       this.raise('anomaly', `${signal} ${agent}`, 'info', `agent "${agent}" had ${count} calls refused by its limits in the last ${window} (alert at ${rate.text}): it keeps calling without backing off`, data, agent);
     }

@@ -58,13 +58,18 @@ export interface Rejection {
   rule?: string | undefined;
   status: number;
   startedHr: number;
+  /**
+   * A forward-proxy client's first request, sent without credentials as proxy clients (browsers)
+   * do until they are challenged: recorded, but not shown to `onFinal` (it is no failed key).
+   */
+  challenge?: true | undefined;
 }
 
 export class Pipeline {
   private readonly policies: Policy[];
   /** Exchanges between decision and outcome, by id. */
   readonly inFlight = new Map<string, Exchange>();
-  /** Told of every final record, refused callers' included (the anomaly alerts watch them). */
+  /** Told of every final record, refused callers' included (the anomaly alerts watch them), but a proxy client's challenge (`Rejection.challenge`). */
   onFinal: ((rec: AuditRecord) => void) | undefined;
 
   constructor(
@@ -214,7 +219,7 @@ export class Pipeline {
       durationMs: round(performance.now() - r.startedHr),
     };
     this.metrics.exchanges.labels(r.protocol, rec.agent ?? '', rec.decision).inc();
-    this.observe(rec);
+    if (r.challenge !== true) this.observe(rec);
     this.audit.append(rec).catch(() => {});
   }
 

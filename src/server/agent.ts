@@ -100,6 +100,8 @@ interface Refusal {
   code: ErrorCode;
   message: string;
   agentName?: string;
+  /** A proxy client's request with no credentials at all: the 407 challenge it expects before it sends them. */
+  challenge?: true;
 }
 
 /** The key a caller presented, and its agent; or why it is refused (`missing`: when it presented none). */
@@ -137,7 +139,7 @@ function doorFailed(gw: AgentPortDeps, requestId: string, what: string, e: unkno
 export function proxyCaller(gw: AgentPortDeps, h: IncomingMessage['headers'], requestId: string, startedHr: number, config: RuntimeConfig): Caller | Refusal {
   const creds = proxyCredentials(h);
   const who = identify(gw, creds && { key: creds.key, claimedAgent: creds.agent }, 'forward-proxy mode needs "Proxy-Authorization: Basic base64(<agent>:<key>)" (a proxy URL such as http://<agent>:<key>@127.0.0.1:8844)', config);
-  if ('code' in who) return who;
+  if ('code' in who) return h['proxy-authorization'] === undefined ? { ...who, challenge: true } : who;
   if (!config.http.forwardProxy) return { code: 'not_found', message: 'forward-proxy mode is off on this gateway (http.forwardProxy); call services through /http/<service>/...', agentName: who.agent.name };
   const attributed = attribution(h, who.agent.name);
   if ('code' in attributed) return attributed;
@@ -153,7 +155,7 @@ function serveAsProxy(gw: AgentPortDeps, req: IncomingMessage, res: ServerRespon
   const c = proxyCaller(gw, req.headers, requestId, startedHr, config);
   if ('code' in c) {
     const status = proxyStatus(c.code);
-    gw.pipeline.reject({ id: requestId, protocol: 'http', agent: c.agentName ? config.agents.get(c.agentName) : undefined, code: c.code, message: c.message, status, startedHr });
+    gw.pipeline.reject({ id: requestId, protocol: 'http', agent: c.agentName ? config.agents.get(c.agentName) : undefined, code: c.code, message: c.message, status, startedHr, challenge: c.challenge });
     if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) res.setHeader('connection', 'close');
     if (c.code === 'unauthenticated') res.setHeader('proxy-authenticate', 'Basic realm="airlock"');
     return sendError(res, requestId, c.code, c.message, { status });
@@ -172,7 +174,7 @@ export function connectHandler(gw: AgentPortDeps & { own: OwnPorts }, req: Incom
   const config = gw.config();
   const c = proxyCaller(gw, req.headers, requestId, startedHr, config);
   if ('code' in c) {
-    gw.pipeline.reject({ id: requestId, protocol: 'http', agent: c.agentName ? config.agents.get(c.agentName) : undefined, code: c.code, message: c.message, status: proxyStatus(c.code), startedHr });
+    gw.pipeline.reject({ id: requestId, protocol: 'http', agent: c.agentName ? config.agents.get(c.agentName) : undefined, code: c.code, message: c.message, status: proxyStatus(c.code), startedHr, challenge: c.challenge });
     return refuseRaw(socket, requestId, c.code, c.message);
   }
   if (gw.isDraining()) {
