@@ -6,12 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { connect, createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Server } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
 import { eventually, openaiAgent } from './support/llm.js';
 import { startUpstream, type Upstream } from './support/upstream.js';
+import { basic, rawProxyRequest } from './support/proxy.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- test convenience: alerts are checked field by field
 type AlertJson = any;
@@ -274,26 +275,6 @@ alerts:
   });
 });
 
-const basic = (agent: string, key: string) => `Basic ${Buffer.from(`${agent}:${key}`).toString('base64')}`;
-
-/** Sends a CONNECT (or, with `line`, another proxy request) on a raw socket; resolves with the socket and the proxy's answer head. */
-function connectThrough(port: number, authority: string, auth: string | undefined, line = `CONNECT ${authority} HTTP/1.1`): Promise<{ socket: Socket; head: string }> {
-  return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1');
-    let got = '';
-    const onData = (c: Buffer) => {
-      got += c.toString('latin1');
-      const end = got.indexOf('\r\n\r\n');
-      if (end === -1) return;
-      s.off('data', onData);
-      resolve({ socket: s, head: got.slice(0, end) });
-    };
-    s.on('data', onData);
-    s.on('error', reject);
-    s.write(`${line}\r\nHost: ${authority}\r\n${auth ? `Proxy-Authorization: ${auth}\r\n` : ''}\r\n`);
-  });
-}
-
 describe('anomaly alerts: what an operator does, and what proxy clients always do, is no anomaly', () => {
   let up: Upstream;
   let tcp: Server;
@@ -361,7 +342,7 @@ alerts:
 
   it('open tunnels cut by a reload that no longer allows them raise no denials alert: the operator cut them', async () => {
     const port = Number(new URL(t.agentUrl).port);
-    const tunnels = await Promise.all(Array.from({ length: 4 }, () => connectThrough(port, `127.0.0.1:${tcpPort}`, basic('bob', KEYS.bob))));
+    const tunnels = await Promise.all(Array.from({ length: 4 }, () => rawProxyRequest(port, `127.0.0.1:${tcpPort}`, basic('bob', KEYS.bob))));
     for (const x of tunnels) assert.match(x.head, /^HTTP\/1\.1 200 /);
     const closed = Promise.all(tunnels.map((x) => new Promise((r) => x.socket.once('close', r))));
     const original = readFileSync(t.configFile, 'utf8');
@@ -384,19 +365,19 @@ alerts:
   it('proxy clients asking without credentials first (the 407 challenge) raise no auth_failures alert; wrong credentials do', async () => {
     const port = Number(new URL(t.agentUrl).port);
     for (let i = 0; i < 5; i++) {
-      const { socket, head } = await connectThrough(port, `127.0.0.1:${tcpPort}`, undefined);
+      const { socket, head } = await rawProxyRequest(port, `127.0.0.1:${tcpPort}`, undefined);
       socket.destroy();
       assert.match(head, /^HTTP\/1\.1 407 /);
     }
     for (let i = 0; i < 5; i++) {
-      const { socket, head } = await connectThrough(port, `127.0.0.1:${tcpPort}`, undefined, `GET http://127.0.0.1:${tcpPort}/x HTTP/1.1`);
+      const { socket, head } = await rawProxyRequest(port, `127.0.0.1:${tcpPort}`, undefined, `GET http://127.0.0.1:${tcpPort}/x HTTP/1.1`);
       socket.destroy();
       assert.match(head, /^HTTP\/1\.1 407 /);
     }
     await sleep(100);
     assert.deepEqual(await anomalies(t.adminUrl), [], 'ten challenges are no failed keys');
     for (let i = 0; i < 3; i++) {
-      const { socket, head } = await connectThrough(port, `127.0.0.1:${tcpPort}`, basic('bob', 'alk_guessYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYY'));
+      const { socket, head } = await rawProxyRequest(port, `127.0.0.1:${tcpPort}`, basic('bob', 'alk_guessYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYY'));
       socket.destroy();
       assert.match(head, /^HTTP\/1\.1 407 /);
     }

@@ -17,8 +17,8 @@ import { ProxyAgent, request } from 'undici';
 import { waitFor } from './support/cli.js';
 import { call, KEYS, startGateway, type TestGateway } from './support/gateway.js';
 import { startUpstream, type Upstream } from './support/upstream.js';
+import { basic, rawProxyRequest } from './support/proxy.js';
 
-const basic = (agent: string, key: string) => `Basic ${Buffer.from(`${agent}:${key}`).toString('base64')}`;
 
 /** Runs curl (asynchronously: the gateway it calls runs in this process) and returns what it printed. */
 function curl(args: string[], env: Record<string, string> = {}): Promise<string> {
@@ -46,24 +46,6 @@ function raw(port: number, text: string, until?: RegExp): Promise<string> {
     s.on('error', reject);
     s.on('close', () => resolve(got));
     s.write(text);
-  });
-}
-
-/** Opens a CONNECT tunnel on a raw socket; resolves once the proxy has answered. */
-function openTunnel(port: number, authority: string, auth: string): Promise<{ socket: Socket; head: string }> {
-  return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1');
-    let got = '';
-    const onData = (c: Buffer) => {
-      got += c.toString('latin1');
-      const end = got.indexOf('\r\n\r\n');
-      if (end === -1) return;
-      s.off('data', onData);
-      resolve({ socket: s, head: got.slice(0, end) });
-    };
-    s.on('data', onData);
-    s.on('error', reject);
-    s.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: ${auth}\r\n\r\n`);
   });
 }
 
@@ -99,7 +81,7 @@ rules:
     const r = await raw(Number(new URL(t.agentUrl).port), `GET ${up.url}/x HTTP/1.1\r\nHost: ${host}\r\nProxy-Authorization: ${basic('alice', KEYS.alice)}\r\nConnection: close\r\n\r\n`);
     assert.match(r, /^HTTP\/1\.1 404 /);
     assert.match(r, /http\.forwardProxy/);
-    const tunnel = await openTunnel(Number(new URL(t.agentUrl).port), host, basic('alice', KEYS.alice));
+    const tunnel = await rawProxyRequest(Number(new URL(t.agentUrl).port), host, basic('alice', KEYS.alice));
     assert.match(tunnel.head, /^HTTP\/1\.1 404 /);
     tunnel.socket.destroy();
     assert.equal(up.received.length, 0);
@@ -221,7 +203,7 @@ http:
       assert.match(r, /proxy-authenticate: Basic realm="airlock"/i);
       assert.match(r, /"code":"unauthenticated"/);
     }
-    const tunnel = await openTunnel(proxyPort, `127.0.0.1:${tlsPort}`, 'Basic bm9ib2R5Om5vdGhpbmc=');
+    const tunnel = await rawProxyRequest(proxyPort, `127.0.0.1:${tlsPort}`, 'Basic bm9ib2R5Om5vdGhpbmc=');
     assert.match(tunnel.head, /^HTTP\/1\.1 407 /);
     tunnel.socket.destroy();
   });
@@ -271,12 +253,12 @@ http:
     const other = await startUpstream();
     try {
       const port = new URL(other.url).port;
-      const tunnel = await openTunnel(proxyPort, `127.0.0.1:${port}`, basic('alice', KEYS.alice));
+      const tunnel = await rawProxyRequest(proxyPort, `127.0.0.1:${port}`, basic('alice', KEYS.alice));
       assert.match(tunnel.head, /^HTTP\/1\.1 403 /);
       tunnel.socket.destroy();
       const rec = await finalOf(t, `http: CONNECT 127.0.0.1:${port}`);
       assert.equal(rec['decision'], 'denied');
-      const bad = await openTunnel(proxyPort, 'no-port-here', basic('alice', KEYS.alice));
+      const bad = await rawProxyRequest(proxyPort, 'no-port-here', basic('alice', KEYS.alice));
       assert.match(bad.head, /^HTTP\/1\.1 400 /);
       bad.socket.destroy();
     } finally {
@@ -287,7 +269,7 @@ http:
   it('an open tunnel is judged again when its key is revoked or the config changes, and cut if no longer allowed', async () => {
     /** A tunnel with a live TLS session in it; resolves when the proxy closes it. */
     const liveTunnel = async (auth: string) => {
-      const { socket, head } = await openTunnel(proxyPort, `127.0.0.1:${tlsPort}`, auth);
+      const { socket, head } = await rawProxyRequest(proxyPort, `127.0.0.1:${tlsPort}`, auth);
       assert.match(head, /^HTTP\/1\.1 200 /);
       const session = tlsConnect({ socket, rejectUnauthorized: false });
       await new Promise<void>((r) => session.once('secureConnect', () => r()));
@@ -296,7 +278,7 @@ http:
     // A stored key of alice's, revoked while its tunnel is open; a tunnel on her config key stays up.
     const made = await call(`${t.adminUrl}/api/agents/alice/keys`, { method: 'POST', body: '{}' });
     const revokedClosed = await liveTunnel(basic('alice', made.json.key));
-    const survivor = await openTunnel(proxyPort, `127.0.0.1:${tlsPort}`, basic('alice', KEYS.alice));
+    const survivor = await rawProxyRequest(proxyPort, `127.0.0.1:${tlsPort}`, basic('alice', KEYS.alice));
     let survivorClosed = false;
     survivor.socket.once('close', () => (survivorClosed = true));
     const t0 = Date.now();
@@ -325,7 +307,7 @@ http:
   });
 
   it('a kill switch cuts an open tunnel (a live TLS session inside) within a second; the final record says killed, with the bytes', async () => {
-    const { socket, head } = await openTunnel(proxyPort, `127.0.0.1:${tlsPort}`, basic('alice', KEYS.alice));
+    const { socket, head } = await rawProxyRequest(proxyPort, `127.0.0.1:${tlsPort}`, basic('alice', KEYS.alice));
     assert.match(head, /^HTTP\/1\.1 200 Connection Established/);
     // A real TLS session through the tunnel, left open (keep-alive) after one request.
     const session = tlsConnect({ socket, rejectUnauthorized: false });
@@ -340,7 +322,7 @@ http:
       const rec = await waitFor('the killed tunnel', async () => (await records(t, `http: CONNECT 127.0.0.1:${tlsPort}`)).find((x) => x.phase === 'final' && x.decision === 'killed') as never);
       assert.ok(rec['bytesIn'] > 100 && rec['bytesOut'] > 100, `bytes both ways: ${rec['bytesIn']} / ${rec['bytesOut']}`);
       assert.equal(rec['code'], 'killed');
-      const refused = await openTunnel(proxyPort, `127.0.0.1:${tlsPort}`, basic('alice', KEYS.alice));
+      const refused = await rawProxyRequest(proxyPort, `127.0.0.1:${tlsPort}`, basic('alice', KEYS.alice));
       assert.match(refused.head, /^HTTP\/1\.1 403 /);
       refused.socket.destroy();
     } finally {
@@ -354,7 +336,7 @@ http:
     const viaProxy = await request(`${t.adminUrl}/api/kill`, { method: 'POST', dispatcher: bob, body: JSON.stringify({ all: true }) });
     assert.equal(viaProxy.statusCode, 403);
     assert.match(((await viaProxy.body.json()) as { error: { message: string } }).error.message, /own ports/);
-    const tunnel = await openTunnel(proxyPort, adminHost, basic('bob', KEYS.bob));
+    const tunnel = await rawProxyRequest(proxyPort, adminHost, basic('bob', KEYS.bob));
     assert.match(tunnel.head, /^HTTP\/1\.1 403 /);
     tunnel.socket.destroy();
     const loop = await request(`${t.agentUrl}/http/x`, { dispatcher: bob });
@@ -366,7 +348,7 @@ http:
     const metadata = await request('http://169.254.169.254/latest/meta-data/iam/security-credentials/', { dispatcher: bob });
     assert.equal(metadata.statusCode, 403);
     assert.match(((await metadata.body.json()) as { error: { message: string } }).error.message, /link-local/);
-    const metaTunnel = await openTunnel(proxyPort, '169.254.169.254:80', basic('bob', KEYS.bob));
+    const metaTunnel = await rawProxyRequest(proxyPort, '169.254.169.254:80', basic('bob', KEYS.bob));
     assert.match(metaTunnel.head, /^HTTP\/1\.1 403 /);
     metaTunnel.socket.destroy();
     // The metadata addresses outside 169.254/16 (AWS over IPv6, Alibaba Cloud), and 169.254.169.254 written as NAT64.
@@ -375,7 +357,7 @@ http:
       assert.equal(r.statusCode, 403, url);
       assert.match(((await r.body.json()) as { error: { message: string } }).error.message, /metadata/, url);
     }
-    const nat64 = await openTunnel(proxyPort, '[64:ff9b::a9fe:a9fe]:80', basic('bob', KEYS.bob));
+    const nat64 = await rawProxyRequest(proxyPort, '[64:ff9b::a9fe:a9fe]:80', basic('bob', KEYS.bob));
     assert.match(nat64.head, /^HTTP\/1\.1 403 /);
     nat64.socket.destroy();
     const rec = await finalOf(t, `http: POST ${adminHost}/api/kill`);
@@ -433,7 +415,7 @@ http:
       assert.match(r, /"rule":"not-this-machine"/, host);
     }
     for (const host of [`2130706433:${upPort}`, `0x7f.1:${upPort}`, `0177.0.0.1:${upPort}`, `127.1:${upPort}`, `[::ffff:127.0.0.1]:${upPort}`, `localhost.:${upPort}`]) {
-      const tunnel = await openTunnel(proxyPort, host, auth);
+      const tunnel = await rawProxyRequest(proxyPort, host, auth);
       assert.match(tunnel.head, /^HTTP\/1\.1 403 /, host);
       tunnel.socket.destroy();
     }
@@ -528,7 +510,7 @@ http:
     await waitFor('the approval to be withdrawn', async () => (await pending()).length === 0, 2000);
     const rec = await finalOf(t, `http: CONNECT localhost:${echoPort}`);
     assert.notEqual(rec['decision'], 'allowed');
-    const next = await openTunnel(proxyPort, `127.0.0.1:${echoPort}`, basic('alice', KEYS.alice));
+    const next = await rawProxyRequest(proxyPort, `127.0.0.1:${echoPort}`, basic('alice', KEYS.alice));
     assert.match(next.head, /^HTTP\/1\.1 200 /, 'the slot came back');
     next.socket.destroy();
     await finalOf(t, `http: CONNECT 127.0.0.1:${echoPort}`);
