@@ -566,7 +566,7 @@ async function runFeed() {
         heard = Date.now();
         // SSE lines end in LF, CRLF or CR (a proxy in front of the admin port may rewrite them):
         // made LF here, a CRLF split across two reads included.
-        let text = crLast && value.startsWith('\n') ? value.slice(1) : value;
+        const text = crLast && value.startsWith('\n') ? value.slice(1) : value;
         crLast = text.endsWith('\r');
         buf += text.replace(/\r\n?/g, '\n');
         let end;
